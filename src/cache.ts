@@ -1,0 +1,155 @@
+import { LRUCache } from 'lru-cache';
+import type { AttributeRecord } from './attributes.ts';
+
+/** What the database holds for a session, as read at one moment. Immutable; shared by cache and sessions. */
+export interface SessionRecord {
+  readonly id: string;
+  readonly userId: string;
+  readonly groupId: string | null;
+  readonly version: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly lastAccessed: number;
+  readonly expiresAt: number;
+  readonly attributes: ReadonlyMap<string, AttributeRecord>;
+}
+
+interface Entry {
+  record: SessionRecord;
+  /** Clock time just before the query that read it was sent: it reflects every commit before this. */
+  readAt: number;
+}
+
+/**
+ * The per-isolate session cache: an LRU keyed by token, an index from session id to token (the feed and
+ * the worker speak in ids), and freshness bookkeeping.
+ *
+ * Freshness: a change committed at T must not be served after T + maxStaleness. An entry read at `readAt`
+ * reflects every commit before `readAt`; the sync client calls `markFresh(W)` once it has applied every
+ * change committed before W. An entry may be served at `now` only if max(readAt, W) ≥ now − maxStaleness.
+ * Standalone (no sync client) that means: trusted for maxStaleness after the read.
+ *
+ * Races: a miss that reads a row while a change of that row is being invalidated must not put the old
+ * row back. Every invalidation gets an epoch number; a fill carries the epoch at which its query started
+ * and is dropped if that session (or the whole cache) was invalidated since.
+ */
+export class SessionCache {
+  readonly #lru: LRUCache<string, Entry> | undefined;
+  readonly #tokenById = new Map<string, string>();
+  /** Epoch of the latest invalidation per session id, kept for ids whether or not they are cached. */
+  readonly #invalidatedAt: LRUCache<string, number>;
+  /** Highest epoch that fell out of #invalidatedAt: a fill older than it cannot be checked, so it is dropped. */
+  #forgottenEpoch = 0;
+  #clearedEpoch = 0;
+  #epoch = 0;
+  #freshAsOf = Number.NEGATIVE_INFINITY;
+
+  constructor(max: number) {
+    if (max > 0) {
+      this.#lru = new LRUCache<string, Entry>({
+        max,
+        dispose: (entry, token) => {
+          if (this.#tokenById.get(entry.record.id) === token) this.#tokenById.delete(entry.record.id);
+        },
+      });
+    }
+    this.#invalidatedAt = new LRUCache<string, number>({
+      max: Math.max(1024, max),
+      dispose: (epoch) => {
+        if (epoch > this.#forgottenEpoch) this.#forgottenEpoch = epoch;
+      },
+    });
+  }
+
+  get size(): number {
+    return this.#lru?.size ?? 0;
+  }
+
+  /** Current epoch; pass it to `fill` after the query returns. */
+  begin(): number {
+    return this.#epoch;
+  }
+
+  /** The entry for `token` if it is fresh enough to serve at `now`; otherwise undefined (no I/O either way). */
+  get(token: string, now: number, maxStaleness: number): SessionRecord | undefined {
+    const e = this.#lru?.get(token);
+    if (e === undefined) return undefined;
+    const freshAsOf = e.readAt > this.#freshAsOf ? e.readAt : this.#freshAsOf;
+    if (freshAsOf < now - maxStaleness) return undefined;
+    return e.record;
+  }
+
+  /**
+   * Stores a row read (or written) by a statement sent at `readAt`, after it committed. Dropped when the
+   * session, or the whole cache, was invalidated after `startEpoch`. Returns whether it was stored.
+   */
+  fill(token: string, record: SessionRecord, readAt: number, startEpoch: number): boolean {
+    if (this.#lru === undefined) return false;
+    if (this.#clearedEpoch > startEpoch || this.#forgottenEpoch > startEpoch) return false;
+    const inv = this.#invalidatedAt.get(record.id);
+    if (inv !== undefined && inv > startEpoch) return false;
+    // Two misses of one session can return out of order: keep the newer row.
+    const existing = this.#lru.peek(token);
+    if (existing !== undefined && existing.record.version > record.version) return false;
+    const previousToken = this.#tokenById.get(record.id);
+    if (previousToken !== undefined && previousToken !== token) this.#lru.delete(previousToken);
+    this.#lru.set(token, { record, readAt });
+    this.#tokenById.set(record.id, token);
+    return true;
+  }
+
+  /** Drops the entries of these session ids and fences off fills that started before now. */
+  invalidate(ids: Iterable<string>): void {
+    const epoch = ++this.#epoch;
+    for (const id of ids) {
+      this.#invalidatedAt.set(id, epoch);
+      const token = this.#tokenById.get(id);
+      if (token !== undefined) this.#lru?.delete(token);
+    }
+  }
+
+  /**
+   * After this process wrote a session: fences off older fills and, if the session is cached, replaces
+   * its entry with the row the write returned.
+   */
+  refresh(record: SessionRecord, readAt: number): void {
+    const token = this.#tokenById.get(record.id);
+    this.invalidate([record.id]);
+    if (token !== undefined) this.fill(token, record, readAt, this.#epoch);
+  }
+
+  /** Drops the entry for one token (used when a token turns out to be dead). */
+  invalidateToken(token: string): void {
+    const e = this.#lru?.peek(token);
+    if (e !== undefined) this.invalidate([e.record.id]);
+  }
+
+  /** Drops everything and fences off every fill in flight. */
+  clear(): void {
+    this.#clearedEpoch = ++this.#epoch;
+    this.#lru?.clear();
+    this.#tokenById.clear();
+  }
+
+  /**
+   * The sync client's promise: every change committed before `asOf` (ms, same clock) has been passed to
+   * `invalidate`/`clear`. Entries then stay servable until `asOf + maxStaleness`. Never moves backwards.
+   */
+  markFresh(asOf: number): void {
+    if (asOf > this.#freshAsOf) this.#freshAsOf = asOf;
+  }
+
+  /** Forgets `markFresh` (the sync client lost its feed): entries fall back to their own read time. */
+  resetFreshness(): void {
+    this.#freshAsOf = Number.NEGATIVE_INFINITY;
+  }
+
+  get freshAsOf(): number {
+    return this.#freshAsOf;
+  }
+
+  /** Ids currently cached (for tests and metrics). */
+  ids(): string[] {
+    return [...this.#tokenById.keys()];
+  }
+}

@@ -1,0 +1,152 @@
+import { ConfigError } from './errors.ts';
+
+const HOUR = 3_600_000;
+
+/**
+ * Options of a `SessionManager`. They mirror go-pg-session's `Config` (same defaults), in TypeScript
+ * naming, with durations in milliseconds. Every option is validated once, at construction; a bad value
+ * throws a `ConfigError` whose `option` names it.
+ */
+export interface SessionConfig {
+  /**
+   * Most sessions one user may hold. Creating one more evicts the least recently used (by last access)
+   * in the same atomic step. Integer ≥ 1. Default 5.
+   */
+  maxSessions?: number;
+  /** Largest attribute value, in bytes of its UTF-8 JSON. Integer ≥ 1. Default 16384 (16 KiB). */
+  maxAttributeLength?: number;
+  /** Absolute lifetime of a new session, in ms (`expires_at` = creation + this). Default 720 h (30 days). */
+  sessionExpiration?: number;
+  /**
+   * Idle timeout in ms: a session whose newest known last access is older than this is expired.
+   * `0` turns idle expiry off. Default 48 h.
+   */
+  inactivityDuration?: number;
+  /** How often the worker (or `startBackgroundTasks`) runs `deleteExpired()`, in ms. Default 1 h. */
+  cleanupInterval?: number;
+  /** Sessions kept in this manager's in-memory LRU. `0` turns the cache off. Default 10000. */
+  cacheSize?: number;
+  /**
+   * Prefix of every table, index, function and trigger name, so several stores can share a schema.
+   * Empty or a PostgreSQL identifier start (`[A-Za-z_][A-Za-z0-9_]*`). Default ''.
+   */
+  tablePrefix?: string;
+  /** Schema holding the tables (created by `migrate()`). PostgreSQL identifier, ≤ 63 bytes. Default 'public'. */
+  schemaName?: string;
+  /**
+   * Touches (last-access updates) are kept in memory and written at most this often, in ms. It is also
+   * the grace that cleanup adds to `inactivityDuration`, so a touch not yet written never gets an active
+   * session deleted. Default 10 min (go-pg-session's default).
+   */
+  lastAccessUpdateInterval?: number;
+  /** Rows per touch-flush statement (and per cleanup delete batch). Integer 1..50000. Default 5000. */
+  lastAccessUpdateBatchSize?: number;
+  /**
+   * Longest time, in ms, a cached session may be served after it was changed or deleted elsewhere.
+   * Without a sync client marking the cache fresh, an entry is trusted for this long after it was read.
+   * `0` means every read goes to the database. Default 1000.
+   */
+  maxStaleness?: number;
+  /** The clock, in ms since the epoch. Inject a fake one in tests. Default `Date.now`. */
+  clock?: () => number;
+}
+
+export interface ResolvedConfig {
+  maxSessions: number;
+  maxAttributeLength: number;
+  sessionExpiration: number;
+  inactivityDuration: number;
+  cleanupInterval: number;
+  cacheSize: number;
+  tablePrefix: string;
+  schemaName: string;
+  lastAccessUpdateInterval: number;
+  lastAccessUpdateBatchSize: number;
+  maxStaleness: number;
+  clock: () => number;
+}
+
+export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock'>> = Object.freeze({
+  maxSessions: 5,
+  maxAttributeLength: 16384,
+  sessionExpiration: 720 * HOUR,
+  inactivityDuration: 48 * HOUR,
+  cleanupInterval: HOUR,
+  cacheSize: 10000,
+  tablePrefix: '',
+  schemaName: 'public',
+  lastAccessUpdateInterval: 10 * 60_000,
+  lastAccessUpdateBatchSize: 5000,
+  maxStaleness: 1000,
+});
+
+const KNOWN = new Set([...Object.keys(DEFAULTS), 'clock']);
+
+/** The longest object name derived from the prefix; the prefix must leave room for it within 63 bytes. */
+export const LONGEST_SUFFIX = 'session_changes_capture_delete';
+const MAX_IDENTIFIER = 63;
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function int(option: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(option, `expected an integer, got ${show(v)}`);
+  if (v < min || v > max) throw new ConfigError(option, `must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+function duration(option: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(option, `expected a finite number of milliseconds, got ${show(v)}`);
+  if (v < min) throw new ConfigError(option, `must be at least ${min} ms, got ${v}`);
+  if (v > 100 * 365 * 24 * HOUR) throw new ConfigError(option, `must be at most 100 years in ms, got ${v}`);
+  return v;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v === null || typeof v !== 'object') return String(v);
+  return Object.prototype.toString.call(v);
+}
+
+/** Validates a schema name: PostgreSQL identifier rules, at most 63 bytes. */
+export function validateSchemaName(v: unknown, option = 'schemaName'): string {
+  if (typeof v !== 'string') throw new ConfigError(option, `expected a string, got ${show(v)}`);
+  if (!IDENT.test(v)) throw new ConfigError(option, `${JSON.stringify(v)} is not a PostgreSQL identifier ([A-Za-z_][A-Za-z0-9_]*)`);
+  if (v.length > MAX_IDENTIFIER) throw new ConfigError(option, `must be at most ${MAX_IDENTIFIER} characters, got ${v.length}`);
+  if (v.toLowerCase().startsWith('pg_')) throw new ConfigError(option, 'names starting with "pg_" are reserved by PostgreSQL');
+  return v;
+}
+
+/** Validates a table prefix: empty, or an identifier start that leaves room for the longest derived name. */
+export function validateTablePrefix(v: unknown, option = 'tablePrefix'): string {
+  if (typeof v !== 'string') throw new ConfigError(option, `expected a string, got ${show(v)}`);
+  if (v !== '' && !IDENT.test(v)) throw new ConfigError(option, `${JSON.stringify(v)} must be empty or match [A-Za-z_][A-Za-z0-9_]*`);
+  if (v.length + LONGEST_SUFFIX.length > MAX_IDENTIFIER) {
+    throw new ConfigError(option, `must be at most ${MAX_IDENTIFIER - LONGEST_SUFFIX.length} characters (derived names are limited to ${MAX_IDENTIFIER})`);
+  }
+  return v;
+}
+
+export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig {
+  if (input !== undefined && (input === null || typeof input !== 'object' || Array.isArray(input))) {
+    throw new ConfigError('config', `expected an object, got ${show(input)}`);
+  }
+  const o = (input ?? {}) as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new ConfigError(k, 'unknown option');
+  const pick = <T>(k: keyof typeof DEFAULTS): T => (o[k] === undefined ? DEFAULTS[k] : o[k]) as T;
+  const clock = o.clock === undefined ? Date.now : o.clock;
+  if (typeof clock !== 'function') throw new ConfigError('clock', `expected a function returning ms since the epoch, got ${show(clock)}`);
+  return {
+    maxSessions: int('maxSessions', pick('maxSessions'), 1, 1_000_000),
+    maxAttributeLength: int('maxAttributeLength', pick('maxAttributeLength'), 1, 64 * 1024 * 1024),
+    sessionExpiration: duration('sessionExpiration', pick('sessionExpiration'), 1),
+    inactivityDuration: duration('inactivityDuration', pick('inactivityDuration'), 0),
+    cleanupInterval: duration('cleanupInterval', pick('cleanupInterval'), 1),
+    cacheSize: int('cacheSize', pick('cacheSize'), 0, 100_000_000),
+    tablePrefix: validateTablePrefix(pick('tablePrefix')),
+    schemaName: validateSchemaName(pick('schemaName')),
+    lastAccessUpdateInterval: duration('lastAccessUpdateInterval', pick('lastAccessUpdateInterval'), 1),
+    lastAccessUpdateBatchSize: int('lastAccessUpdateBatchSize', pick('lastAccessUpdateBatchSize'), 1, 50_000),
+    maxStaleness: duration('maxStaleness', pick('maxStaleness'), 0),
+    clock: clock as () => number,
+  };
+}

@@ -1,0 +1,23 @@
+export type { AttributeRecord } from './attributes.ts';
+export { MAX_DEPTH, MAX_KEY_LENGTH } from './attributes.ts';
+export type { SessionRecord } from './cache.ts';
+export { SessionCache } from './cache.ts';
+export type { SessionConfig } from './config.ts';
+export { DEFAULTS } from './config.ts';
+export type { SqlExecutor, TransactionalDatabase } from './db.ts';
+export * from './errors.ts';
+export type {
+  CleanupResult,
+  CreatedSession,
+  CreateSessionOptions,
+  DeleteUserSessionsOptions,
+  FlushResult,
+  GetSessionOptions,
+  SessionInfo,
+  UpdateSessionOptions,
+} from './manager.ts';
+export { SessionManager } from './manager.ts';
+export { type MigrateResult, migrate } from './migrate.ts';
+export type { Attributes, SetAttributeOptions } from './session.ts';
+export { Session } from './session.ts';
+export { isWellFormedToken } from './token.ts';

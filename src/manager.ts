@@ -1,0 +1,492 @@
+import { sql } from 'drizzle-orm';
+import { LRUCache } from 'lru-cache';
+import { prepareValue, validateKey } from './attributes.ts';
+import { type SessionRecord, SessionCache } from './cache.ts';
+import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
+import type { SqlExecutor } from './db.ts';
+import { InvalidArgumentError, SessionNotFoundError, VersionConflictError } from './errors.ts';
+import { objectNames } from './names.ts';
+import { type Attributes, Session, toMillis } from './session.ts';
+import { rowToRecord, Store } from './store.ts';
+import { generateToken, hashToken, isUuid, isWellFormedToken } from './token.ts';
+
+export interface CreateSessionOptions {
+  /** Optional group (a tenant, a device family...) for `deleteSessionsByGroup`. */
+  groupId?: string;
+  /** Absolute expiry; default now + sessionExpiration. Must be in the future. */
+  expiresAt?: number | Date;
+}
+
+export interface GetSessionOptions {
+  /** Record a last access (in memory; written later in a batch). Default true. */
+  touch?: boolean;
+  /** Skip the cache and read the database. Default false. */
+  forceRefresh?: boolean;
+}
+
+export interface UpdateSessionOptions {
+  /** Compare-and-set on the session's version: any change since load → VersionConflictError. */
+  checkVersion?: boolean;
+  /** Compare-and-set on the versions of the attributes this update changes or deletes. */
+  checkAttributeVersion?: boolean;
+}
+
+export interface DeleteUserSessionsOptions {
+  /** Keep this session (e.g. "sign out everywhere else"). */
+  exceptSessionId?: string;
+}
+
+/** A session's metadata as listed by `listUserSessions`: never its token, never its attributes. */
+export interface SessionInfo {
+  id: string;
+  userId: string;
+  groupId: string | null;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Newest known last access, including touches this manager has not written yet. */
+  lastAccessedAt: Date;
+  expiresAt: Date;
+}
+
+export interface CreatedSession<A extends Attributes> {
+  session: Session<A>;
+  /** Give it to the client (the cookie); only its SHA-256 is stored. */
+  token: string;
+}
+
+export interface FlushResult {
+  /** Sessions whose last_accessed moved forward. */
+  rows: number;
+  /** Statements sent. */
+  batches: number;
+}
+
+export interface CleanupResult {
+  sessions: number;
+  attributes: number;
+  batches: number;
+}
+
+/** Bound on touches held in memory between flushes (ids beyond it are not recorded until a flush). */
+export const MAX_PENDING_TOUCHES = 200_000;
+const MAX_USER_ID_LENGTH = 512;
+
+/**
+ * Server-side sessions in PostgreSQL through any Drizzle database. One per isolate or process.
+ *
+ * Reads hit an in-memory LRU (no I/O) while the entry is fresh (see `maxStaleness`); a miss is one
+ * SELECT. Every write is one statement. Reads never write: touches are kept in memory and written in
+ * batches by `flushTouches()` (the sync worker takes them over in production).
+ */
+export class SessionManager<A extends Attributes = Attributes> {
+  readonly config: Readonly<ResolvedConfig>;
+  /** The per-isolate cache; the sync client drives `invalidate`, `clear` and `markFresh`. */
+  readonly cache: SessionCache;
+  readonly #store: Store;
+  readonly #clock: () => number;
+  /** Ids whose last access must still be written, with the newest time. */
+  #pending = new Map<string, number>();
+  /** Newest known last access per id (survives flushes, so idle expiry uses it). */
+  readonly #touched: LRUCache<string, number>;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #flushing: Promise<FlushResult> | undefined;
+
+  constructor(db: SqlExecutor, config: SessionConfig = {}) {
+    this.config = Object.freeze(resolveConfig(config));
+    if (db === null || typeof db !== 'object' || typeof (db as { execute?: unknown }).execute !== 'function') {
+      throw new InvalidArgumentError('db', 'expected a Drizzle PostgreSQL database (drizzle(...) from any drizzle-orm pg driver)');
+    }
+    this.#clock = this.config.clock;
+    this.#store = new Store(db, objectNames(this.config.schemaName, this.config.tablePrefix));
+    this.cache = new SessionCache(this.config.cacheSize);
+    this.#touched = new LRUCache({ max: Math.max(1000, this.config.cacheSize * 2) });
+  }
+
+  /** Quoted names of the tables this manager uses. */
+  get names() {
+    return this.#store.names;
+  }
+
+  /** Touches recorded and not yet written. */
+  get pendingTouchCount(): number {
+    return this.#pending.size;
+  }
+
+  // ---- create / read ----------------------------------------------------------------------------
+
+  async createSession(userId: string, attributes: Partial<A> = {}, options: CreateSessionOptions = {}): Promise<CreatedSession<A>> {
+    checkUserId(userId, 'userId');
+    const groupId = options.groupId ?? null;
+    if (groupId !== null) checkUserId(groupId, 'groupId');
+    if (attributes === null || typeof attributes !== 'object' || Array.isArray(attributes)) {
+      throw new InvalidArgumentError('attributes', 'expected a plain object of attribute values');
+    }
+    const now = this.#clock();
+    const expiresAt = toMillis(options.expiresAt) ?? now + this.config.sessionExpiration;
+    if (expiresAt <= now) throw new InvalidArgumentError('expiresAt', 'must be in the future');
+    const parts: string[] = [];
+    const records = new Map<string, { value: unknown; version: number; expiresAt: number | null }>();
+    for (const key of Object.keys(attributes)) {
+      validateKey(key);
+      const value = (attributes as Record<string, unknown>)[key];
+      if (value === undefined) continue;
+      const { json, frozen } = prepareValue(key, value, this.config.maxAttributeLength);
+      parts.push(`${JSON.stringify(key)}:{"v":${json},"ver":1}`);
+      records.set(key, { value: frozen, version: 1, expiresAt: null });
+    }
+    const token = generateToken();
+    const hash = await hashToken(token);
+    const id = crypto.randomUUID();
+    const epoch = this.cache.begin();
+    const evicted = await this.#store.create({
+      id,
+      hash,
+      userId,
+      groupId,
+      attributesJson: `{${parts.join(',')}}`,
+      now,
+      expiresAt,
+      maxSessions: this.config.maxSessions,
+    });
+    if (evicted.length > 0) this.cache.invalidate(evicted);
+    const record: SessionRecord = { id, userId, groupId, version: 1, createdAt: now, updatedAt: now, lastAccessed: now, expiresAt, attributes: records };
+    this.cache.fill(token, record, now, epoch);
+    return { session: this.#wrap(record), token };
+  }
+
+  /**
+   * The session for a token, or null when the token is malformed (no query), unknown, or the session
+   * expired (absolutely, or idle by its newest known last access).
+   */
+  async getSession(token: string, options: GetSessionOptions = {}): Promise<Session<A> | null> {
+    if (!isWellFormedToken(token)) return null;
+    const now = this.#clock();
+    if (options.forceRefresh !== true) {
+      const hit = this.cache.get(token, now, this.config.maxStaleness);
+      if (hit !== undefined) return this.#serve(hit, now, options.touch);
+    }
+    const epoch = this.cache.begin();
+    const readAt = this.#clock();
+    const row = await this.#store.selectByTokenHash(await hashToken(token));
+    if (row === undefined) return null;
+    const record = rowToRecord(row);
+    if (!this.#alive(record, now)) return null;
+    this.cache.fill(token, record, readAt, epoch);
+    return this.#serve(record, now, options.touch);
+  }
+
+  #serve(record: SessionRecord, now: number, touch: boolean | undefined): Session<A> | null {
+    if (!this.#alive(record, now)) return null;
+    if (touch !== false) this.#touch(record.id, now);
+    return this.#wrap(record);
+  }
+
+  #wrap(record: SessionRecord): Session<A> {
+    return new Session<A>(record, this.#clock, this.config.maxAttributeLength);
+  }
+
+  /** Newest known last access: the stored one or a touch this manager recorded since. */
+  #lastAccess(record: { id: string; lastAccessed: number }): number {
+    const t = this.#touched.get(record.id);
+    return t !== undefined && t > record.lastAccessed ? t : record.lastAccessed;
+  }
+
+  #alive(record: SessionRecord, now: number): boolean {
+    if (record.expiresAt <= now) return false;
+    const idle = this.config.inactivityDuration;
+    return idle === 0 || this.#lastAccess(record) + idle > now;
+  }
+
+  #touch(id: string, at: number): void {
+    const known = this.#touched.get(id);
+    if (known === undefined || at > known) this.#touched.set(id, at);
+    const p = this.#pending.get(id);
+    if (p === undefined) {
+      if (this.#pending.size < MAX_PENDING_TOUCHES) this.#pending.set(id, at);
+    } else if (at > p) this.#pending.set(id, at);
+  }
+
+  // ---- update -----------------------------------------------------------------------------------
+
+  /**
+   * Stores the session's pending attribute changes in one statement and rebases the session on the row
+   * written. Only changed and deleted keys are written. Throws SessionNotFoundError if the session is gone
+   * or expired, VersionConflictError (nothing written) when a requested check fails.
+   */
+  async updateSession(session: Session<A>, options: UpdateSessionOptions = {}): Promise<Session<A>> {
+    if (!(session instanceof Session)) throw new InvalidArgumentError('session', 'expected a Session from this library');
+    const { changes, deleted, record } = session._pending();
+    if (changes.size === 0 && deleted.size === 0) return session;
+    const parts: string[] = [];
+    for (const [k, c] of changes) parts.push(`${JSON.stringify(k)}:{"v":${c.json}${c.expiresAt === null ? '' : `,"exp":${c.expiresAt}`}}`);
+    let expectAttributeVersionsJson: string | null = null;
+    if (options.checkAttributeVersion === true) {
+      const expected: Record<string, number> = Object.create(null);
+      for (const k of [...changes.keys(), ...deleted]) expected[k] = record.attributes.get(k)?.version ?? 0;
+      expectAttributeVersionsJson = JSON.stringify(expected);
+    }
+    const now = this.#clock();
+    const result = await this.#store.update({
+      id: record.id,
+      changesJson: `{${parts.join(',')}}`,
+      deletedJson: JSON.stringify([...deleted]),
+      now,
+      expectVersion: options.checkVersion === true ? record.version : null,
+      expectAttributeVersionsJson,
+    });
+    if (result === undefined) {
+      this.cache.invalidate([record.id]);
+      throw new SessionNotFoundError(record.id);
+    }
+    const current = rowToRecord(result.row);
+    if (!result.updated) {
+      const checked = options.checkVersion === true || options.checkAttributeVersion === true;
+      if (current.expiresAt <= now || !checked) {
+        this.cache.invalidate([record.id]);
+        throw new SessionNotFoundError(record.id);
+      }
+      const conflicting = [...changes.keys(), ...deleted].filter(
+        (k) => (current.attributes.get(k)?.version ?? 0) !== (record.attributes.get(k)?.version ?? 0),
+      );
+      this.cache.refresh(current, now);
+      throw new VersionConflictError(record.id, record.version, current.version, conflicting);
+    }
+    this.cache.refresh(current, now);
+    session._rebase(current);
+    return session;
+  }
+
+  // ---- rotate -----------------------------------------------------------------------------------
+
+  /**
+   * Issues a new token for the same session (same id, data and expiry), atomically: the old token stops
+   * working at commit, everywhere (its cache entries are invalidated like any change). Returns null when
+   * the token is malformed, unknown or expired.
+   */
+  async rotate(target: string | Session<A>): Promise<CreatedSession<A> | null> {
+    let by: { hash: string } | { id: string };
+    if (target instanceof Session) by = { id: target.id };
+    else if (isWellFormedToken(target)) by = { hash: await hashToken(target) };
+    else return null;
+    const token = generateToken();
+    const newHash = await hashToken(token);
+    const now = this.#clock();
+    const idle = this.config.inactivityDuration;
+    // Idle check uses the newest touch this manager knows of for a Session target.
+    const lastKnown = target instanceof Session ? this.#touched.get(target.id) : undefined;
+    const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
+    const row = await this.#store.rotate({ by, newHash, now, idleCutoff });
+    if (row === undefined) {
+      if (target instanceof Session) this.cache.invalidate([target.id]);
+      else this.cache.invalidateToken(target);
+      return null;
+    }
+    const record = rowToRecord(row);
+    this.cache.invalidate([record.id]);
+    this.cache.fill(token, record, now, this.cache.begin());
+    if (target instanceof Session) target._rebase(record);
+    return { session: this.#wrap(record), token };
+  }
+
+  // ---- delete -----------------------------------------------------------------------------------
+
+  /** Deletes the session of a token or a Session. Missing sessions are fine: returns whether one was deleted. */
+  async deleteSession(target: string | Session<A>): Promise<boolean> {
+    let ids: string[];
+    if (target instanceof Session) ids = await this.#store.deleteWhere('deleteSession', sql`id = ${target.id}::uuid`);
+    else if (isWellFormedToken(target)) ids = await this.#store.deleteWhere('deleteSession', sql`token_hash = decode(${await hashToken(target)}, 'hex')`);
+    else return false;
+    this.cache.invalidate(ids);
+    return ids.length > 0;
+  }
+
+  /** Deletes by internal id (as listed by listUserSessions). Returns whether one was deleted. */
+  async deleteSessionById(id: string): Promise<boolean> {
+    if (!isUuid(id)) throw new InvalidArgumentError('id', 'expected a session id (UUID)');
+    const ids = await this.#store.deleteWhere('deleteSessionById', sql`id = ${id}::uuid`);
+    this.cache.invalidate([id]);
+    return ids.length > 0;
+  }
+
+  /** Deletes every session of a user (optionally but one). Returns how many. */
+  async deleteAllUserSessions(userId: string, options: DeleteUserSessionsOptions = {}): Promise<number> {
+    checkUserId(userId, 'userId');
+    const except = options.exceptSessionId;
+    if (except !== undefined && !isUuid(except)) throw new InvalidArgumentError('exceptSessionId', 'expected a session id (UUID)');
+    const ids = await this.#store.deleteWhere(
+      'deleteAllUserSessions',
+      except === undefined ? sql`user_id = ${userId}` : sql`user_id = ${userId} AND id <> ${except}::uuid`,
+    );
+    this.cache.invalidate(ids);
+    return ids.length;
+  }
+
+  /** Deletes every session of a group. Returns how many. */
+  async deleteSessionsByGroup(groupId: string): Promise<number> {
+    checkUserId(groupId, 'groupId');
+    const ids = await this.#store.deleteWhere('deleteSessionsByGroup', sql`group_id = ${groupId}`);
+    this.cache.invalidate(ids);
+    return ids.length;
+  }
+
+  /** Deletes every session in the store. Returns how many. */
+  async deleteAllSessions(): Promise<number> {
+    const n = await this.#store.deleteAll();
+    this.cache.clear();
+    return n;
+  }
+
+  /** Removes one attribute from every session of a user. Returns how many sessions changed. */
+  async deleteAttributeFromAllUserSessions(userId: string, key: string): Promise<number> {
+    checkUserId(userId, 'userId');
+    validateKey(key);
+    const ids = await this.#store.deleteAttributeForUser(userId, key, this.#clock());
+    this.cache.invalidate(ids);
+    return ids.length;
+  }
+
+  /** The user's live sessions, most recently used first: metadata only. */
+  async listUserSessions(userId: string): Promise<SessionInfo[]> {
+    checkUserId(userId, 'userId');
+    const now = this.#clock();
+    const rows = await this.#store.listByUser(userId, now);
+    const idle = this.config.inactivityDuration;
+    const out: SessionInfo[] = [];
+    for (const r of rows) {
+      const last = this.#lastAccess({ id: r.id, lastAccessed: Number(r.last_accessed) });
+      if (idle !== 0 && last + idle <= now) continue;
+      out.push({
+        id: r.id,
+        userId: r.user_id,
+        groupId: r.group_id,
+        version: Number(r.version),
+        createdAt: new Date(Number(r.created_at)),
+        updatedAt: new Date(Number(r.updated_at)),
+        lastAccessedAt: new Date(last),
+        expiresAt: new Date(Number(r.expires_at)),
+      });
+    }
+    return out;
+  }
+
+  // ---- touches and cleanup ----------------------------------------------------------------------
+
+  /**
+   * Takes the pending touches (id → ms) out of the manager, e.g. to send them to the sync worker. Give them
+   * back with `restoreTouches` if sending fails.
+   */
+  takePendingTouches(): Map<string, number> {
+    const p = this.#pending;
+    this.#pending = new Map();
+    return p;
+  }
+
+  /** Puts touches back (newest time wins), e.g. after a failed send or flush. */
+  restoreTouches(touches: Iterable<[string, number]>): void {
+    for (const [id, at] of touches) this.#touch(id, at);
+  }
+
+  /**
+   * Writes pending touches in batches of lastAccessUpdateBatchSize, one statement each, with GREATEST so
+   * last access never moves backwards. On failure the unwritten touches are kept and the error rethrown.
+   * Concurrent calls share one flush.
+   */
+  flushTouches(): Promise<FlushResult> {
+    if (this.#flushing === undefined) {
+      this.#flushing = this.#flush().finally(() => {
+        this.#flushing = undefined;
+      });
+    }
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<FlushResult> {
+    const pending = [...this.takePendingTouches()];
+    const size = this.config.lastAccessUpdateBatchSize;
+    let rows = 0;
+    let batches = 0;
+    for (let i = 0; i < pending.length; i += size) {
+      try {
+        rows += await this.#store.flushTouches(pending.slice(i, i + size));
+        batches++;
+      } catch (e) {
+        this.restoreTouches(pending.slice(i));
+        throw e;
+      }
+    }
+    return { rows, batches };
+  }
+
+  /**
+   * Deletes expired sessions (absolute, and idle past inactivityDuration + lastAccessUpdateInterval, the
+   * grace for touches not yet written anywhere) and expired attributes, in short batches. Flushes this
+   * manager's touches first. The worker schedules it every cleanupInterval; call it yourself without one.
+   */
+  async deleteExpired(): Promise<CleanupResult> {
+    await this.flushTouches();
+    const now = this.#clock();
+    const size = this.config.lastAccessUpdateBatchSize;
+    const idle = this.config.inactivityDuration;
+    const idleCutoff = idle === 0 ? null : now - idle - this.config.lastAccessUpdateInterval;
+    let sessions = 0;
+    let attributes = 0;
+    let batches = 0;
+    for (;;) {
+      const ids = await this.#store.deleteExpiredBatch(now, idleCutoff, size);
+      batches++;
+      sessions += ids.length;
+      this.cache.invalidate(ids);
+      if (ids.length < size) break;
+    }
+    for (;;) {
+      const ids = await this.#store.deleteExpiredAttributesBatch(now, size);
+      batches++;
+      attributes += ids.length;
+      this.cache.invalidate(ids);
+      if (ids.length < size) break;
+    }
+    return { sessions, attributes, batches };
+  }
+
+  /** Clears this manager's cache. (With the sync worker, `clearAllCaches` reaches every isolate.) */
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  /**
+   * For a manager running alone in a long-lived process: flushes touches every lastAccessUpdateInterval
+   * and runs deleteExpired every cleanupInterval (timers are unref'd). Errors go to `onError`. Returns a
+   * stop function. Don't use it next to the sync worker, which does both.
+   */
+  startBackgroundTasks(onError: (e: unknown) => void = () => {}): () => void {
+    const every = (ms: number, fn: () => Promise<unknown>) => {
+      const t = setInterval(() => {
+        fn().catch(onError);
+      }, ms);
+      (t as { unref?: () => void }).unref?.();
+      this.#timers.push(t);
+    };
+    every(this.config.lastAccessUpdateInterval, () => this.flushTouches());
+    every(this.config.cleanupInterval, () => this.deleteExpired());
+    return () => this.stopBackgroundTasks();
+  }
+
+  stopBackgroundTasks(): void {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+  }
+
+  /** Stops background tasks and writes pending touches. */
+  async close(): Promise<void> {
+    this.stopBackgroundTasks();
+    await this.flushTouches();
+  }
+}
+
+function checkUserId(v: unknown, name: string): asserts v is string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_USER_ID_LENGTH) {
+    throw new InvalidArgumentError(name, `expected a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`);
+  }
+  if (v.includes('\u0000') || !v.isWellFormed()) throw new InvalidArgumentError(name, 'must be well-formed Unicode without NUL characters');
+}

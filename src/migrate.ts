@@ -1,0 +1,45 @@
+import { sql } from 'drizzle-orm';
+import { resolveConfig, type SessionConfig } from './config.ts';
+import { type TransactionalDatabase, rowsOf } from './db.ts';
+import { classifyDatabaseError, SessionError } from './errors.ts';
+import { MIGRATIONS } from './migrations.ts';
+import { objectNames, renderSql } from './names.ts';
+
+export interface MigrateResult {
+  /** Tags of the migrations this call applied (empty when the schema was up to date). */
+  applied: string[];
+}
+
+/**
+ * Creates or upgrades the session tables for `config.schemaName` / `config.tablePrefix`, in one
+ * transaction, serialized by an advisory lock so several workers may call it at once. Applied migrations
+ * are recorded in `<schema>.<prefix>session_migrations`. Needs a driver with interactive transactions
+ * (node-postgres, neon-serverless, postgres-js, pglite), not neon-http.
+ */
+export async function migrate(db: TransactionalDatabase, config: Pick<SessionConfig, 'schemaName' | 'tablePrefix'> = {}): Promise<MigrateResult> {
+  const { schemaName, tablePrefix } = resolveConfig({ schemaName: config.schemaName, tablePrefix: config.tablePrefix });
+  const names = objectNames(schemaName, tablePrefix);
+  if (typeof (db as { transaction?: unknown })?.transaction !== 'function') {
+    throw new SessionError('INVALID_ARGUMENT', 'migrate() needs a Drizzle database with transactions (not neon-http)');
+  }
+  try {
+    return await db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('pg-edge-session:migrate'), hashtext(${`${schemaName}.${tablePrefix}`}))`);
+      await tx.execute(sql.raw(`CREATE SCHEMA IF NOT EXISTS ${names.schema}`));
+      await tx.execute(
+        sql.raw(`CREATE TABLE IF NOT EXISTS ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`),
+      );
+      const done = new Set(rowsOf<{ tag: string }>(await tx.execute(sql.raw(`SELECT tag FROM ${names.migrations}`))).map((r) => r.tag));
+      const applied: string[] = [];
+      for (const m of MIGRATIONS) {
+        if (done.has(m.tag)) continue;
+        for (const statement of m.statements) await tx.execute(sql.raw(renderSql(statement, schemaName, tablePrefix)));
+        await tx.execute(sql`INSERT INTO ${sql.raw(names.migrations)} (tag) VALUES (${m.tag})`);
+        applied.push(m.tag);
+      }
+      return { applied };
+    });
+  } catch (e) {
+    throw classifyDatabaseError('migrate', e, { schemaName, tablePrefix });
+  }
+}

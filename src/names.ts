@@ -1,0 +1,49 @@
+import { validateSchemaName, validateTablePrefix } from './config.ts';
+
+/** Object names that live in the schema and are referenced qualified (tables, functions). */
+const QUALIFIED = new Set(['sessions', 'session_create', 'session_changes', 'session_migrations']);
+
+/** Quoted, validated names of every database object for one schemaName/tablePrefix. */
+export interface ObjectNames {
+  schemaName: string;
+  tablePrefix: string;
+  /** `"schema"."prefixsessions"` */
+  sessions: string;
+  /** `"schema"."prefixsession_create"` */
+  createFunction: string;
+  /** `"schema"."prefixsession_migrations"` */
+  migrations: string;
+  /** `"schema"` */
+  schema: string;
+}
+
+export function objectNames(schemaName: string, tablePrefix: string): ObjectNames {
+  validateSchemaName(schemaName);
+  validateTablePrefix(tablePrefix);
+  const q = (n: string) => `"${schemaName}"."${tablePrefix}${n}"`;
+  return {
+    schemaName,
+    tablePrefix,
+    sessions: q('sessions'),
+    createFunction: q('session_create'),
+    migrations: q('session_migrations'),
+    schema: `"${schemaName}"`,
+  };
+}
+
+/**
+ * Rewrites SQL written for the default configuration (schema public, no prefix; what drizzle-kit
+ * generates into drizzle/) for another schema and prefix. Table and function names become qualified and
+ * prefixed; index, trigger and constraint names (which PostgreSQL scopes to the table's schema) get the
+ * prefix. Only quoted identifiers of our own objects are touched; both names were validated, so the
+ * result needs no further escaping.
+ */
+export function renderSql(text: string, schemaName: string, tablePrefix: string): string {
+  validateSchemaName(schemaName);
+  validateTablePrefix(tablePrefix);
+  return text.replace(/"([A-Za-z_][A-Za-z0-9_]*)"/g, (whole, name: string) => {
+    if (QUALIFIED.has(name)) return `"${schemaName}"."${tablePrefix}${name}"`;
+    if (name.startsWith('sessions_') || name.startsWith('session_')) return `"${tablePrefix}${name}"`;
+    return whole;
+  });
+}

@@ -1,0 +1,66 @@
+import { sql } from 'drizzle-orm';
+import { customType, index, integer, jsonb, pgSchema, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { validateSchemaName, validateTablePrefix } from './config.ts';
+
+/** PostgreSQL `bytea`, read and written as lower-case hex by the library's own SQL. */
+const bytea = customType<{ data: string; driverData: string }>({
+  dataType: () => 'bytea',
+});
+
+/** The JSON stored per attribute: value, per-attribute version, optional expiry (ms since the epoch). */
+export interface StoredAttribute {
+  v: unknown;
+  ver: number;
+  exp?: number | null;
+}
+
+export interface SessionTablesOptions {
+  /** Default 'public'. */
+  schemaName?: string;
+  /** Default ''. */
+  tablePrefix?: string;
+}
+
+/**
+ * Builds the Drizzle tables for a schema name and table prefix (both validated). Use it in your own
+ * Drizzle schema file if you generate migrations with drizzle-kit in your project, or to run typed
+ * queries against the session tables. `migrate()` creates the same objects.
+ */
+export function createSessionTables(options: SessionTablesOptions = {}) {
+  const schemaName = validateSchemaName(options.schemaName ?? 'public');
+  const p = validateTablePrefix(options.tablePrefix ?? '');
+  // The schema's table function differs from pgTable only in its schema type parameter.
+  const table = (schemaName === 'public' ? pgTable : pgSchema(schemaName).table) as typeof pgTable;
+  const sessions = table(
+    `${p}sessions`,
+    {
+      /** Internal id: appears in the change feed, touches and listings. Not a credential. */
+      id: uuid('id').primaryKey(),
+      /** SHA-256 of the cookie token. The token itself is never stored. */
+      tokenHash: bytea('token_hash').notNull(),
+      userId: text('user_id').notNull(),
+      groupId: text('group_id'),
+      /** `{ name: { v: value, ver: version, exp?: ms } }` */
+      attributes: jsonb('attributes').$type<Record<string, StoredAttribute>>().notNull().default(sql`'{}'::jsonb`),
+      /** Incremented by every change of the session (not by touches). */
+      version: integer('version').notNull().default(1),
+      createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull(),
+      updatedAt: timestamp('updated_at', { withTimezone: true, precision: 3 }).notNull(),
+      lastAccessed: timestamp('last_accessed', { withTimezone: true, precision: 3 }).notNull(),
+      expiresAt: timestamp('expires_at', { withTimezone: true, precision: 3 }).notNull(),
+    },
+    (t) => [
+      uniqueIndex(`${p}sessions_token_hash_idx`).on(t.tokenHash),
+      // listUserSessions and max-sessions eviction (least recently used first).
+      index(`${p}sessions_user_idx`).on(t.userId, t.lastAccessed),
+      // cleanup: absolute expiry and idle expiry.
+      index(`${p}sessions_expires_idx`).on(t.expiresAt),
+      index(`${p}sessions_last_accessed_idx`).on(t.lastAccessed),
+      index(`${p}sessions_group_idx`).on(t.groupId).where(sql`${t.groupId} IS NOT NULL`),
+    ],
+  );
+  return { schemaName, tablePrefix: p, sessions };
+}
+
+/** The tables for the default configuration (schema 'public', no prefix); drizzle-kit generates from these. */
+export const { sessions } = createSessionTables();

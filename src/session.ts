@@ -1,0 +1,169 @@
+import { type AttributeRecord, prepareValue, validateKey } from './attributes.ts';
+import type { SessionRecord } from './cache.ts';
+import { InvalidArgumentError } from './errors.ts';
+
+/** Attribute map of an app: `SessionManager<{ cartId: string; theme: 'light' | 'dark' }>`. */
+export type Attributes = Record<string, unknown>;
+
+export interface SetAttributeOptions {
+  /** When the attribute stops being visible, ms since the epoch. Cleanup removes it later. */
+  expiresAt?: number | Date;
+}
+
+/** A pending change of one attribute. */
+export interface AttributeChange {
+  value: unknown;
+  json: string;
+  expiresAt: number | null;
+}
+
+/**
+ * One session as loaded by `getSession` or `createSession`. Reads come from an immutable snapshot shared
+ * with the cache (attribute values are deeply frozen: replace them with `set`, don't mutate them); writes
+ * are kept as pending changes until `manager.updateSession(session)` stores them in one statement.
+ */
+export class Session<A extends Attributes = Attributes> {
+  #record: SessionRecord;
+  readonly #changes = new Map<string, AttributeChange>();
+  readonly #deleted = new Set<string>();
+  readonly #clock: () => number;
+  readonly #maxAttributeLength: number;
+
+  /** @internal Built by SessionManager. */
+  constructor(record: SessionRecord, clock: () => number, maxAttributeLength: number) {
+    this.#record = record;
+    this.#clock = clock;
+    this.#maxAttributeLength = maxAttributeLength;
+  }
+
+  /** Internal id (UUID). Safe to show and log: it does not authenticate. */
+  get id(): string {
+    return this.#record.id;
+  }
+  get userId(): string {
+    return this.#record.userId;
+  }
+  get groupId(): string | null {
+    return this.#record.groupId;
+  }
+  /** Incremented by every stored change; `updateSession(s, { checkVersion: true })` compares it. */
+  get version(): number {
+    return this.#record.version;
+  }
+  get createdAt(): Date {
+    return new Date(this.#record.createdAt);
+  }
+  get updatedAt(): Date {
+    return new Date(this.#record.updatedAt);
+  }
+  /** Last access as stored (touches not yet flushed are not included). */
+  get lastAccessedAt(): Date {
+    return new Date(this.#record.lastAccessed);
+  }
+  get expiresAt(): Date {
+    return new Date(this.#record.expiresAt);
+  }
+
+  /** True when set/delete calls are waiting for `updateSession`. */
+  get isModified(): boolean {
+    return this.#changes.size > 0 || this.#deleted.size > 0;
+  }
+
+  #visible(a: AttributeRecord | AttributeChange | undefined): boolean {
+    return a !== undefined && (a.expiresAt === null || a.expiresAt > this.#clock());
+  }
+
+  #current(key: string): AttributeRecord | AttributeChange | undefined {
+    if (this.#deleted.has(key)) return undefined;
+    const a = this.#changes.get(key) ?? this.#record.attributes.get(key);
+    return this.#visible(a) ? a : undefined;
+  }
+
+  /** The attribute's value, or undefined when absent or expired. The value is frozen. */
+  get<K extends keyof A & string>(key: K): A[K] | undefined {
+    return this.#current(key)?.value as A[K] | undefined;
+  }
+
+  has(key: keyof A & string): boolean {
+    return this.#current(key) !== undefined;
+  }
+
+  /**
+   * Sets an attribute (validated now: a typed error, and no change, if it is not plain JSON or is larger
+   * than maxAttributeLength). Stored by the next `updateSession`.
+   */
+  set<K extends keyof A & string>(key: K, value: A[K], options: SetAttributeOptions = {}): this {
+    validateKey(key);
+    const expiresAt = toMillis(options.expiresAt);
+    const { json, frozen } = prepareValue(key, value, this.#maxAttributeLength);
+    this.#deleted.delete(key);
+    this.#changes.set(key, { value: frozen, json, expiresAt });
+    return this;
+  }
+
+  /** Deletes an attribute. Returns whether it was visible. Stored by the next `updateSession`. */
+  delete(key: keyof A & string): boolean {
+    validateKey(key);
+    const was = this.#current(key) !== undefined;
+    this.#changes.delete(key);
+    if (this.#record.attributes.has(key)) this.#deleted.add(key);
+    return was;
+  }
+
+  /** Names of the visible attributes. */
+  keys(): (keyof A & string)[] {
+    const out: string[] = [];
+    for (const k of this.#record.attributes.keys()) if (!this.#changes.has(k) && this.#current(k)) out.push(k);
+    for (const k of this.#changes.keys()) if (this.#current(k)) out.push(k);
+    return out as (keyof A & string)[];
+  }
+
+  /** A plain object of the visible attributes (values frozen). */
+  toObject(): Partial<A> {
+    const out = Object.create(null) as Record<string, unknown>;
+    for (const k of this.keys()) out[k] = this.#current(k)?.value;
+    return out as Partial<A>;
+  }
+
+  /** Version of one attribute as loaded (0 when it did not exist); bumped by each stored change of it. */
+  attributeVersion(key: keyof A & string): number {
+    return this.#record.attributes.get(key)?.version ?? 0;
+  }
+
+  /** Expiry of one attribute (null: none; undefined: not visible). */
+  attributeExpiresAt(key: keyof A & string): Date | null | undefined {
+    const a = this.#current(key);
+    if (a === undefined) return undefined;
+    return a.expiresAt === null ? null : new Date(a.expiresAt);
+  }
+
+  /** @internal */
+  _pending(): { changes: ReadonlyMap<string, AttributeChange>; deleted: ReadonlySet<string>; record: SessionRecord } {
+    return { changes: this.#changes, deleted: this.#deleted, record: this.#record };
+  }
+
+  /** @internal After a successful update: the stored row becomes the base, pending changes are done. */
+  _rebase(record: SessionRecord): void {
+    this.#record = record;
+    this.#changes.clear();
+    this.#deleted.clear();
+  }
+
+  toJSON(): { id: string; userId: string; groupId: string | null; version: number; expiresAt: string; attributes: Partial<A> } {
+    return {
+      id: this.id,
+      userId: this.userId,
+      groupId: this.groupId,
+      version: this.version,
+      expiresAt: this.expiresAt.toISOString(),
+      attributes: this.toObject(),
+    };
+  }
+}
+
+export function toMillis(v: number | Date | undefined | null, name = 'expiresAt'): number | null {
+  if (v === undefined || v === null) return null;
+  const ms = v instanceof Date ? v.getTime() : v;
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new InvalidArgumentError(name, 'expected a Date or ms since the epoch');
+  return ms;
+}

@@ -1,0 +1,46 @@
+/**
+ * Session tokens: 32 bytes (256 bits) from `crypto.getRandomValues`, base64url without padding (43
+ * characters). The database stores only SHA-256 of the token, so a dump of the tables authenticates
+ * nobody. Web Crypto only: this file runs unchanged in workerd, Deno, Bun and Node.
+ */
+export const TOKEN_BYTES = 32;
+export const TOKEN_LENGTH = 43;
+const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function generateToken(): string {
+  const bytes = new Uint8Array(TOKEN_BYTES);
+  crypto.getRandomValues(bytes);
+  return base64url(bytes);
+}
+
+/** True when `token` has the exact shape of a token we issue. Anything else is rejected without a query. */
+export function isWellFormedToken(token: unknown): token is string {
+  if (typeof token !== 'string' || !TOKEN_RE.test(token)) return false;
+  // 43 base64url characters carry 258 bits for 256: the last character's two low bits must be zero.
+  return 'AEIMQUYcgkosw048'.includes(token[42] as string);
+}
+
+export function isUuid(v: unknown): v is string {
+  return typeof v === 'string' && UUID_RE.test(v);
+}
+
+/** SHA-256 of the token's ASCII, as lower-case hex (passed to SQL as `decode($1, 'hex')`). */
+export async function hashToken(token: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token));
+  return toHex(new Uint8Array(digest));
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+export function toHex(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += HEX[b];
+  return s;
+}
+
+function base64url(bytes: Uint8Array): string {
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
