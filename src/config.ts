@@ -83,7 +83,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock'>> = Object.freeze({
 const KNOWN = new Set([...Object.keys(DEFAULTS), 'clock']);
 
 /** The longest object name derived from the prefix; the prefix must leave room for it within 63 bytes. */
-export const LONGEST_SUFFIX = 'session_changes_capture_delete';
+export const LONGEST_SUFFIX = 'session_changes_capture_truncate';
 const MAX_IDENTIFIER = 63;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

@@ -5,6 +5,7 @@ import { type SessionRecord, SessionCache } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
 import { InvalidArgumentError, SessionNotFoundError, VersionConflictError } from './errors.ts';
+import { recordReset } from './feed.ts';
 import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
 import { rowToRecord, Store } from './store.ts';
@@ -449,8 +450,17 @@ export class SessionManager<A extends Attributes = Attributes> {
     return { sessions, attributes, batches };
   }
 
-  /** Clears this manager's cache. (With the sync worker, `clearAllCaches` reaches every isolate.) */
+  /** Clears this manager's cache only. */
   clearCache(): void {
+    this.cache.clear();
+  }
+
+  /**
+   * Clears every cache that follows the change feed (every isolate, through the worker) and this one:
+   * records a reset in the change record. One statement.
+   */
+  async clearAllCaches(): Promise<void> {
+    await recordReset(this.#store.db, this.#store.names);
     this.cache.clear();
   }
 

@@ -1,7 +1,17 @@
 import { validateSchemaName, validateTablePrefix } from './config.ts';
 
 /** Object names that live in the schema and are referenced qualified (tables, functions). */
-const QUALIFIED = new Set(['sessions', 'session_create', 'session_changes', 'session_migrations']);
+const QUALIFIED = new Set([
+  'sessions',
+  'session_create',
+  'session_changes',
+  'session_changes_horizon',
+  'session_changes_wake',
+  'session_changes_capture_update',
+  'session_changes_capture_delete',
+  'session_changes_capture_truncate',
+  'session_migrations',
+]);
 
 /** Quoted, validated names of every database object for one schemaName/tablePrefix. */
 export interface ObjectNames {
@@ -13,6 +23,8 @@ export interface ObjectNames {
   createFunction: string;
   /** `"schema"."prefixsession_migrations"` */
   migrations: string;
+  /** `"schema"."prefixsession_changes"` */
+  changes: string;
   /** `"schema"` */
   schema: string;
 }
@@ -27,6 +39,7 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
     sessions: q('sessions'),
     createFunction: q('session_create'),
     migrations: q('session_migrations'),
+    changes: q('session_changes'),
     schema: `"${schemaName}"`,
   };
 }

@@ -7,6 +7,11 @@ const bytea = customType<{ data: string; driverData: string }>({
   dataType: () => 'bytea',
 });
 
+/** PostgreSQL `xid8` (a 64-bit transaction id, never wraps), read as text. */
+const xid8 = customType<{ data: string; driverData: string }>({
+  dataType: () => 'xid8',
+});
+
 /** The JSON stored per attribute: value, per-attribute version, optional expiry (ms since the epoch). */
 export interface StoredAttribute {
   v: unknown;
@@ -59,8 +64,28 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
       index(`${p}sessions_group_idx`).on(t.groupId).where(sql`${t.groupId} IS NOT NULL`),
     ],
   );
-  return { schemaName, tablePrefix: p, sessions };
+  /**
+   * The durable change record (filled by triggers, see drizzle/0003): one row per changed or deleted
+   * session, or one row with a null session_id meaning "everything may have changed" (bulk deletes,
+   * TRUNCATE, clearAllCaches). Read by transaction id against a snapshot, so a change whose transaction
+   * committed late is never skipped. Pruned by the worker after its retention.
+   */
+  const changes = table(
+    `${p}session_changes`,
+    {
+      xid: xid8('xid').notNull().default(sql`pg_current_xact_id()`),
+      sessionId: uuid('session_id'),
+      at: timestamp('at', { withTimezone: true, precision: 3 }).notNull().default(sql`now()`),
+    },
+    (t) => [index(`${p}session_changes_xid_idx`).on(t.xid)],
+  );
+  /** One row: change records with xid below `pruned_below` may have been pruned (cursors older → reset). */
+  const horizon = table(`${p}session_changes_horizon`, {
+    id: integer('id').primaryKey().default(1),
+    prunedBelow: xid8('pruned_below').notNull(),
+  });
+  return { schemaName, tablePrefix: p, sessions, changes, horizon };
 }
 
 /** The tables for the default configuration (schema 'public', no prefix); drizzle-kit generates from these. */
-export const { sessions } = createSessionTables();
+export const { sessions, changes, horizon } = createSessionTables();

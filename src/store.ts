@@ -54,6 +54,10 @@ export function rowToRecord(r: SessionRow): SessionRecord {
 export class Store {
   readonly #db: SqlExecutor;
   readonly names: ObjectNames;
+  /** The database, for the change-feed helpers. */
+  get db(): SqlExecutor {
+    return this.#db;
+  }
   readonly #t: SQL;
 
   constructor(db: SqlExecutor, names: ObjectNames) {

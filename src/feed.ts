@@ -1,0 +1,122 @@
+import { sql } from 'drizzle-orm';
+import { rowsOf, type SqlExecutor } from './db.ts';
+import { classifyDatabaseError } from './errors.ts';
+import type { ObjectNames } from './names.ts';
+
+/**
+ * Reading the durable change record (drizzle/0002-0003). A cursor is a PostgreSQL snapshot
+ * (`xmin:xmax:xip,...`, from pg_current_snapshot()). "What changed after cursor C" is every record whose
+ * transaction is visible now but was not visible in C — exact, whatever order transactions took their
+ * ids and committed in, so no change is ever skipped (a plain "highest sequence seen" would skip a
+ * transaction that took a smaller number but committed later). A cursor is meaningful to every reader
+ * of the same database: across worker restarts, across replicas, and for an isolate that reads the
+ * record itself while the worker is down.
+ */
+export interface ChangePage {
+  /** Pass it as `after` next time. */
+  cursor: string;
+  /** Sessions changed or deleted since `after` (deduplicated). */
+  ids: string[];
+  /**
+   * Drop every cached session: the cursor was missing, unknown, too old (its records were pruned), or a
+   * bulk change (clearAllCaches, a delete of > 10000 sessions, TRUNCATE) happened, or more than `limit`
+   * sessions changed.
+   */
+  reset: boolean;
+}
+
+const SNAPSHOT_RE = /^(\d{1,20}):(\d{1,20}):((?:\d{1,20})(?:,\d{1,20})*)?$/;
+export const MAX_CURSOR_LENGTH = 16384;
+
+/** True when `cursor` has the shape of a snapshot (anything else is answered with a reset). */
+export function isCursor(cursor: unknown): cursor is string {
+  return typeof cursor === 'string' && cursor.length <= MAX_CURSOR_LENGTH && SNAPSHOT_RE.test(cursor);
+}
+
+/** Default most ids returned by one read; beyond it the reader is told to reset instead. */
+export const DEFAULT_PAGE_LIMIT = 10000;
+
+/** One statement: the current snapshot and the changes after `after` (or a reset). */
+export async function readChanges(db: SqlExecutor, names: ObjectNames, after: string | null | undefined, limit = DEFAULT_PAGE_LIMIT): Promise<ChangePage> {
+  const changes = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes"`);
+  const horizon = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes_horizon"`);
+  try {
+    if (!isCursor(after)) {
+      const rows = rowsOf<{ snapshot: string }>(await db.execute(sql`SELECT pg_current_snapshot()::text AS snapshot`));
+      return { cursor: String(rows[0]?.snapshot), ids: [], reset: true };
+    }
+    const rows = rowsOf<{ snapshot: string; too_old: boolean; ids: unknown }>(
+      await db.execute(sql`
+        WITH c AS (SELECT ${after}::pg_snapshot AS p)
+        SELECT pg_current_snapshot()::text AS snapshot,
+          (COALESCE((SELECT pruned_below FROM ${horizon} WHERE id = 1), '0'::xid8) > pg_snapshot_xmin(c.p)
+            OR pg_snapshot_xmax(c.p) > pg_snapshot_xmax(pg_current_snapshot())) AS too_old,
+          (SELECT COALESCE(json_agg(x.session_id), '[]'::json) FROM (
+             SELECT ch.session_id FROM ${changes} AS ch
+             WHERE ch.xid >= pg_snapshot_xmin(c.p) AND NOT pg_visible_in_snapshot(ch.xid, c.p)
+             ORDER BY ch.xid LIMIT ${limit + 1}::integer) AS x) AS ids
+        FROM c`),
+    );
+    const r = rows[0];
+    if (r === undefined) throw new Error('change feed query returned no row');
+    const raw = (typeof r.ids === 'string' ? JSON.parse(r.ids) : r.ids) as (string | null)[];
+    if (r.too_old === true || raw.length > limit || raw.includes(null)) return { cursor: r.snapshot, ids: [], reset: true };
+    return { cursor: r.snapshot, ids: [...new Set(raw as string[])], reset: false };
+  } catch (e) {
+    throw classifyDatabaseError('readChanges', e, names);
+  }
+}
+
+/** Records "everything may have changed": every cache that follows the feed is cleared. One statement. */
+export async function recordReset(db: SqlExecutor, names: ObjectNames): Promise<void> {
+  const changes = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes"`);
+  try {
+    await db.execute(sql`INSERT INTO ${changes} (session_id) VALUES (NULL)`);
+  } catch (e) {
+    throw classifyDatabaseError('clearAllCaches', e, names);
+  }
+}
+
+/**
+ * Prunes change records older than `retentionMs` (by the database's clock), keeping every record a
+ * running transaction could still add to. Raises the horizon first, so a cursor that could miss a pruned
+ * record is answered with a reset. Returns rows deleted. Several short statements of at most `batch` rows.
+ */
+export async function pruneChanges(db: SqlExecutor, names: ObjectNames, retentionMs: number, batch = 10000): Promise<number> {
+  const changes = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes"`);
+  const horizon = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes_horizon"`);
+  try {
+    const h = rowsOf<{ h: string }>(
+      await db.execute(sql`
+        WITH cut AS (
+          SELECT LEAST(
+            COALESCE((SELECT xid FROM ${changes} WHERE at >= now() - make_interval(secs => ${retentionMs / 1000}::float8) ORDER BY xid LIMIT 1),
+                     pg_snapshot_xmin(pg_current_snapshot())),
+            pg_snapshot_xmin(pg_current_snapshot())) AS h
+        )
+        INSERT INTO ${horizon} (id, pruned_below) SELECT 1, h FROM cut
+        ON CONFLICT (id) DO UPDATE SET pruned_below = GREATEST(${horizon}.pruned_below, EXCLUDED.pruned_below)
+        RETURNING pruned_below::text AS h`),
+    )[0]?.h;
+    if (h === undefined) return 0;
+    let total = 0;
+    for (;;) {
+      const n = Number(
+        rowsOf<{ n: number }>(
+          await db.execute(sql`
+            WITH d AS (DELETE FROM ${changes} WHERE ctid IN (SELECT ctid FROM ${changes} WHERE xid < ${h}::xid8 LIMIT ${batch}::integer) RETURNING 1)
+            SELECT count(*)::integer AS n FROM d`),
+        )[0]?.n ?? 0,
+      );
+      total += n;
+      if (n < batch) return total;
+    }
+  } catch (e) {
+    throw classifyDatabaseError('pruneChanges', e, names);
+  }
+}
+
+/** The LISTEN channel the capture triggers notify: `<schema>.<prefix>sessions`, cut to 63 bytes. */
+export function channelName(names: Pick<ObjectNames, 'schemaName' | 'tablePrefix'>): string {
+  return `${names.schemaName}.${names.tablePrefix}sessions`.slice(0, 63);
+}
