@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import { prepareValue, validateKey } from './attributes.ts';
-import { type SessionRecord, SessionCache } from './cache.ts';
+import { SessionCache, type SessionRecord } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
 import { InvalidArgumentError, SessionNotFoundError, VersionConflictError } from './errors.ts';
@@ -104,6 +104,11 @@ export class SessionManager<A extends Attributes = Attributes> {
     this.#touched = new LRUCache({ max: Math.max(1000, this.config.cacheSize * 2) });
   }
 
+  /** @internal The SQL layer (the sync client reads the change record through it). */
+  get store(): Store {
+    return this.#store;
+  }
+
   /** Quoted names of the tables this manager uses. */
   get names() {
     return this.#store.names;
@@ -151,7 +156,17 @@ export class SessionManager<A extends Attributes = Attributes> {
       maxSessions: this.config.maxSessions,
     });
     if (evicted.length > 0) this.cache.invalidate(evicted);
-    const record: SessionRecord = { id, userId, groupId, version: 1, createdAt: now, updatedAt: now, lastAccessed: now, expiresAt, attributes: records };
+    const record: SessionRecord = {
+      id,
+      userId,
+      groupId,
+      version: 1,
+      createdAt: now,
+      updatedAt: now,
+      lastAccessed: now,
+      expiresAt,
+      attributes: records,
+    };
     this.cache.fill(token, record, now, epoch);
     return { session: this.#wrap(record), token };
   }
@@ -221,11 +236,11 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (changes.size === 0 && deleted.size === 0) return session;
     const parts: string[] = [];
     for (const [k, c] of changes) parts.push(`${JSON.stringify(k)}:{"v":${c.json}${c.expiresAt === null ? '' : `,"exp":${c.expiresAt}`}}`);
-    let expectAttributeVersionsJson: string | null = null;
+    let expectAttributeVersions: Record<string, number> | null = null;
     if (options.checkAttributeVersion === true) {
       const expected: Record<string, number> = Object.create(null);
       for (const k of [...changes.keys(), ...deleted]) expected[k] = record.attributes.get(k)?.version ?? 0;
-      expectAttributeVersionsJson = JSON.stringify(expected);
+      expectAttributeVersions = expected;
     }
     const now = this.#clock();
     const result = await this.#store.update({
@@ -234,7 +249,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       deletedJson: JSON.stringify([...deleted]),
       now,
       expectVersion: options.checkVersion === true ? record.version : null,
-      expectAttributeVersionsJson,
+      expectAttributeVersions,
     });
     if (result === undefined) {
       this.cache.invalidate([record.id]);
@@ -286,7 +301,8 @@ export class SessionManager<A extends Attributes = Attributes> {
     const record = rowToRecord(row);
     this.cache.invalidate([record.id]);
     this.cache.fill(token, record, now, this.cache.begin());
-    if (target instanceof Session) target._rebase(record);
+    // The caller's Session now stands for the rotated row; its unsaved changes stay pending.
+    if (target instanceof Session) target._rebase(record, { keepPending: true });
     return { session: this.#wrap(record), token };
   }
 
@@ -296,7 +312,8 @@ export class SessionManager<A extends Attributes = Attributes> {
   async deleteSession(target: string | Session<A>): Promise<boolean> {
     let ids: string[];
     if (target instanceof Session) ids = await this.#store.deleteWhere('deleteSession', sql`id = ${target.id}::uuid`);
-    else if (isWellFormedToken(target)) ids = await this.#store.deleteWhere('deleteSession', sql`token_hash = decode(${await hashToken(target)}, 'hex')`);
+    else if (isWellFormedToken(target))
+      ids = await this.#store.deleteWhere('deleteSession', sql`token_hash = decode(${await hashToken(target)}, 'hex')`);
     else return false;
     this.cache.invalidate(ids);
     return ids.length > 0;
@@ -368,7 +385,8 @@ export class SessionManager<A extends Attributes = Attributes> {
         expiresAt: new Date(Number(r.expires_at)),
       });
     }
-    return out;
+    // The database orders by the stored last access; touches not yet written can reorder (stable sort).
+    return out.sort((a, b) => b.lastAccessedAt.getTime() - a.lastAccessedAt.getTime());
   }
 
   // ---- touches and cleanup ----------------------------------------------------------------------
@@ -424,24 +442,32 @@ export class SessionManager<A extends Attributes = Attributes> {
    * grace for touches not yet written anywhere) and expired attributes, in short batches. Flushes this
    * manager's touches first. The worker schedules it every cleanupInterval; call it yourself without one.
    */
-  async deleteExpired(): Promise<CleanupResult> {
+  async deleteExpired(
+    options: { batchSize?: number; onBatch?: (kind: 'sessions' | 'attributes', rows: number, ms: number) => void } = {},
+  ): Promise<CleanupResult> {
     await this.flushTouches();
     const now = this.#clock();
-    const size = this.config.lastAccessUpdateBatchSize;
+    const size = options.batchSize ?? this.config.lastAccessUpdateBatchSize;
+    const timed = async (kind: 'sessions' | 'attributes', fn: () => Promise<string[]>) => {
+      const t0 = Date.now();
+      const ids = await fn();
+      options.onBatch?.(kind, ids.length, Date.now() - t0);
+      return ids;
+    };
     const idle = this.config.inactivityDuration;
     const idleCutoff = idle === 0 ? null : now - idle - this.config.lastAccessUpdateInterval;
     let sessions = 0;
     let attributes = 0;
     let batches = 0;
     for (;;) {
-      const ids = await this.#store.deleteExpiredBatch(now, idleCutoff, size);
+      const ids = await timed('sessions', () => this.#store.deleteExpiredBatch(now, idleCutoff, size));
       batches++;
       sessions += ids.length;
       this.cache.invalidate(ids);
       if (ids.length < size) break;
     }
     for (;;) {
-      const ids = await this.#store.deleteExpiredAttributesBatch(now, size);
+      const ids = await timed('attributes', () => this.#store.deleteExpiredAttributesBatch(now, size));
       batches++;
       attributes += ids.length;
       this.cache.invalidate(ids);

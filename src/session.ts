@@ -142,9 +142,13 @@ export class Session<A extends Attributes = Attributes> {
     return { changes: this.#changes, deleted: this.#deleted, record: this.#record };
   }
 
-  /** @internal After a successful update: the stored row becomes the base, pending changes are done. */
-  _rebase(record: SessionRecord): void {
+  /**
+   * @internal After a successful update: the stored row becomes the base, pending changes are done.
+   * After a rotation (`keepPending`), the new base keeps the changes not yet stored.
+   */
+  _rebase(record: SessionRecord, options: { keepPending?: boolean } = {}): void {
     this.#record = record;
+    if (options.keepPending === true) return;
     this.#changes.clear();
     this.#deleted.clear();
   }
@@ -161,9 +165,14 @@ export class Session<A extends Attributes = Attributes> {
   }
 }
 
+/** 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z: beyond them toISOString() gives a form PostgreSQL rejects (or throws). */
+const MIN_TIME = -62135596800000;
+const MAX_TIME = 253402300799999;
+
 export function toMillis(v: number | Date | undefined | null, name = 'expiresAt'): number | null {
   if (v === undefined || v === null) return null;
   const ms = v instanceof Date ? v.getTime() : v;
   if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new InvalidArgumentError(name, 'expected a Date or ms since the epoch');
+  if (ms < MIN_TIME || ms > MAX_TIME) throw new InvalidArgumentError(name, 'must be between the years 1 and 9999');
   return ms;
 }

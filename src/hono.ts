@@ -1,0 +1,524 @@
+/**
+ * Hono session middleware: `c.var.session` is a per-request handle on the session named by the cookie.
+ *
+ * ```ts
+ * import { Hono } from 'hono';
+ * import { sessionMiddleware, type SessionEnv } from 'pg-edge-session/hono';
+ *
+ * type Attrs = { cartId: string; theme: 'light' | 'dark' };
+ * const app = new Hono<SessionEnv<Attrs>>();
+ * app.use(sessionMiddleware({ manager })); // manager: SessionManager<Attrs>
+ *
+ * app.post('/login', async (c) => {
+ *   await c.var.session.login(userId); // new session, new token, Set-Cookie
+ *   return c.redirect('/');
+ * });
+ * app.post('/theme', async (c) => {
+ *   const session = await c.var.session.get(); // loaded on first use only
+ *   if (session === null) return c.text('sign in first', 401);
+ *   session.set('theme', 'dark'); // saved once, after the handler
+ *   return c.text('ok');
+ * });
+ * ```
+ *
+ * Costs: a route that never calls `get()` (or an accessor) does no hashing and no query. `get()` costs
+ * what `manager.getSession` costs (a cache hit does no I/O, a miss is one SELECT) and runs at most once
+ * per request. Attribute changes are written by one `updateSession` after the handler, and not at all
+ * when the handler threw. A `Set-Cookie` header is sent only when the session is created, rotated or
+ * destroyed, or when the request's cookie names no live session (the cookie is then cleared).
+ *
+ * Edge-safe: Web APIs and `hono` only.
+ */
+import type { Context, ExecutionContext, MiddlewareHandler } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { createMiddleware } from 'hono/factory';
+import type { CookieOptions } from 'hono/utils/cookie';
+import { ConfigError, SessionError, SessionNotFoundError } from './errors.ts';
+import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
+import type { Attributes, Session } from './session.ts';
+
+// ---- public types -------------------------------------------------------------------------------
+
+/** Cookie prefixes (RFC 6265bis): `__Host-` binds the cookie to this exact host over HTTPS. */
+export type SessionCookiePrefix = '__Host-' | '__Secure-' | 'none';
+
+/**
+ * Attributes of the session cookie. The defaults are the safe production setting:
+ * `__Host-session=<token>; Max-Age=<until expiry>; Path=/; HttpOnly; Secure; SameSite=Lax`.
+ *
+ * Plain-http local development (`http://localhost`): browsers refuse `Secure` cookies from plain http
+ * origins other than localhost, and `__Host-`/`__Secure-` cookies require `Secure`. Use
+ * `{ secure: false, prefix: 'none' }` there, and only there.
+ */
+export interface SessionCookieOptions {
+  /**
+   * Cookie name, without the prefix. Default `'session'` (so the cookie is `__Host-session`). Must be a
+   * valid cookie name token and must not start with `__Host-`/`__Secure-` itself (use `prefix`).
+   */
+  name?: string;
+  /**
+   * Prepended to `name`. Default `'__Host-'`: the browser then only accepts the cookie with `Secure`,
+   * `Path=/` and no `Domain`, so a sibling subdomain or a plain-http page cannot plant or overwrite it
+   * (session fixation through a subdomain). `'__Secure-'` only requires `Secure` (allows `domain` and
+   * another `path`). `'none'` sends the bare name (needed with `secure: false`).
+   */
+  prefix?: SessionCookiePrefix;
+  /** `HttpOnly`: scripts cannot read the token. Default `true`. */
+  httpOnly?: boolean;
+  /**
+   * `Secure`: the cookie is only sent over HTTPS. Default `true`. `false` is for plain-http local
+   * development and requires `prefix: 'none'` (both prefixes require `Secure`).
+   */
+  secure?: boolean;
+  /**
+   * `SameSite`. Default `'Lax'`: the cookie is not sent on cross-site subrequests and POSTs (CSRF
+   * protection for unsafe methods), but is sent on top-level navigations. `'None'` requires `secure`.
+   */
+  sameSite?: 'Strict' | 'Lax' | 'None';
+  /** `Path`. Default `'/'`; must be `'/'` with the `__Host-` prefix. */
+  path?: string;
+  /**
+   * `Domain`: share the cookie with subdomains. Default unset (host-only cookie, the safer choice).
+   * Forbidden with the `__Host-` prefix.
+   */
+  domain?: string;
+  /**
+   * Lifetime of the cookie in the browser.
+   * - `'expiry'` (default): `Max-Age` = time left until the session's absolute expiry (`expiresAt`),
+   *   capped at 400 days (browsers cap it there). Idle expiry is enforced by the server.
+   * - `'browser-session'`: no `Max-Age`; the browser drops the cookie when it ends its session. The
+   *   server-side expiry applies as well.
+   */
+  maxAge?: 'expiry' | 'browser-session';
+}
+
+/**
+ * What happens when a request reads a live session (`get()` or an accessor):
+ * - `'manager'` (default): `manager.getSession` records the access in memory (`touch: true`); the
+ *   manager writes touches in batches (`flushTouches`, `startBackgroundTasks`, or the sync worker).
+ * - `'none'`: no last access is recorded (idle expiry then counts from creation and the last update).
+ * - a function: called with the session after the response (through `executionCtx.waitUntil` when the
+ *   runtime has one), instead of the manager's recording. Errors go to `onBackgroundError`.
+ */
+export type TouchStrategy<A extends Attributes = Attributes> =
+  | 'manager'
+  | 'none'
+  | ((session: Session<A>, c: Context) => void | Promise<void>);
+
+export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
+  /** The isolate's (or process's) `SessionManager`. Required. */
+  manager: SessionManager<A>;
+  /** Session cookie attributes; see `SessionCookieOptions` for each default. */
+  cookie?: SessionCookieOptions;
+  /** How reads record a last access. Default `'manager'`; see `TouchStrategy`. */
+  touch?: TouchStrategy<A>;
+  /**
+   * Receives errors of work done after the response (a touch callback). Default: `console.error`.
+   * Errors of the request's own work (loading, saving, login, rotate, destroy) are not sent here: they
+   * are thrown, and Hono's `app.onError` sees them (branch on `error.code`).
+   */
+  onBackgroundError?: (error: unknown, c: Context) => void;
+}
+
+/** `c.var.session`: the request's session, loaded on first use. */
+export interface SessionHandle<A extends Attributes = Attributes> {
+  /**
+   * The session named by the request's cookie, or null (no cookie, malformed cookie, unknown or expired
+   * session). Loaded on the first call and cached for the request; after `login`/`rotate`/`destroy` it
+   * returns the new state. Change it with `session.set`/`delete`: the changes are saved after the handler.
+   */
+  get(): Promise<Session<A> | null>;
+  /** The session if `get()` already ran (no I/O): `undefined` when it has not been loaded. */
+  peek(): Session<A> | null | undefined;
+  /** Shorthand for `(await get())?.userId ?? null`. */
+  userId(): Promise<string | null>;
+  /** Shorthand for `(await get())?.get(key)`: undefined without a session. */
+  getAttribute<K extends keyof A & string>(key: K): Promise<A[K] | undefined>;
+  /**
+   * Signs in: creates a session for `userId` and sets the cookie. Against session fixation, a new token
+   * is always issued and the session the request's cookie named (if any) is deleted first; copy what
+   * you want to keep (`(await get())?.toObject()`) into `attributes`. Returns the new session.
+   */
+  login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>>;
+  /**
+   * Issues a new token for the current session (same data, id and expiry) and sets the cookie; the old
+   * token stops working at once (do it on privilege changes). Changes made in this request and not yet
+   * saved are kept and saved after the handler. Returns the session, or null when there is none (the
+   * cookie is then cleared).
+   */
+  rotate(): Promise<Session<A> | null>;
+  /** Signs out: deletes the session and clears the cookie. Returns whether a session was deleted. */
+  destroy(): Promise<boolean>;
+  /**
+   * Saves pending attribute changes now (one statement) instead of after the handler, e.g. to catch a
+   * `VersionConflictError` with `{ checkVersion: true }` or before streaming a long response. A no-op
+   * without a session or without changes. When it throws, the handler has seen the failure and decides:
+   * the changes are then not saved after the handler either.
+   */
+  save(options?: UpdateSessionOptions): Promise<void>;
+}
+
+/** Context variables set by the middleware. Merge into your own `Variables` if you have others. */
+export interface SessionVariables<A extends Attributes = Attributes> {
+  session: SessionHandle<A>;
+}
+
+/** Hono `Env` for an app (or a route group) using the middleware: `new Hono<SessionEnv<Attrs>>()`. */
+export interface SessionEnv<A extends Attributes = Attributes> {
+  Variables: SessionVariables<A>;
+}
+
+// ---- options ------------------------------------------------------------------------------------
+
+/** Browsers cap Max-Age at 400 days (RFC 6265bis); hono's serializer refuses more. */
+const MAX_COOKIE_AGE_SECONDS = 400 * 24 * 3600;
+const COOKIE_NAME_RE = /^[\w!#$%&'*.^`|~+-]+$/;
+/** Printable ASCII but ";": what an attribute value may hold without starting another attribute. */
+const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
+const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError']);
+const COOKIE_KEYS = new Set(['name', 'prefix', 'httpOnly', 'secure', 'sameSite', 'path', 'domain', 'maxAge']);
+
+interface ResolvedCookie {
+  /** Full name, prefix included. */
+  name: string;
+  attributes: CookieOptions;
+  persistent: boolean;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null || typeof v !== 'object') return String(v);
+  return Object.prototype.toString.call(v);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function bool(option: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new ConfigError(option, `expected a boolean, got ${show(v)}`);
+  return v;
+}
+
+function resolveCookie(input: unknown): ResolvedCookie {
+  if (input !== undefined && !isPlainObject(input)) throw new ConfigError('cookie', `expected an object, got ${show(input)}`);
+  const o = (input ?? {}) as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!COOKIE_KEYS.has(k)) throw new ConfigError(`cookie.${k}`, 'unknown option');
+
+  const name = o.name ?? 'session';
+  if (typeof name !== 'string' || !COOKIE_NAME_RE.test(name)) {
+    throw new ConfigError('cookie.name', `expected a cookie name (letters, digits and !#$%&'*.^\`|~+-_), got ${show(name)}`);
+  }
+  if (/^__(host|secure)-/i.test(name)) throw new ConfigError('cookie.name', 'give the name without "__Host-"/"__Secure-" and set `prefix`');
+
+  const prefix = o.prefix ?? '__Host-';
+  if (prefix !== '__Host-' && prefix !== '__Secure-' && prefix !== 'none') {
+    throw new ConfigError('cookie.prefix', `expected "__Host-", "__Secure-" or "none", got ${show(prefix)}`);
+  }
+  const secure = bool('cookie.secure', o.secure, true);
+  const httpOnly = bool('cookie.httpOnly', o.httpOnly, true);
+
+  const sameSiteInput = o.sameSite ?? 'Lax';
+  const sameSite =
+    typeof sameSiteInput === 'string' ? ({ strict: 'Strict', lax: 'Lax', none: 'None' } as const)[sameSiteInput.toLowerCase()] : undefined;
+  if (sameSite === undefined) throw new ConfigError('cookie.sameSite', `expected "Strict", "Lax" or "None", got ${show(sameSiteInput)}`);
+
+  const path = o.path ?? '/';
+  if (typeof path !== 'string' || !path.startsWith('/') || !COOKIE_ATTRIBUTE_RE.test(path)) {
+    throw new ConfigError('cookie.path', `expected a path starting with "/" (no ";" or control characters), got ${show(path)}`);
+  }
+  const domain = o.domain;
+  if (domain !== undefined && (typeof domain !== 'string' || domain === '' || !COOKIE_ATTRIBUTE_RE.test(domain) || /\s/.test(domain))) {
+    throw new ConfigError('cookie.domain', `expected a domain name, got ${show(domain)}`);
+  }
+  const maxAge = o.maxAge ?? 'expiry';
+  if (maxAge !== 'expiry' && maxAge !== 'browser-session') {
+    throw new ConfigError('cookie.maxAge', `expected "expiry" or "browser-session", got ${show(maxAge)}`);
+  }
+
+  if (prefix !== 'none' && !secure) {
+    throw new ConfigError(
+      'cookie.secure',
+      `the "${prefix}" prefix requires Secure; for plain-http local development set both secure: false and prefix: "none"`,
+    );
+  }
+  if (prefix === '__Host-' && domain !== undefined) {
+    throw new ConfigError(
+      'cookie.domain',
+      'not allowed with the "__Host-" prefix (host-only by definition); use prefix "__Secure-" to share the cookie',
+    );
+  }
+  if (prefix === '__Host-' && path !== '/') throw new ConfigError('cookie.path', 'must be "/" with the "__Host-" prefix');
+  if (sameSite === 'None' && !secure)
+    throw new ConfigError('cookie.sameSite', '"None" requires secure: true (browsers reject it otherwise)');
+
+  return {
+    name: prefix === 'none' ? name : `${prefix}${name}`,
+    attributes: { path, secure, httpOnly, sameSite, ...(domain === undefined ? {} : { domain: domain as string }) },
+    persistent: maxAge === 'expiry',
+  };
+}
+
+// ---- the per-request session --------------------------------------------------------------------
+
+const CLEAR = Symbol('clear');
+const UNREAD = Symbol('unread');
+
+/** What the response must do with the cookie: nothing, clear it, or set a token. */
+type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: number };
+
+/**
+ * One request's session state. Knows nothing of Hono: the middleware gives it a cookie reader and,
+ * after the handler, asks it what to save and what to send back.
+ */
+class RequestSession<A extends Attributes> implements SessionHandle<A> {
+  readonly #manager: SessionManager<A>;
+  readonly #readCookie: () => string | undefined;
+  readonly #touchInManager: boolean;
+  #incoming: string | undefined | typeof UNREAD = UNREAD;
+  /** In-flight or finished load; replaced by a settled promise after login/rotate/destroy. */
+  #loading: Promise<Session<A> | null> | undefined;
+  #session: Session<A> | null | undefined;
+  /** The session as loaded from the cookie (the one a touch callback is about). */
+  #loaded: Session<A> | null = null;
+  #cookie: CookieChange;
+  #closed = false;
+  /** An explicit save() failed: the handler owns the outcome, the after-handler save stays out of it. */
+  #saveFailed = false;
+
+  constructor(manager: SessionManager<A>, readCookie: () => string | undefined, touchInManager: boolean) {
+    this.#manager = manager;
+    this.#readCookie = readCookie;
+    this.#touchInManager = touchInManager;
+  }
+
+  #incomingToken(): string | undefined {
+    if (this.#incoming === UNREAD) this.#incoming = this.#readCookie();
+    return this.#incoming;
+  }
+
+  get(): Promise<Session<A> | null> {
+    this.#loading ??= this.#load();
+    return this.#loading;
+  }
+
+  async #load(): Promise<Session<A> | null> {
+    const token = this.#incomingToken();
+    if (token === undefined) {
+      this.#session = null;
+      return null;
+    }
+    // Malformed and forged tokens come back null without a query (manager.getSession checks the shape).
+    const session = await this.#manager.getSession(token, { touch: this.#touchInManager });
+    this.#session = session;
+    this.#loaded = session;
+    // The cookie names nothing alive: tell the browser to drop it (unless this request issues another).
+    if (session === null) this.#cookie ??= CLEAR;
+    return session;
+  }
+
+  peek(): Session<A> | null | undefined {
+    return this.#session;
+  }
+
+  async userId(): Promise<string | null> {
+    return (await this.get())?.userId ?? null;
+  }
+
+  async getAttribute<K extends keyof A & string>(key: K): Promise<A[K] | undefined> {
+    return (await this.get())?.get(key);
+  }
+
+  async login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>> {
+    this.#assertOpen('login');
+    await this.#settle();
+    await this.#deleteCurrent();
+    // The old session is gone from here on, whatever happens next.
+    this.#settleTo(null);
+    this.#cookie = this.#incomingToken() === undefined ? undefined : CLEAR;
+    const { session, token } = await this.#manager.createSession(userId, attributes, options);
+    this.#settleTo(session);
+    this.#cookie = { token, expiresAt: session.expiresAt.getTime() };
+    return session;
+  }
+
+  async rotate(): Promise<Session<A> | null> {
+    this.#assertOpen('rotate');
+    await this.#settle();
+    const session = this.#session === undefined ? await this.get() : this.#session;
+    if (session === null) return null;
+    // manager.rotate rebases the session on the rotated row and keeps its unsaved changes pending.
+    const rotated = await this.#manager.rotate(session);
+    if (rotated === null) {
+      this.#settleTo(null);
+      this.#cookie = CLEAR;
+      return null;
+    }
+    this.#cookie = { token: rotated.token, expiresAt: session.expiresAt.getTime() };
+    return session;
+  }
+
+  async destroy(): Promise<boolean> {
+    this.#assertOpen('destroy');
+    await this.#settle();
+    // If the delete fails, the cookie stays: the user can still sign out (retry) with it.
+    const deleted = await this.#deleteCurrent();
+    this.#settleTo(null);
+    // A session issued earlier in this request never reached the browser: nothing to clear then.
+    this.#cookie = this.#incomingToken() === undefined ? undefined : CLEAR;
+    return deleted;
+  }
+
+  async save(options?: UpdateSessionOptions): Promise<void> {
+    const session = this.#session;
+    if (session === undefined || session === null || !session.isModified) return;
+    try {
+      await this.#manager.updateSession(session, options);
+      this.#saveFailed = false;
+    } catch (e) {
+      this.#saveFailed = true;
+      if (e instanceof SessionNotFoundError) {
+        // Deleted or expired while the handler ran (signed out elsewhere): the cookie is dead too.
+        this.#settleTo(null);
+        this.#cookie = CLEAR;
+      }
+      throw e;
+    }
+  }
+
+  /** Deletes the session this request currently has: loaded or issued, or else the cookie's (by token). */
+  async #deleteCurrent(): Promise<boolean> {
+    if (this.#session) return this.#manager.deleteSession(this.#session);
+    // Loaded and found nothing: nothing to delete.
+    if (this.#session === null) return false;
+    const token = this.#incomingToken();
+    // deleteSession rejects a malformed token without a query.
+    return token === undefined ? false : this.#manager.deleteSession(token);
+  }
+
+  /** Waits for a load in flight so that its result cannot overwrite what a mutation sets. */
+  async #settle(): Promise<void> {
+    if (this.#loading !== undefined) await this.#loading.catch(() => undefined);
+  }
+
+  #settleTo(session: Session<A> | null): void {
+    this.#session = session;
+    this.#loading = Promise.resolve(session);
+  }
+
+  #assertOpen(method: string): void {
+    if (this.#closed) {
+      throw new SessionError(
+        'INVALID_ARGUMENT',
+        `c.var.session.${method}() was called after the session middleware finished: the response (and its cookie) is already sent`,
+      );
+    }
+  }
+
+  // ---- used by the middleware after the handler ----
+
+  /** The save after a handler that did not throw. */
+  async saveAfterHandler(): Promise<void> {
+    if (!this.#saveFailed) await this.save();
+  }
+
+  /** No more login/rotate/destroy: the response's cookie is decided. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** The session loaded from the cookie, if it is still this request's session (not destroyed/replaced). */
+  loadedSession(): Session<A> | null {
+    return this.#loaded !== null && this.#loaded === this.#session ? this.#loaded : null;
+  }
+
+  cookieChange(): CookieChange {
+    return this.#cookie;
+  }
+}
+
+// ---- the middleware -----------------------------------------------------------------------------
+
+/** Runs work after the response: kept alive by `waitUntil` where the runtime has it, detached otherwise. */
+function afterResponse(c: Context, work: () => unknown, onError: (error: unknown, c: Context) => void): void {
+  const done = Promise.resolve()
+    .then(work)
+    .catch((error: unknown) => {
+      try {
+        onError(error, c);
+      } catch {
+        // An error reporter that throws must not become an unhandled rejection.
+      }
+    });
+  let ctx: ExecutionContext | undefined;
+  try {
+    // Hono's getter throws when the runtime gave no execution context (Node, Bun, app.request()).
+    ctx = c.executionCtx;
+  } catch {
+    ctx = undefined;
+  }
+  ctx?.waitUntil(done);
+}
+
+function defaultBackgroundError(error: unknown): void {
+  console.error('[pg-edge-session] background task failed:', error);
+}
+
+/**
+ * Creates the session middleware. Options are validated here, once: a bad one throws a `ConfigError`
+ * whose `option` names it (`'manager'`, `'cookie.domain'`, ...).
+ */
+export function sessionMiddleware<A extends Attributes = Attributes>(
+  options: SessionMiddlewareOptions<A>,
+): MiddlewareHandler<SessionEnv<A>> {
+  if (!isPlainObject(options)) throw new ConfigError('options', `expected an object, got ${show(options)}`);
+  for (const k of Object.keys(options)) if (!OPTION_KEYS.has(k)) throw new ConfigError(k, 'unknown option');
+  const { manager } = options;
+  if (!(manager instanceof SessionManager)) throw new ConfigError('manager', 'expected a SessionManager');
+  const cookie = resolveCookie(options.cookie);
+  const touch = options.touch ?? 'manager';
+  if (touch !== 'manager' && touch !== 'none' && typeof touch !== 'function') {
+    throw new ConfigError('touch', `expected "manager", "none" or a function (session, c) => void, got ${show(touch)}`);
+  }
+  const onBackgroundError = options.onBackgroundError ?? defaultBackgroundError;
+  if (typeof onBackgroundError !== 'function')
+    throw new ConfigError('onBackgroundError', `expected a function, got ${show(onBackgroundError)}`);
+  const clock = manager.config.clock;
+
+  const writeCookie = (c: Context, change: CookieChange): void => {
+    if (change === undefined) return;
+    if (change === CLEAR) {
+      deleteCookie(c, cookie.name, cookie.attributes);
+      return;
+    }
+    const opts: CookieOptions = { ...cookie.attributes };
+    if (cookie.persistent) {
+      const left = Math.floor((change.expiresAt - clock()) / 1000);
+      opts.maxAge = Math.max(0, Math.min(left, MAX_COOKIE_AGE_SECONDS));
+    }
+    setCookie(c, cookie.name, change.token, opts);
+  };
+
+  return createMiddleware<SessionEnv<A>>(async function session(c, next) {
+    const handle = new RequestSession<A>(manager, () => getCookie(c, cookie.name), touch === 'manager');
+    c.set('session', handle);
+    let failed = true;
+    try {
+      await next();
+      // Hono turns a handler's throw into an error response before next() returns; c.error tells.
+      failed = c.error !== undefined;
+    } finally {
+      try {
+        // Attribute changes of a failed request are dropped; login/rotate/destroy are already committed,
+        // so their cookie is sent either way.
+        if (!failed) await handle.saveAfterHandler();
+      } finally {
+        handle.close();
+        writeCookie(c, handle.cookieChange());
+        const loaded = handle.loadedSession();
+        if (typeof touch === 'function' && loaded !== null) afterResponse(c, () => touch(loaded, c), onBackgroundError);
+      }
+    }
+  });
+}
