@@ -46,7 +46,8 @@ export function prepareValue(key: string, value: unknown, maxBytes: number): { j
 function check(key: string, v: unknown, path: string, depth: number, seen: Set<object>): void {
   switch (typeof v) {
     case 'string':
-      if (!isStorableString(v)) throw new AttributeNotSerializableError(key, path, 'strings must be well-formed Unicode without NUL characters');
+      if (!isStorableString(v))
+        throw new AttributeNotSerializableError(key, path, 'strings must be well-formed Unicode without NUL characters');
       return;
     case 'boolean':
       return;
@@ -63,22 +64,33 @@ function check(key: string, v: unknown, path: string, depth: number, seen: Set<o
   if (depth >= MAX_DEPTH) throw new AttributeNotSerializableError(key, path, `nested deeper than ${MAX_DEPTH} levels`);
   if (seen.has(v)) throw new AttributeNotSerializableError(key, path, 'circular reference');
   seen.add(v);
+  const proto = Object.getPrototypeOf(v);
+  if (Array.isArray(v) ? proto !== Array.prototype : proto !== Object.prototype && proto !== null) {
+    const name = (v as object).constructor?.name ?? 'object';
+    throw new AttributeNotSerializableError(key, path, `${name} instances are not plain JSON (store a plain object or a string)`);
+  }
+  // JSON.stringify would store what toJSON returns instead (it looks the method up like this, own or not).
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+    throw new AttributeNotSerializableError(key, path, 'values with a toJSON method would be stored as what it returns');
+  }
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      if (!(i in v)) throw new AttributeNotSerializableError(key, `${path}[${i}]`, 'sparse arrays would come back with null');
+      const desc = Object.getOwnPropertyDescriptor(v, i);
+      if (!desc) throw new AttributeNotSerializableError(key, `${path}[${i}]`, 'sparse arrays would come back with null');
+      if (desc.get || desc.set) throw new AttributeNotSerializableError(key, `${path}[${i}]`, 'accessor properties cannot be stored');
       check(key, v[i], `${path}[${i}]`, depth + 1, seen);
     }
-  } else {
-    const proto = Object.getPrototypeOf(v);
-    if (proto !== Object.prototype && proto !== null) {
-      const name = (v as object).constructor?.name ?? 'object';
-      throw new AttributeNotSerializableError(key, path, `${name} instances are not plain JSON (store a plain object or a string)`);
+    if (Object.keys(v).length !== v.length || Object.getOwnPropertySymbols(v).length > 0) {
+      throw new AttributeNotSerializableError(key, path, 'named properties of arrays would be lost');
     }
+  } else {
     if (Object.getOwnPropertySymbols(v).length > 0) throw new AttributeNotSerializableError(key, path, 'symbol keys cannot be stored');
     for (const k of Object.keys(v)) {
-      if (!isStorableString(k)) throw new AttributeNotSerializableError(key, `${path}.${k}`, 'keys must be well-formed Unicode without NUL');
+      if (!isStorableString(k))
+        throw new AttributeNotSerializableError(key, `${path}.${k}`, 'keys must be well-formed Unicode without NUL');
       const desc = Object.getOwnPropertyDescriptor(v, k);
-      if (desc && (desc.get || desc.set)) throw new AttributeNotSerializableError(key, `${path}.${k}`, 'accessor properties cannot be stored');
+      if (desc && (desc.get || desc.set))
+        throw new AttributeNotSerializableError(key, `${path}.${k}`, 'accessor properties cannot be stored');
       check(key, (v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1, seen);
     }
   }

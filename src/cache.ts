@@ -79,6 +79,11 @@ export class SessionCache {
     return e.record;
   }
 
+  /** The session id cached for `token`, fresh or not (no I/O, no recency update). */
+  idOf(token: string): string | undefined {
+    return this.#lru?.peek(token)?.record.id;
+  }
+
   /**
    * Stores a row read (or written) by a statement sent at `readAt`, after it committed. Dropped when the
    * session, or the whole cache, was invalidated after `startEpoch`. Returns whether it was stored.

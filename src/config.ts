@@ -24,7 +24,10 @@ export interface SessionConfig {
   inactivityDuration?: number;
   /** How often the worker (or `startBackgroundTasks`) runs `deleteExpired()`, in ms. Default 1 h. */
   cleanupInterval?: number;
-  /** Sessions kept in this manager's in-memory LRU. `0` turns the cache off. Default 10000. */
+  /**
+   * Sessions kept in this manager's in-memory LRU. `0` turns the cache off. At most 1,000,000: the LRUs
+   * preallocate their slots (about 100 bytes per unit of cacheSize at construction). Default 10000.
+   */
   cacheSize?: number;
   /**
    * Prefix of every table, index, function and trigger name, so several stores can share a schema.
@@ -94,7 +97,8 @@ function int(option: string, v: unknown, min: number, max: number): number {
 }
 
 function duration(option: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(option, `expected a finite number of milliseconds, got ${show(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new ConfigError(option, `expected a finite number of milliseconds, got ${show(v)}`);
   if (v < min) throw new ConfigError(option, `must be at least ${min} ms, got ${v}`);
   if (v > 100 * 365 * 24 * HOUR) throw new ConfigError(option, `must be at most 100 years in ms, got ${v}`);
   return v;
@@ -121,7 +125,10 @@ export function validateTablePrefix(v: unknown, option = 'tablePrefix'): string 
   if (typeof v !== 'string') throw new ConfigError(option, `expected a string, got ${show(v)}`);
   if (v !== '' && !IDENT.test(v)) throw new ConfigError(option, `${JSON.stringify(v)} must be empty or match [A-Za-z_][A-Za-z0-9_]*`);
   if (v.length + LONGEST_SUFFIX.length > MAX_IDENTIFIER) {
-    throw new ConfigError(option, `must be at most ${MAX_IDENTIFIER - LONGEST_SUFFIX.length} characters (derived names are limited to ${MAX_IDENTIFIER})`);
+    throw new ConfigError(
+      option,
+      `must be at most ${MAX_IDENTIFIER - LONGEST_SUFFIX.length} characters (derived names are limited to ${MAX_IDENTIFIER})`,
+    );
   }
   return v;
 }
@@ -141,7 +148,7 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
     sessionExpiration: duration('sessionExpiration', pick('sessionExpiration'), 1),
     inactivityDuration: duration('inactivityDuration', pick('inactivityDuration'), 0),
     cleanupInterval: duration('cleanupInterval', pick('cleanupInterval'), 1),
-    cacheSize: int('cacheSize', pick('cacheSize'), 0, 100_000_000),
+    cacheSize: int('cacheSize', pick('cacheSize'), 0, 1_000_000),
     tablePrefix: validateTablePrefix(pick('tablePrefix')),
     schemaName: validateSchemaName(pick('schemaName')),
     lastAccessUpdateInterval: duration('lastAccessUpdateInterval', pick('lastAccessUpdateInterval'), 1),

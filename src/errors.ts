@@ -178,15 +178,14 @@ function messageChain(e: unknown): string {
  * Turns whatever a driver threw into a typed error. SQLSTATE class 08 (connection exception), 57P01-57P03
  * (admin shutdown, crash shutdown, cannot connect now) and socket errors mean "unavailable".
  */
-export function classifyDatabaseError(
-  operation: string,
-  e: unknown,
-  schema: { schemaName: string; tablePrefix: string },
-): SessionError {
+export function classifyDatabaseError(operation: string, e: unknown, schema: { schemaName: string; tablePrefix: string }): SessionError {
   if (e instanceof SessionError) return e;
   const code = findErrorCode(e);
   if (code === '42P01' || code === '3F000' || code === '42883') return new SchemaMissingError(schema.schemaName, schema.tablePrefix, e);
-  if (code !== undefined && (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || UNAVAILABLE_NODE_CODES.has(code))) {
+  if (
+    code !== undefined &&
+    (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || UNAVAILABLE_NODE_CODES.has(code))
+  ) {
     return new DatabaseUnavailableError(operation, e);
   }
   if (code === undefined || !/^[0-9A-Z]{5}$/.test(code)) {

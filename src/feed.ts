@@ -37,7 +37,12 @@ export function isCursor(cursor: unknown): cursor is string {
 export const DEFAULT_PAGE_LIMIT = 10000;
 
 /** One statement: the current snapshot and the changes after `after` (or a reset). */
-export async function readChanges(db: SqlExecutor, names: ObjectNames, after: string | null | undefined, limit = DEFAULT_PAGE_LIMIT): Promise<ChangePage> {
+export async function readChanges(
+  db: SqlExecutor,
+  names: ObjectNames,
+  after: string | null | undefined,
+  limit = DEFAULT_PAGE_LIMIT,
+): Promise<ChangePage> {
   const changes = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes"`);
   const horizon = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes_horizon"`);
   try {

@@ -178,7 +178,8 @@ export class SessionManager<A extends Attributes = Attributes> {
   async getSession(token: string, options: GetSessionOptions = {}): Promise<Session<A> | null> {
     if (!isWellFormedToken(token)) return null;
     const now = this.#clock();
-    if (options.forceRefresh !== true) {
+    // maxStaleness 0 promises that every read goes to the database, also within one clock tick.
+    if (options.forceRefresh !== true && this.config.maxStaleness > 0) {
       const hit = this.cache.get(token, now, this.config.maxStaleness);
       if (hit !== undefined) return this.#serve(hit, now, options.touch);
     }
@@ -289,8 +290,10 @@ export class SessionManager<A extends Attributes = Attributes> {
     const newHash = await hashToken(token);
     const now = this.#clock();
     const idle = this.config.inactivityDuration;
-    // Idle check uses the newest touch this manager knows of for a Session target.
-    const lastKnown = target instanceof Session ? this.#touched.get(target.id) : undefined;
+    // Idle check uses the newest touch this manager knows of (like getSession); for a token, the cache
+    // knows its session id if this manager read it (which is when it recorded a touch).
+    const knownId = target instanceof Session ? target.id : this.cache.idOf(target);
+    const lastKnown = knownId === undefined ? undefined : this.#touched.get(knownId);
     const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
     const row = await this.#store.rotate({ by, newHash, now, idleCutoff });
     if (row === undefined) {

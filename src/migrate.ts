@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { resolveConfig, type SessionConfig } from './config.ts';
-import { type TransactionalDatabase, rowsOf } from './db.ts';
+import { rowsOf, type TransactionalDatabase } from './db.ts';
 import { classifyDatabaseError, SessionError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { objectNames, renderSql } from './names.ts';
@@ -16,7 +16,10 @@ export interface MigrateResult {
  * are recorded in `<schema>.<prefix>session_migrations`. Needs a driver with interactive transactions
  * (node-postgres, neon-serverless, postgres-js, pglite), not neon-http.
  */
-export async function migrate(db: TransactionalDatabase, config: Pick<SessionConfig, 'schemaName' | 'tablePrefix'> = {}): Promise<MigrateResult> {
+export async function migrate(
+  db: TransactionalDatabase,
+  config: Pick<SessionConfig, 'schemaName' | 'tablePrefix'> = {},
+): Promise<MigrateResult> {
   const { schemaName, tablePrefix } = resolveConfig({ schemaName: config.schemaName, tablePrefix: config.tablePrefix });
   const names = objectNames(schemaName, tablePrefix);
   if (typeof (db as { transaction?: unknown })?.transaction !== 'function') {
@@ -24,7 +27,9 @@ export async function migrate(db: TransactionalDatabase, config: Pick<SessionCon
   }
   try {
     return await db.transaction(async (tx) => {
-      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('pg-edge-session:migrate'), hashtext(${`${schemaName}.${tablePrefix}`}))`);
+      // Keyed on the schema, not schema and prefix: stores with different prefixes share CREATE SCHEMA,
+      // which is not safe to run concurrently even with IF NOT EXISTS (a unique violation).
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext('pg-edge-session:migrate'), hashtext(${schemaName}))`);
       await tx.execute(sql.raw(`CREATE SCHEMA IF NOT EXISTS ${names.schema}`));
       await tx.execute(
         sql.raw(`CREATE TABLE IF NOT EXISTS ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`),

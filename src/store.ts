@@ -26,11 +26,23 @@ export interface SessionRow {
 const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::float8 AS ${col}`;
 /** The columns of a session row, as `rowToRecord` reads them. */
 export const COLUMNS = sql.raw(
-  ['id::text AS id', 'user_id', 'group_id', 'attributes', 'version', ms('created_at'), ms('updated_at'), ms('last_accessed'), ms('expires_at')].join(', '),
+  [
+    'id::text AS id',
+    'user_id',
+    'group_id',
+    'attributes',
+    'version',
+    ms('created_at'),
+    ms('updated_at'),
+    ms('last_accessed'),
+    ms('expires_at'),
+  ].join(', '),
 );
 /** The same without attributes (listings). */
 const META_COLUMNS = sql.raw(
-  ['id::text AS id', 'user_id', 'group_id', 'version', ms('created_at'), ms('updated_at'), ms('last_accessed'), ms('expires_at')].join(', '),
+  ['id::text AS id', 'user_id', 'group_id', 'version', ms('created_at'), ms('updated_at'), ms('last_accessed'), ms('expires_at')].join(
+    ', ',
+  ),
 );
 
 export function ts(msSinceEpoch: number): SQL {
@@ -116,13 +128,20 @@ export class Store {
     deletedJson: string;
     now: number;
     expectVersion: number | null;
-    expectAttributeVersionsJson: string | null;
+    expectAttributeVersions: Record<string, number> | null;
   }): Promise<{ updated: boolean; row: SessionRow } | undefined> {
     const versionCheck = p.expectVersion === null ? sql`` : sql` AND s.version = ${p.expectVersion}::integer`;
+    // One plain condition per key, on the target row only. Not a NOT EXISTS over jsonb_each: the planner
+    // turns that into an anti-join, which READ COMMITTED's recheck of a concurrently updated row does not
+    // re-evaluate, so two compare-and-sets of one attribute could both succeed (a lost update).
     const attrCheck =
-      p.expectAttributeVersionsJson === null
+      p.expectAttributeVersions === null
         ? sql``
-        : sql` AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(${p.expectAttributeVersionsJson}::jsonb) AS e WHERE COALESCE((s.attributes -> e.key ->> 'ver')::integer, 0) <> e.value::integer)`;
+        : sql.join(
+            Object.entries(p.expectAttributeVersions).map(
+              ([k, v]) => sql` AND COALESCE((s.attributes -> ${k}::text ->> 'ver')::integer, 0) = ${v}::integer`,
+            ),
+          );
     const rows = await this.run<SessionRow & { updated: boolean }>(
       'updateSession',
       sql`WITH upd AS (
@@ -144,7 +163,12 @@ export class Store {
   }
 
   /** New token hash for the same row, in one statement. `by` selects the row by old token hash or by id. */
-  async rotate(p: { by: { hash: string } | { id: string }; newHash: string; now: number; idleCutoff: number | null }): Promise<SessionRow | undefined> {
+  async rotate(p: {
+    by: { hash: string } | { id: string };
+    newHash: string;
+    now: number;
+    idleCutoff: number | null;
+  }): Promise<SessionRow | undefined> {
     const where = 'hash' in p.by ? sql`token_hash = decode(${p.by.hash}, 'hex')` : sql`id = ${p.by.id}::uuid`;
     const idle = p.idleCutoff === null ? sql`` : sql` AND last_accessed > ${ts(p.idleCutoff)}`;
     const rows = await this.run<SessionRow>(

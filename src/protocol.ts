@@ -1,0 +1,49 @@
+/**
+ * The wire protocol between isolates (the sync client) and the sync worker. Shared by both sides.
+ * Every endpoint but /healthz and /readyz needs `Authorization: Bearer <secret>`.
+ */
+
+export const PATHS = {
+  /** GET ?after=CURSOR → FeedResponse */
+  changes: '/v1/changes',
+  /** GET ?after=CURSOR → text/event-stream of `changes` events (FeedEvent), heartbeats included */
+  stream: '/v1/stream',
+  /** POST TouchBatch → { accepted: number } */
+  touches: '/v1/touches',
+  healthz: '/healthz',
+  readyz: '/readyz',
+  metrics: '/metrics',
+} as const;
+
+export interface FeedResponse {
+  /** Pass as `after` next time. */
+  cursor: string;
+  /** Sessions changed or deleted since `after`: invalidate them. */
+  ids: string[];
+  /** Clear the whole cache (cursor unknown/too old, or a bulk change). */
+  reset: boolean;
+  /**
+   * Every change committed before this time (ms since the epoch, the worker's clock) is included in this
+   * response or an earlier one: the client may `markFresh(freshAsOf)` after applying it.
+   */
+  freshAsOf: number;
+}
+
+/** A pushed event: like FeedResponse plus `from`, the cursor it continues (a mismatch means: resync). */
+export interface FeedEvent extends FeedResponse {
+  from: string;
+}
+
+/** Body of POST /v1/touches: [session id, last access in ms since the epoch] pairs. */
+export interface TouchBatch {
+  touches: [string, number][];
+}
+
+/** Largest accepted /v1/touches body and batch. */
+export const MAX_TOUCH_BODY_BYTES = 1024 * 1024;
+export const MAX_TOUCHES_PER_BATCH = 20000;
+
+/** Error body of every 4xx/5xx the worker sends. */
+export interface ErrorBody {
+  error: { code: string; message: string };
+}

@@ -1,0 +1,256 @@
+import { type ChangePage, readChanges } from './feed.ts';
+import type { SessionManager } from './manager.ts';
+import { type FeedEvent, type FeedResponse, PATHS, type TouchBatch } from './protocol.ts';
+
+export interface SyncClientOptions {
+  /** Base URL of the sync worker, e.g. https://sessions-worker.internal:8787 */
+  workerUrl: string;
+  /** The worker's shared secret (sent as a bearer token). Omit only against an --insecure-dev worker. */
+  secret?: string;
+  /**
+   * 'poll' (Workers, Vercel Edge: no background work between requests): `beforeRead()` polls the feed at
+   * most every syncInterval, in the background while the cache is fresh and inline when it is not.
+   * 'stream' (Node, Bun, Deno): holds the worker's push stream and reconnects on its own.
+   * Default 'poll'.
+   */
+  mode?: 'poll' | 'stream';
+  /** Shortest time between polls, in ms. Default 250. Keep it below the manager's maxStaleness. */
+  syncInterval?: number;
+  /** How long one request to the worker may take before it counts as failed, in ms. Default 2000. */
+  requestTimeout?: number;
+  /**
+   * When the worker cannot be reached: read the change record directly from the database (one
+   * statement through the manager's own database), so the cache stays usable. Default true. When false,
+   * entries simply age out after maxStaleness and reads go to the database.
+   */
+  directFallback?: boolean;
+  /**
+   * When the worker cannot take touches: write them directly (batched, with GREATEST), at most once per
+   * this interval, in ms. Default 60000.
+   */
+  touchFallbackInterval?: number;
+  /** `fetch` to use (tests, custom agents). Default globalThis.fetch. */
+  fetch?: typeof fetch;
+  /** Called after invalidations are applied (metrics, tests). */
+  onApply?: (change: { ids: string[]; reset: boolean; freshAsOf: number; source: 'worker' | 'stream' | 'database' }) => void;
+  /** Called when talking to the worker fails (it is retried; nothing is lost). */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * The isolate's client of the sync worker: keeps a SessionManager's cache fresh from the change feed and
+ * sends its touches to the worker. Freshness: after applying a feed answer the cache is marked fresh as
+ * of the answer's `freshAsOf`; when no answer arrives the marks stop advancing and entries age out
+ * after maxStaleness, so a stale session is never served, worker or no worker.
+ */
+export class SyncClient {
+  // biome-ignore lint/suspicious/noExplicitAny: any manager, whatever its attribute type
+  readonly #m: SessionManager<any>;
+  readonly #url: string;
+  readonly #headers: Record<string, string>;
+  readonly #mode: 'poll' | 'stream';
+  readonly #interval: number;
+  readonly #timeout: number;
+  readonly #direct: boolean;
+  readonly #touchFallbackInterval: number;
+  readonly #fetch: typeof fetch;
+  readonly #onApply: SyncClientOptions['onApply'];
+  readonly #onError: SyncClientOptions['onError'];
+  #cursor: string | null = null;
+  #lastPoll = Number.NEGATIVE_INFINITY;
+  #polling: Promise<void> | undefined;
+  #lastDirectTouchFlush = Number.NEGATIVE_INFINITY;
+  #stream: AbortController | undefined;
+  #stopped = false;
+
+  // biome-ignore lint/suspicious/noExplicitAny: any manager, whatever its attribute type
+  constructor(manager: SessionManager<any>, options: SyncClientOptions) {
+    if (typeof options?.workerUrl !== 'string' || !/^https?:\/\//.test(options.workerUrl)) {
+      throw new TypeError('SyncClient: workerUrl must be an http(s) URL');
+    }
+    this.#m = manager;
+    this.#url = options.workerUrl.replace(/\/+$/, '');
+    this.#headers = options.secret ? { authorization: `Bearer ${options.secret}` } : {};
+    this.#mode = options.mode ?? 'poll';
+    this.#interval = options.syncInterval ?? 250;
+    this.#timeout = options.requestTimeout ?? 2000;
+    this.#direct = options.directFallback ?? true;
+    this.#touchFallbackInterval = options.touchFallbackInterval ?? 60_000;
+    this.#fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
+    this.#onApply = options.onApply;
+    this.#onError = options.onError;
+  }
+
+  get cursor(): string | null {
+    return this.#cursor;
+  }
+
+  #now(): number {
+    return this.#m.config.clock();
+  }
+
+  /**
+   * Call before reading sessions (the middleware does). Returns a promise to await when the cache is
+   * not fresh enough to serve (an inline poll), and otherwise a background poll to hand to `waitUntil`
+   * (or undefined when none is due).
+   */
+  beforeRead(): { mustAwait: boolean; promise: Promise<void> | undefined } {
+    if (this.#mode === 'stream') return { mustAwait: false, promise: undefined };
+    const now = this.#now();
+    const stale = this.#m.cache.freshAsOf < now - this.#m.config.maxStaleness;
+    if (stale) return { mustAwait: true, promise: this.sync() };
+    if (now - this.#lastPoll >= this.#interval) return { mustAwait: false, promise: this.sync() };
+    return { mustAwait: false, promise: undefined };
+  }
+
+  /** One poll of the feed (shared by concurrent callers); falls back to the database when the worker fails. */
+  sync(): Promise<void> {
+    this.#polling ??= this.#poll().finally(() => {
+      this.#polling = undefined;
+    });
+    return this.#polling;
+  }
+
+  async #poll(): Promise<void> {
+    this.#lastPoll = this.#now();
+    const startedAt = this.#now();
+    try {
+      const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
+      const res = await this.#request(`${PATHS.changes}${q}`, { method: 'GET' });
+      if (!res.ok) throw new Error(`sync worker answered ${res.status}`);
+      this.#apply((await res.json()) as FeedResponse, 'worker');
+    } catch (e) {
+      this.#onError?.(e);
+      if (!this.#direct) return;
+      // Read the record ourselves: one statement through the manager's database.
+      try {
+        const page: ChangePage = await readChanges(this.#m.store.db, this.#m.names, this.#cursor);
+        this.#apply({ ...page, freshAsOf: startedAt }, 'database');
+      } catch (e2) {
+        this.#onError?.(e2);
+      }
+    }
+  }
+
+  #apply(r: FeedResponse, source: 'worker' | 'stream' | 'database'): void {
+    if (r.reset) this.#m.cache.clear();
+    else if (r.ids.length > 0) this.#m.cache.invalidate(r.ids);
+    this.#cursor = r.cursor;
+    this.#m.cache.markFresh(r.freshAsOf);
+    this.#onApply?.({ ids: r.ids, reset: r.reset, freshAsOf: r.freshAsOf, source });
+  }
+
+  async #request(path: string, init: RequestInit): Promise<Response> {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new Error('sync worker request timed out')), this.#timeout);
+    try {
+      return await this.#fetch(`${this.#url}${path}`, {
+        ...init,
+        headers: { ...this.#headers, ...(init.headers as Record<string, string>) },
+        signal: ac.signal,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Sends this manager's pending touches to the worker. If the worker can't take them, writes them
+   * directly (at most once per touchFallbackInterval; otherwise they are kept for the next call).
+   */
+  async pushTouches(): Promise<void> {
+    const touches = this.#m.takePendingTouches();
+    if (touches.size === 0) return;
+    const pairs = [...touches];
+    try {
+      for (let i = 0; i < pairs.length; i += 20000) {
+        const body: TouchBatch = { touches: pairs.slice(i, i + 20000) };
+        const res = await this.#request(PATHS.touches, {
+          method: 'POST',
+          body: JSON.stringify(body),
+          headers: { 'content-type': 'application/json' },
+        });
+        if (!res.ok) throw new Error(`sync worker refused touches: ${res.status}`);
+      }
+    } catch (e) {
+      this.#onError?.(e);
+      this.#m.restoreTouches(pairs);
+      const now = this.#now();
+      if (now - this.#lastDirectTouchFlush >= this.#touchFallbackInterval) {
+        this.#lastDirectTouchFlush = now;
+        await this.#m.flushTouches().catch((e2) => this.#onError?.(e2));
+      }
+    }
+  }
+
+  /** Stream mode: connects the push stream and keeps it connected until `stop()`. */
+  start(): void {
+    if (this.#mode !== 'stream' || this.#stream) return;
+    this.#stopped = false;
+    void this.#runStream();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#stream?.abort();
+    this.#stream = undefined;
+  }
+
+  async #runStream(): Promise<void> {
+    let attempt = 0;
+    while (!this.#stopped) {
+      const ac = new AbortController();
+      this.#stream = ac;
+      try {
+        const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
+        const res = await this.#fetch(`${this.#url}${PATHS.stream}${q}`, {
+          headers: { ...this.#headers, accept: 'text/event-stream' },
+          signal: ac.signal,
+        });
+        if (!res.ok || res.body === null) throw new Error(`sync worker stream answered ${res.status}`);
+        let first = true;
+        for await (const data of sseEvents(res.body)) {
+          const ev = JSON.parse(data) as FeedEvent;
+          if (!first && ev.from !== this.#cursor) break; // a gap: reconnect with our cursor
+          first = false;
+          attempt = 0;
+          this.#apply(ev, 'stream');
+        }
+      } catch (e) {
+        if (this.#stopped) return;
+        this.#onError?.(e);
+        if (this.#direct) await this.sync().catch(() => {});
+      }
+      if (this.#stopped) return;
+      const cap = Math.min(5000, 100 * 2 ** Math.min(attempt++, 10));
+      await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
+    }
+  }
+}
+
+/** Parses a text/event-stream body into the `data` of each event. */
+async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const reader = body.pipeThrough(new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>).getReader();
+  let buf = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value;
+      let i = buf.indexOf('\n\n');
+      while (i !== -1) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = block
+          .split('\n')
+          .filter((l) => l.startsWith('data:'))
+          .map((l) => l.slice(5).replace(/^ /, ''))
+          .join('\n');
+        if (data) yield data;
+        i = buf.indexOf('\n\n');
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}

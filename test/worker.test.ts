@@ -1,0 +1,294 @@
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SessionManager } from '../src/manager.ts';
+import { migrate } from '../src/migrate.ts';
+import type { FeedResponse } from '../src/protocol.ts';
+import { type RunningWorker, startWorker, type WorkerOptions } from '../worker/main.ts';
+import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
+
+const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
+const auth = { authorization: `Bearer ${SECRET}` };
+
+/** Worker drivers: node-postgres over TCP, and Neon's driver over the WebSocket proxy. */
+const WORKER_DRIVERS = ['pg', 'neon'] as const;
+
+describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
+  let admin: pg.Pool;
+  let schemaName: string;
+  let manager: SessionManager;
+  const workers: RunningWorker[] = [];
+  const logs: string[] = [];
+
+  const start = async (o: Partial<WorkerOptions> = {}) => {
+    const w = await startWorker({
+      databaseUrl: databaseUrl(),
+      secret: SECRET,
+      driver,
+      neonWsProxy: driver === 'neon' ? `127.0.0.1:${inject('wsProxyPort')}/v2` : undefined,
+      port: 0,
+      schemaName,
+      cleanupInterval: 3_600_000,
+      lastAccessUpdateInterval: 3_600_000,
+      maxBackoff: 200,
+      log: (l) => logs.push(l),
+      ...o,
+    });
+    workers.push(w);
+    await w.ready();
+    return w;
+  };
+  const feed = async (w: RunningWorker, after?: string): Promise<FeedResponse> => {
+    const r = await fetch(`${w.url}/v1/changes${after ? `?after=${encodeURIComponent(after)}` : ''}`, {
+      headers: auth,
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(r.status).toBe(200);
+    return (await r.json()) as FeedResponse;
+  };
+  /** Polls until `pred` holds of the union of ids delivered since `after`. */
+  const collect = async (w: RunningWorker, after: string, pred: (ids: Set<string>) => boolean, timeoutMs = 10000) => {
+    const ids = new Set<string>();
+    let cursor = after;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const r = await feed(w, cursor);
+      expect(r.reset).toBe(false);
+      for (const id of r.ids) ids.add(id);
+      cursor = r.cursor;
+      if (pred(ids)) return { ids, cursor };
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    return { ids, cursor };
+  };
+
+  beforeAll(async () => {
+    admin = new pg.Pool({ connectionString: databaseUrl(), max: 4 });
+    schemaName = uniqueSchema(`worker_${driver}`);
+    await migrate(drizzle(admin), { schemaName });
+    manager = new SessionManager(drizzle(admin), { schemaName });
+  });
+  afterAll(async () => {
+    for (const w of workers) await w.close();
+    await dropSchema(admin, schemaName);
+    await admin.end();
+    // Never a token, never the secret in the logs.
+    const all = logs.join('\n');
+    expect(all).not.toContain(SECRET);
+  });
+
+  it('refuses to start without a secret unless --insecure-dev, and with a short one', async () => {
+    await expect(startWorker({ databaseUrl: databaseUrl(), schemaName, log: 'silent' })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      option: 'secret',
+    });
+    await expect(startWorker({ databaseUrl: databaseUrl(), schemaName, secret: 'short', log: 'silent' })).rejects.toMatchObject({
+      option: 'secret',
+    });
+    await expect(
+      startWorker({ databaseUrl: 'postgres://u:p@ep-x-pooler.eu.aws.neon.tech/db', secret: SECRET, log: 'silent' }),
+    ).rejects.toMatchObject({ option: 'databaseUrl' });
+  });
+
+  it('fails at start with a typed error when the tables are missing', async () => {
+    await expect(
+      startWorker({ databaseUrl: databaseUrl(), schemaName: 'no_such_schema_x', secret: SECRET, log: 'silent', port: 0 }),
+    ).rejects.toMatchObject({
+      code: 'SCHEMA_MISSING',
+    });
+  });
+
+  it('answers 401 without the right secret, except /healthz', async () => {
+    const w = await start();
+    expect((await fetch(`${w.url}/healthz`)).status).toBe(200);
+    for (const path of ['/v1/changes', '/readyz', '/metrics']) {
+      expect((await fetch(`${w.url}${path}`)).status).toBe(401);
+      expect((await fetch(`${w.url}${path}`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+      expect((await fetch(`${w.url}${path}`, { headers: { authorization: `Bearer ${SECRET}x` } })).status).toBe(401);
+    }
+    const r = await fetch(`${w.url}/v1/touches`, { method: 'POST', body: '{"touches":[]}' });
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
+    expect((await fetch(`${w.url}/readyz`, { headers: auth })).status).toBe(200);
+  });
+
+  it('delivers library changes and plain-SQL changes through the feed, with compatible cursors', async () => {
+    const w = await start();
+    const a = await manager.createSession('w-u1', { n: 1 });
+    const b = await manager.createSession('w-u2', { n: 1 });
+    const c0 = (await feed(w)).cursor;
+    a.session.set('n', 2);
+    await manager.updateSession(a.session);
+    await admin.query(`DELETE FROM "${schemaName}"."sessions" WHERE id = $1`, [b.session.id]);
+    const { ids } = await collect(w, c0, (s) => s.has(a.session.id) && s.has(b.session.id));
+    expect([...ids].sort()).toEqual([a.session.id, b.session.id].sort());
+  });
+
+  it('push stream: delivers a change and heartbeats with advancing freshness', async () => {
+    const w = await start();
+    const a = await manager.createSession('w-u3', {});
+    const start0 = await feed(w);
+    const ac = new AbortController();
+    const res = await fetch(`${w.url}/v1/stream?after=${encodeURIComponent(start0.cursor)}`, { headers: auth, signal: ac.signal });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const reader = (res.body as ReadableStream<Uint8Array>)
+      .pipeThrough(new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>)
+      .getReader();
+    let text = '';
+    const seen: FeedResponse[] = [];
+    setTimeout(() => {
+      a.session.set('x', 1);
+      void manager.updateSession(a.session);
+    }, 100);
+    const deadline = Date.now() + 10000;
+    while (Date.now() < deadline && !seen.some((e) => e.ids.includes(a.session.id))) {
+      const { value } = await reader.read();
+      text += value ?? '';
+      for (const m of text.matchAll(/data: (.*)\n\n/g)) seen.push(JSON.parse(m[1] as string));
+      text = text.slice(text.lastIndexOf('\n\n') + 2);
+    }
+    ac.abort();
+    expect(seen.some((e) => e.ids.includes(a.session.id))).toBe(true);
+    expect(seen.length).toBeGreaterThan(1);
+    expect((seen.at(-1) as FeedResponse).freshAsOf).toBeGreaterThanOrEqual(seen[0]?.freshAsOf as number);
+  });
+
+  it('catches up on every change after pg_terminate_backend of the listener (no gaps)', async () => {
+    const w = await start();
+    const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => manager.createSession(`w-term-${i}`, {})));
+    const c0 = (await feed(w)).cursor;
+    const writes = (async () => {
+      for (const [i, s] of sessions.entries()) {
+        s.session.set('i', i);
+        await manager.updateSession(s.session);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 30));
+    // Every listener of this test database (other workers of this file reconnect too).
+    const killed = await admin.query(
+      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'pg-edge-session-listener' AND datname = current_database()`,
+    );
+    expect(killed.rowCount).toBeGreaterThanOrEqual(1);
+    await writes;
+    const { ids } = await collect(w, c0, (s) => s.size >= sessions.length, 15000);
+    if (ids.size !== sessions.length) console.log(logs.slice(-30).join('\n'));
+    expect([...ids].sort()).toEqual(sessions.map((s) => s.session.id).sort());
+    await w.ready();
+    expect(logs.some((l) => l.includes('listener reconnecting'))).toBe(true);
+  });
+
+  it('answers a cursor from another worker replica correctly, and cleanup runs on one worker at a time', async () => {
+    const w1 = await start();
+    const w2 = await start();
+    const a = await manager.createSession('w-u4', {});
+    const c1 = (await feed(w1)).cursor;
+    a.session.set('r', 1);
+    await manager.updateSession(a.session);
+    const { ids } = await collect(w2, c1, (s) => s.has(a.session.id));
+    expect(ids.has(a.session.id)).toBe(true);
+
+    const lockHolder = await admin.connect();
+    try {
+      await lockHolder.query(`SELECT pg_advisory_lock(hashtext('pg-edge-session:cleanup'), hashtext($1))`, [`${schemaName}.`]);
+      expect((await w1.runCleanup()).ran).toBe(false);
+      expect((await w2.runCleanup()).ran).toBe(false);
+      await lockHolder.query(`SELECT pg_advisory_unlock_all()`);
+    } finally {
+      lockHolder.release();
+    }
+    const [r1, r2] = await Promise.all([w1.runCleanup(), w2.runCleanup()]);
+    expect(r1.ran || r2.ran).toBe(true);
+  });
+
+  it('coalesces many touches of one session into one row update, with GREATEST', async () => {
+    const w = await start();
+    const a = await manager.createSession('w-u5', {});
+    const base = Date.now();
+    for (let i = 0; i < 50; i++) {
+      const r = await fetch(`${w.url}/v1/touches`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ touches: [[a.session.id, base + i]] }),
+      });
+      expect(r.status).toBe(200);
+    }
+    expect(w.pendingTouches).toBe(1);
+    const before = await metric(w, 'pges_flush_rows_total');
+    await w.flushTouches();
+    expect((await metric(w, 'pges_flush_rows_total')) - before).toBe(1);
+    const { rows } = await admin.query(
+      `SELECT (extract(epoch from last_accessed) * 1000)::float8 AS t FROM "${schemaName}"."sessions" WHERE id = $1`,
+      [a.session.id],
+    );
+    expect(rows[0].t).toBe(base + 49);
+    // an older touch never moves it back
+    await fetch(`${w.url}/v1/touches`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ touches: [[a.session.id, base - 100000]] }),
+    });
+    await w.flushTouches();
+    const again = await admin.query(
+      `SELECT (extract(epoch from last_accessed) * 1000)::float8 AS t FROM "${schemaName}"."sessions" WHERE id = $1`,
+      [a.session.id],
+    );
+    expect(again.rows[0].t).toBe(base + 49);
+  });
+
+  it('rejects malformed and oversized touch bodies with a typed 400 and changes nothing', async () => {
+    const w = await start();
+    const a = await manager.createSession('w-u6', {});
+    const bad = [
+      'not json',
+      '[]',
+      '{}',
+      '{"touches": {}}',
+      JSON.stringify({ touches: [[a.session.id]] }),
+      JSON.stringify({ touches: [['not-a-uuid', Date.now()]] }),
+      JSON.stringify({ touches: [[a.session.id, 'soon']] }),
+      JSON.stringify({ touches: [[a.session.id, Date.now() + 3_600_000]] }),
+      JSON.stringify({
+        touches: [
+          [a.session.id, Date.now()],
+          ['x', 1],
+        ],
+      }),
+      JSON.stringify({ touches: Array.from({ length: 20001 }, () => [a.session.id, Date.now()]) }),
+      `{"touches":[${'0'.repeat(1024 * 1024 + 10)}]}`,
+    ];
+    for (const body of bad) {
+      const r = await fetch(`${w.url}/v1/touches`, { method: 'POST', headers: auth, body });
+      expect(r.status).toBe(400);
+      const e = (await r.json()) as { error: { code: string; message: string } };
+      expect(['BAD_REQUEST', 'BODY_TOO_LARGE']).toContain(e.error.code);
+    }
+    expect(w.pendingTouches).toBe(0);
+  });
+
+  it('exposes Prometheus metrics', async () => {
+    const w = await start();
+    const text = await (await fetch(`${w.url}/metrics`, { headers: auth })).text();
+    for (const name of [
+      'pges_notifications_total',
+      'pges_changes_delivered_total',
+      'pges_subscribers',
+      'pges_touches_pending',
+      'pges_flush_batches_total',
+      'pges_flush_rows_total',
+      'pges_flush_duration_seconds',
+      'pges_cleanup_rows_total',
+      'pges_cleanup_duration_seconds',
+      'pges_listener_reconnects_total',
+      'pges_catchup_lag_seconds',
+    ]) {
+      expect(text).toContain(name);
+    }
+  });
+});
+
+async function metric(w: RunningWorker, name: string): Promise<number> {
+  const text = await (await fetch(`${w.url}/metrics`, { headers: auth })).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}

@@ -1,0 +1,181 @@
+// The worker's HTTP surface (Hono): feed, push stream, touch ingestion, health and metrics.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { streamSSE } from 'hono/streaming';
+import { isCursor, readChanges } from '../src/feed.ts';
+import type { ObjectNames } from '../src/names.ts';
+import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../src/protocol.ts';
+import { isUuid } from '../src/token.ts';
+import type { ResolvedWorkerOptions } from './config.ts';
+import type { WorkerDb } from './db.ts';
+import type { Hub } from './hub.ts';
+import type { Listener } from './listen.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { TouchBuffer } from './touches.ts';
+
+/** Touches may come from isolates whose clocks run a little ahead; further ahead is refused. */
+export const MAX_TOUCH_CLOCK_SKEW_MS = 60_000;
+/** Events queued for one slow stream subscriber before it is disconnected (bounded memory). */
+export const MAX_SUBSCRIBER_QUEUE = 256;
+
+export interface WorkerAppDeps {
+  o: ResolvedWorkerOptions;
+  db: WorkerDb;
+  names: ObjectNames;
+  hub: Hub;
+  listener: Listener;
+  touches: TouchBuffer;
+  metrics: Metrics;
+  log: Logger;
+  /** Aborted on shutdown: closes every open stream. */
+  shutdown: AbortSignal;
+  accepting: () => boolean;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+function err(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+export function createWorkerApp(d: WorkerAppDeps): Hono {
+  const app = new Hono();
+  const secretDigest = d.o.secret === undefined ? undefined : digest(d.o.secret);
+
+  app.onError((e, c) => {
+    d.log('error', 'request failed', { err: e, path: c.req.path });
+    return c.json(err('INTERNAL', 'internal error'), 500);
+  });
+  app.notFound((c) => c.json(err('NOT_FOUND', 'no such endpoint'), 404));
+
+  app.get(PATHS.healthz, (c) => c.json({ ok: true }));
+
+  // Everything below needs the shared secret (compared in constant time, over equal-length digests).
+  app.use('*', async (c, next) => {
+    if (secretDigest === undefined) return next();
+    const h = c.req.header('authorization') ?? '';
+    const m = /^Bearer (.+)$/.exec(h);
+    if (m === null || !timingSafeEqual(digest(m[1] as string), secretDigest)) {
+      return c.json(err('UNAUTHORIZED', 'missing or wrong bearer secret'), 401);
+    }
+    return next();
+  });
+
+  app.get(PATHS.readyz, (c) =>
+    d.listener.ready && d.accepting() ? c.json({ ready: true }) : c.json({ ready: false, listener: d.listener.ready }, 503),
+  );
+
+  app.get(PATHS.metrics, async (c) => {
+    const latest = d.hub.latest;
+    d.metrics.freshness.set(latest ? (Date.now() - latest.freshAsOf) / 1000 : -1);
+    d.metrics.subscribers.set(d.hub.subscriberCount);
+    return c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType });
+  });
+
+  const answer = async (after: string | undefined): Promise<FeedResponse> => {
+    const latest = d.hub.latest;
+    if (after !== undefined && isCursor(after)) {
+      const mem = d.listener.ready ? d.hub.answer(after) : undefined;
+      if (mem !== undefined) {
+        d.metrics.feedRequests.inc({ source: 'memory' });
+        return mem;
+      }
+    } else if (latest !== undefined && d.listener.ready) {
+      d.metrics.feedRequests.inc({ source: 'memory' });
+      return { cursor: latest.cursor, ids: [], reset: true, freshAsOf: latest.freshAsOf };
+    }
+    // A cursor of another replica, one older than our memory, or the listener is down: ask the record.
+    d.metrics.feedRequests.inc({ source: 'database' });
+    const startedAt = Date.now();
+    const page = await readChanges(d.db.pool, d.names, after);
+    if (latest !== undefined && d.listener.ready) {
+      // Continue on our own chain: everything up to `latest` is included (the read came after it).
+      return { cursor: latest.cursor, ids: page.ids, reset: page.reset, freshAsOf: latest.freshAsOf };
+    }
+    return { ...page, freshAsOf: startedAt };
+  };
+
+  // A missing or malformed cursor is not an error: the answer is a reset and a new cursor.
+  app.get(PATHS.changes, async (c) => c.json(await answer(c.req.query('after'))));
+
+  app.get(PATHS.stream, (c) => {
+    const after = c.req.query('after');
+    return streamSSE(c, async (stream) => {
+      const queue: string[] = [];
+      let wake: (() => void) | undefined;
+      let closed = false;
+      const close = () => {
+        closed = true;
+        wake?.();
+      };
+      const unsubscribe = d.hub.subscribe((event) => {
+        if (queue.length >= MAX_SUBSCRIBER_QUEUE) {
+          close();
+          return;
+        }
+        queue.push(JSON.stringify(event));
+        wake?.();
+      });
+      d.metrics.subscribers.set(d.hub.subscriberCount);
+      stream.onAbort(close);
+      d.shutdown.addEventListener('abort', close, { once: true });
+      try {
+        const first = await answer(after && isCursor(after) ? after : undefined);
+        await stream.writeSSE({ event: 'changes', data: JSON.stringify({ ...first, from: after ?? '' }) });
+        while (!closed && !d.shutdown.aborted) {
+          if (queue.length === 0) await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          while (queue.length > 0 && !closed) await stream.writeSSE({ event: 'changes', data: queue.shift() as string });
+        }
+      } finally {
+        unsubscribe();
+        d.shutdown.removeEventListener('abort', close);
+        d.metrics.subscribers.set(d.hub.subscriberCount);
+      }
+    });
+  });
+
+  app.post(
+    PATHS.touches,
+    bodyLimit({
+      maxSize: MAX_TOUCH_BODY_BYTES,
+      onError: (c) => c.json(err('BODY_TOO_LARGE', `body over ${MAX_TOUCH_BODY_BYTES} bytes`), 400),
+    }),
+    async (c) => {
+      if (!d.accepting()) return c.json(err('SHUTTING_DOWN', 'worker is shutting down'), 503);
+      let body: unknown;
+      try {
+        body = JSON.parse(await c.req.text());
+      } catch {
+        return c.json(err('BAD_REQUEST', 'body is not JSON'), 400);
+      }
+      const parsed = parseTouches(body, Date.now());
+      if (typeof parsed === 'string') return c.json(err('BAD_REQUEST', parsed), 400);
+      if (!d.touches.add(parsed)) return c.json(err('OVERLOADED', 'too many pending touches; retry later'), 503);
+      return c.json({ accepted: parsed.length });
+    },
+  );
+
+  return app;
+}
+
+/** Validates a touch batch; returns the pairs, or a message saying what is wrong. Nothing partial. */
+export function parseTouches(body: unknown, now: number): [string, number][] | string {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected {"touches": [[sessionId, ms], ...]}';
+  const t = (body as { touches?: unknown }).touches;
+  if (!Array.isArray(t)) return '"touches" must be an array';
+  if (t.length > MAX_TOUCHES_PER_BATCH) return `at most ${MAX_TOUCHES_PER_BATCH} touches per request`;
+  const out: [string, number][] = [];
+  for (let i = 0; i < t.length; i++) {
+    const p = t[i];
+    if (!Array.isArray(p) || p.length !== 2) return `touches[${i}] must be [sessionId, ms]`;
+    const [id, at] = p;
+    if (!isUuid(id)) return `touches[${i}][0] is not a session id`;
+    if (typeof at !== 'number' || !Number.isInteger(at) || at <= 0) return `touches[${i}][1] must be ms since the epoch`;
+    if (at > now + MAX_TOUCH_CLOCK_SKEW_MS) return `touches[${i}][1] is in the future`;
+    out.push([id.toLowerCase(), at]);
+  }
+  return out;
+}

@@ -1,0 +1,72 @@
+// Expired-session cleanup, one runner at a time across replicas: the run holds a session-level advisory
+// lock on one pooled connection; another worker that cannot take it skips this round.
+import { sql } from 'drizzle-orm';
+import { rowsOf } from '../src/db.ts';
+import { pruneChanges } from '../src/feed.ts';
+import { SessionManager } from '../src/manager.ts';
+import type { ObjectNames } from '../src/names.ts';
+import type { ResolvedWorkerOptions } from './config.ts';
+import type { WorkerDb } from './db.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface CleanupRun {
+  ran: boolean;
+  sessions: number;
+  attributes: number;
+  changes: number;
+  longestBatchMs: number;
+}
+
+export async function runCleanup(
+  o: ResolvedWorkerOptions,
+  db: WorkerDb,
+  names: ObjectNames,
+  metrics: Metrics,
+  log: Logger,
+): Promise<CleanupRun> {
+  const { db: conn, release } = await db.checkout();
+  let destroy = false;
+  const key = sql`hashtext('pg-edge-session:cleanup'), hashtext(${`${names.schemaName}.${names.tablePrefix}`})`;
+  try {
+    const got = rowsOf<{ ok: boolean }>(await conn.execute(sql`SELECT pg_try_advisory_lock(${key}) AS ok`))[0]?.ok === true;
+    if (!got) {
+      log('info', 'cleanup skipped: another worker holds the lock');
+      return { ran: false, sessions: 0, attributes: 0, changes: 0, longestBatchMs: 0 };
+    }
+    const end = metrics.cleanupDuration.startTimer();
+    let longest = 0;
+    try {
+      const manager = new SessionManager(conn, {
+        schemaName: names.schemaName,
+        tablePrefix: names.tablePrefix,
+        cacheSize: 0,
+        inactivityDuration: o.inactivityDuration,
+        lastAccessUpdateInterval: o.lastAccessUpdateInterval,
+      });
+      const r = await manager.deleteExpired({
+        batchSize: o.cleanupBatchSize,
+        onBatch: (_kind, _rows, ms) => {
+          longest = Math.max(longest, ms);
+          metrics.cleanupBatchDuration.observe(ms / 1000);
+        },
+      });
+      const changes = await pruneChanges(conn, names, o.changeRetention, o.cleanupBatchSize * 10);
+      metrics.cleanupRows.inc({ kind: 'sessions' }, r.sessions);
+      metrics.cleanupRows.inc({ kind: 'attributes' }, r.attributes);
+      metrics.cleanupRows.inc({ kind: 'changes' }, changes);
+      log('info', 'cleanup done', { sessions: r.sessions, attributes: r.attributes, changes, longestBatchMs: longest });
+      return { ran: true, sessions: r.sessions, attributes: r.attributes, changes, longestBatchMs: longest };
+    } finally {
+      end();
+      await Promise.resolve(conn.execute(sql`SELECT pg_advisory_unlock(${key})`)).catch(() => {
+        destroy = true; // the lock dies with the connection
+      });
+    }
+  } catch (err) {
+    destroy = true;
+    throw err;
+  } finally {
+    release(destroy);
+  }
+}

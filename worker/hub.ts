@@ -1,0 +1,92 @@
+// The worker's view of the change feed: the reads the listener made, chained by cursor, so isolates
+// polling or streaming with a cursor this worker handed out are answered from memory.
+import type { FeedEvent, FeedResponse } from '../src/protocol.ts';
+
+interface Entry {
+  from: string;
+  to: string;
+  ids: string[];
+  reset: boolean;
+  freshAsOf: number;
+}
+
+export type Subscriber = (event: FeedEvent) => void;
+
+/** Bounds: entries kept (at 4 reads/s, ~8 minutes) and ids kept across them. */
+export const MAX_ENTRIES = 2000;
+export const MAX_IDS = 200_000;
+/** Most ids in one answer; beyond it the answer is a reset. */
+export const MAX_ANSWER_IDS = 10_000;
+
+export class Hub {
+  #entries: Entry[] = [];
+  #ids = 0;
+  /** cursor → index in #entries of the entry that starts at it */
+  #byFrom = new Map<string, Entry>();
+  #latest: { cursor: string; freshAsOf: number } | undefined;
+  readonly #subscribers = new Set<Subscriber>();
+
+  get latest() {
+    return this.#latest;
+  }
+
+  get subscriberCount(): number {
+    return this.#subscribers.size;
+  }
+
+  /** A read by the listener: from `from` (null on the very first read) to `to`. */
+  publish(from: string | null, to: string, ids: string[], reset: boolean, freshAsOf: number): void {
+    if (from !== null && from !== this.#latest?.cursor) {
+      // A gap in our own chain (should not happen): make every older cursor resync through the DB.
+      this.#entries = [];
+      this.#byFrom.clear();
+      this.#ids = 0;
+    }
+    // An idle database returns the same snapshot again: nothing to chain, only freshness moves.
+    if (from !== null && from === to && ids.length === 0 && !reset) {
+      this.#latest = { cursor: to, freshAsOf };
+      const event: FeedEvent = { from, cursor: to, ids, reset, freshAsOf };
+      for (const s of this.#subscribers) s(event);
+      return;
+    }
+    if (from !== null) {
+      const e: Entry = { from, to, ids, reset, freshAsOf };
+      this.#entries.push(e);
+      this.#byFrom.set(from, e);
+      this.#ids += ids.length;
+      while (this.#entries.length > MAX_ENTRIES || this.#ids > MAX_IDS) {
+        const old = this.#entries.shift() as Entry;
+        this.#byFrom.delete(old.from);
+        this.#ids -= old.ids.length;
+      }
+      const event: FeedEvent = { from, cursor: to, ids, reset, freshAsOf };
+      for (const s of this.#subscribers) s(event);
+    }
+    this.#latest = { cursor: to, freshAsOf };
+  }
+
+  /** Everything after `after`, from memory; undefined when `after` is not a cursor of this worker's chain. */
+  answer(after: string): FeedResponse | undefined {
+    const latest = this.#latest;
+    if (latest === undefined) return undefined;
+    if (after === latest.cursor) return { cursor: latest.cursor, ids: [], reset: false, freshAsOf: latest.freshAsOf };
+    let e = this.#byFrom.get(after);
+    if (e === undefined) return undefined;
+    const ids = new Set<string>();
+    let reset = false;
+    // The chain is acyclic (publish never links a cursor to itself), and bounded by MAX_ENTRIES.
+    for (let steps = 0; e !== undefined && steps <= MAX_ENTRIES; steps++) {
+      if (e.reset) reset = true;
+      for (const id of e.ids) ids.add(id);
+      if (ids.size > MAX_ANSWER_IDS) reset = true;
+      if (reset || e.to === latest.cursor) break;
+      e = this.#byFrom.get(e.to);
+    }
+    return { cursor: latest.cursor, ids: reset ? [] : [...ids], reset, freshAsOf: latest.freshAsOf };
+  }
+
+  subscribe(fn: Subscriber): () => void {
+    this.#subscribers.add(fn);
+    return () => this.#subscribers.delete(fn);
+  }
+}

@@ -1,0 +1,171 @@
+// The LISTEN connection: wake-ups from the capture triggers, a safety-net timer, and a trailing read after
+// each wake-up. Every read asks the durable change record "what changed after my cursor", so a lost
+// notification or a dropped connection loses nothing: after any reconnect the first read catches up
+// from the same cursor before the worker reports ready.
+import { readChanges } from '../src/feed.ts';
+import type { ObjectNames } from '../src/names.ts';
+import type { ResolvedWorkerOptions } from './config.ts';
+import type { ListenClient, WorkerDb } from './db.ts';
+import type { Hub } from './hub.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+
+export class Listener {
+  #client: ListenClient | undefined;
+  #cursor: string | null = null;
+  #ready = false;
+  #stopped = false;
+  #attempt = 0;
+  #reading: Promise<void> | undefined;
+  #again = false;
+  #pollTimer: ReturnType<typeof setInterval> | undefined;
+  #settleTimer: ReturnType<typeof setTimeout> | undefined;
+  #wakeBroken: (() => void) | undefined;
+  #readyWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly o: ResolvedWorkerOptions,
+    private readonly db: WorkerDb,
+    private readonly names: ObjectNames,
+    private readonly channel: string,
+    private readonly hub: Hub,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Resolves once connected and caught up (the first time, or again after a reconnect). */
+  whenReady(): Promise<void> {
+    if (this.#ready) return Promise.resolve();
+    return new Promise((r) => this.#readyWaiters.push(r));
+  }
+
+  start(): void {
+    void this.#loop();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#ready = false;
+    clearInterval(this.#pollTimer);
+    clearTimeout(this.#settleTimer);
+    this.#wakeBroken?.();
+    const c = this.#client;
+    this.#client = undefined;
+    await c?.end().catch(() => {});
+  }
+
+  /** Force-closes the connection (tests: simulates a network cut without killing the backend). */
+  dropConnection(): void {
+    this.#wakeBroken?.();
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#stopped) {
+      const client = this.db.newListenClient();
+      const broken = new Promise<void>((resolve) => {
+        this.#wakeBroken = resolve;
+        client.on('error', (err) => {
+          this.log('warn', 'listener connection error', { err });
+          resolve();
+        });
+        client.on('end', () => resolve());
+      });
+      try {
+        await client.connect();
+        this.#client = client;
+        client.on('notification', () => {
+          this.metrics.notifications.inc();
+          this.#requestRead();
+          this.#scheduleSettle();
+        });
+        await client.query(`LISTEN "${this.channel.replace(/"/g, '""')}"`);
+        await this.#readOnce(); // catch up before reporting ready
+        this.#attempt = 0;
+        this.#setReady(true);
+        this.log('info', 'listener ready', { channel: this.channel, cursor: this.#cursor });
+        this.#pollTimer = setInterval(() => this.#requestRead(), this.o.pollInterval);
+        await broken;
+      } catch (err) {
+        if (!this.#stopped) this.log('warn', 'listener failed', { err });
+      }
+      this.#setReady(false);
+      clearInterval(this.#pollTimer);
+      clearTimeout(this.#settleTimer);
+      this.#client = undefined;
+      await client.end().catch(() => {});
+      if (this.#stopped) return;
+      this.metrics.reconnects.inc();
+      const delay = backoff(this.#attempt++, this.o.maxBackoff);
+      this.log('info', 'listener reconnecting', { attempt: this.#attempt, delayMs: Math.round(delay) });
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  #setReady(v: boolean): void {
+    this.#ready = v;
+    this.metrics.listenerReady.set(v ? 1 : 0);
+    if (v) for (const r of this.#readyWaiters.splice(0)) r();
+  }
+
+  #scheduleSettle(): void {
+    if (this.#settleTimer !== undefined) return;
+    this.#settleTimer = setTimeout(() => {
+      this.#settleTimer = undefined;
+      this.#requestRead();
+    }, this.o.settleDelay);
+  }
+
+  /** Coalesces read requests: one in flight, at most one queued. */
+  #requestRead(): void {
+    if (this.#reading) {
+      this.#again = true;
+      return;
+    }
+    this.#reading = this.#readOnce()
+      .catch((err) => {
+        this.log('warn', 'change read failed; reconnecting', { err });
+        this.#wakeBroken?.();
+      })
+      .finally(() => {
+        this.#reading = undefined;
+        if (this.#again && this.#ready) {
+          this.#again = false;
+          this.#requestRead();
+        }
+      });
+  }
+
+  async #readOnce(): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) throw new Error('listener not connected');
+    const freshAsOf = Date.now();
+    // A connection that died without telling us must not stall the feed: a read that takes too long
+    // counts as a broken connection.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('change read timed out')), Math.max(2000, this.o.pollInterval * 8));
+    });
+    const page = await Promise.race([readChanges(this.db.overClient(client), this.names, this.#cursor), timeout]).finally(() =>
+      clearTimeout(timer),
+    );
+    this.metrics.feedReads.inc();
+    if (page.reset && this.#cursor !== null) this.metrics.feedResets.inc();
+    if (page.ids.length > 0) {
+      this.metrics.changesDelivered.inc(page.ids.length);
+      this.#scheduleSettle();
+    }
+    this.hub.publish(this.#cursor, page.cursor, page.ids, page.reset && this.#cursor !== null, freshAsOf);
+    this.#cursor = page.cursor;
+    this.metrics.catchupLag.set((Date.now() - freshAsOf) / 1000);
+  }
+}
+
+/** Capped exponential backoff with full jitter: 100 ms · 2^attempt, at most `max`. */
+export function backoff(attempt: number, max: number): number {
+  const cap = Math.min(max, 100 * 2 ** Math.min(attempt, 20));
+  return cap / 2 + Math.random() * (cap / 2);
+}
