@@ -36,6 +36,7 @@ import type { CookieOptions } from 'hono/utils/cookie';
 import { ConfigError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
 import type { Attributes, Session } from './session.ts';
+import { SyncClient } from './sync.ts';
 
 // ---- public types -------------------------------------------------------------------------------
 
@@ -113,6 +114,13 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
   /** How reads record a last access. Default `'manager'`; see `TouchStrategy`. */
   touch?: TouchStrategy<A>;
   /**
+   * The isolate's client of the sync worker (`new SyncClient(manager, { workerUrl, secret })`). With it,
+   * reads keep the cache fresh from the worker's feed (polling in `waitUntil`, inline only when the
+   * cache is older than maxStaleness) and touches go to the worker after the response. Without it the
+   * manager works alone: cached entries are trusted for maxStaleness after they were read.
+   */
+  sync?: SyncClient;
+  /**
    * Receives errors of work done after the response (a touch callback). Default: `console.error`.
    * Errors of the request's own work (loading, saving, login, rotate, destroy) are not sent here: they
    * are thrown, and Hono's `app.onError` sees them (branch on `error.code`).
@@ -175,7 +183,7 @@ const MAX_COOKIE_AGE_SECONDS = 400 * 24 * 3600;
 const COOKIE_NAME_RE = /^[\w!#$%&'*.^`|~+-]+$/;
 /** Printable ASCII but ";": what an attribute value may hold without starting another attribute. */
 const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
-const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError']);
+const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync']);
 const COOKIE_KEYS = new Set(['name', 'prefix', 'httpOnly', 'secure', 'sameSite', 'path', 'domain', 'maxAge']);
 
 interface ResolvedCookie {
@@ -287,10 +295,13 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   /** An explicit save() failed: the handler owns the outcome, the after-handler save stays out of it. */
   #saveFailed = false;
 
-  constructor(manager: SessionManager<A>, readCookie: () => string | undefined, touchInManager: boolean) {
+  readonly #beforeRead: (() => Promise<void>) | undefined;
+
+  constructor(manager: SessionManager<A>, readCookie: () => string | undefined, touchInManager: boolean, beforeRead?: () => Promise<void>) {
     this.#manager = manager;
     this.#readCookie = readCookie;
     this.#touchInManager = touchInManager;
+    this.#beforeRead = beforeRead;
   }
 
   #incomingToken(): string | undefined {
@@ -309,6 +320,8 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
       this.#session = null;
       return null;
     }
+    // Keep the cache fresh from the worker's feed (inline only when it is older than maxStaleness).
+    if (this.#beforeRead !== undefined) await this.#beforeRead();
     // Malformed and forged tokens come back null without a query (manager.getSession checks the shape).
     const session = await this.#manager.getSession(token, { touch: this.#touchInManager });
     this.#session = session;
@@ -485,6 +498,8 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   if (typeof onBackgroundError !== 'function')
     throw new ConfigError('onBackgroundError', `expected a function, got ${show(onBackgroundError)}`);
   const clock = manager.config.clock;
+  const sync = options.sync;
+  if (sync !== undefined && !(sync instanceof SyncClient)) throw new ConfigError('sync', `expected a SyncClient, got ${show(sync)}`);
 
   const writeCookie = (c: Context, change: CookieChange): void => {
     if (change === undefined) return;
@@ -501,7 +516,17 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   };
 
   return createMiddleware<SessionEnv<A>>(async function session(c, next) {
-    const handle = new RequestSession<A>(manager, () => getCookie(c, cookie.name), touch === 'manager');
+    const beforeRead =
+      sync === undefined
+        ? undefined
+        : async () => {
+            const due = sync.beforeRead();
+            if (due.promise === undefined) return;
+            // Errors are reported through onError/onBackgroundError; a failed sync only means misses.
+            if (due.mustAwait) await due.promise.catch(() => {});
+            else afterResponse(c, () => due.promise, onBackgroundError);
+          };
+    const handle = new RequestSession<A>(manager, () => getCookie(c, cookie.name), touch === 'manager', beforeRead);
     c.set('session', handle);
     let failed = true;
     try {
@@ -518,6 +543,8 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
         writeCookie(c, handle.cookieChange());
         const loaded = handle.loadedSession();
         if (typeof touch === 'function' && loaded !== null) afterResponse(c, () => touch(loaded, c), onBackgroundError);
+        const push = sync?.pushTouchesIfDue();
+        if (push !== undefined) afterResponse(c, () => push, onBackgroundError);
       }
     }
   });

@@ -6,6 +6,7 @@ export type { SessionConfig } from './config.ts';
 export { DEFAULTS } from './config.ts';
 export type { SqlExecutor, TransactionalDatabase } from './db.ts';
 export * from './errors.ts';
+export { type ChangePage, readChanges } from './feed.ts';
 export type {
   CleanupResult,
   CreatedSession,
@@ -18,6 +19,8 @@ export type {
 } from './manager.ts';
 export { SessionManager } from './manager.ts';
 export { type MigrateResult, migrate } from './migrate.ts';
+export type { FeedEvent, FeedResponse, TouchBatch } from './protocol.ts';
 export type { Attributes, SetAttributeOptions } from './session.ts';
 export { Session } from './session.ts';
+export { SyncClient, type SyncClientOptions } from './sync.ts';
 export { isWellFormedToken } from './token.ts';

@@ -29,6 +29,12 @@ export interface SyncClientOptions {
    * this interval, in ms. Default 60000.
    */
   touchFallbackInterval?: number;
+  /**
+   * How often this isolate sends its touches to the worker, in ms. Default 2000. In 'poll' mode the
+   * middleware sends them after a response (waitUntil) once this much time has passed; in 'stream'
+   * mode a timer does.
+   */
+  touchInterval?: number;
   /** `fetch` to use (tests, custom agents). Default globalThis.fetch. */
   fetch?: typeof fetch;
   /** Called after invalidations are applied (metrics, tests). */
@@ -53,6 +59,9 @@ export class SyncClient {
   readonly #timeout: number;
   readonly #direct: boolean;
   readonly #touchFallbackInterval: number;
+  readonly #touchInterval: number;
+  #lastTouchPush = Number.NEGATIVE_INFINITY;
+  #touchTimer: ReturnType<typeof setInterval> | undefined;
   readonly #fetch: typeof fetch;
   readonly #onApply: SyncClientOptions['onApply'];
   readonly #onError: SyncClientOptions['onError'];
@@ -76,6 +85,7 @@ export class SyncClient {
     this.#timeout = options.requestTimeout ?? 2000;
     this.#direct = options.directFallback ?? true;
     this.#touchFallbackInterval = options.touchFallbackInterval ?? 60_000;
+    this.#touchInterval = options.touchInterval ?? 2000;
     this.#fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.#onApply = options.onApply;
     this.#onError = options.onError;
@@ -154,11 +164,19 @@ export class SyncClient {
     }
   }
 
+  /** The touch push to hand to `waitUntil` when one is due (poll mode), else undefined. */
+  pushTouchesIfDue(): Promise<void> | undefined {
+    if (this.#mode === 'stream' || this.#m.pendingTouchCount === 0) return undefined;
+    if (this.#now() - this.#lastTouchPush < this.#touchInterval) return undefined;
+    return this.pushTouches();
+  }
+
   /**
    * Sends this manager's pending touches to the worker. If the worker can't take them, writes them
    * directly (at most once per touchFallbackInterval; otherwise they are kept for the next call).
    */
   async pushTouches(): Promise<void> {
+    this.#lastTouchPush = this.#now();
     const touches = this.#m.takePendingTouches();
     if (touches.size === 0) return;
     const pairs = [...touches];
@@ -183,17 +201,26 @@ export class SyncClient {
     }
   }
 
-  /** Stream mode: connects the push stream and keeps it connected until `stop()`. */
+  /**
+   * Stream mode: connects the push stream and keeps it connected, and sends touches every
+   * touchInterval, until `stop()`. (Poll mode needs no start: the middleware drives it.)
+   */
   start(): void {
     if (this.#mode !== 'stream' || this.#stream) return;
     this.#stopped = false;
     void this.#runStream();
+    this.#touchTimer = setInterval(() => void this.pushTouches().catch(() => {}), this.#touchInterval);
+    (this.#touchTimer as { unref?: () => void }).unref?.();
   }
 
-  stop(): void {
+  /** Stops the stream and the touch timer, and sends the touches still pending. */
+  async stop(): Promise<void> {
     this.#stopped = true;
     this.#stream?.abort();
     this.#stream = undefined;
+    clearInterval(this.#touchTimer);
+    this.#touchTimer = undefined;
+    await this.pushTouches().catch(() => {});
   }
 
   async #runStream(): Promise<void> {
