@@ -45,6 +45,12 @@ const META_COLUMNS = sql.raw(
   ),
 );
 
+/**
+ * Added to every read: a volatile function makes the query uncacheable by Cloudflare Hyperdrive (which
+ * caches read-only queries for ~60 s by default and would otherwise serve a revoked session).
+ */
+const UNCACHEABLE = sql.raw('clock_timestamp() IS NOT NULL AS uncacheable');
+
 export function ts(msSinceEpoch: number): SQL {
   return sql`${new Date(msSinceEpoch).toISOString()}::timestamptz`;
 }
@@ -89,12 +95,12 @@ export class Store {
   }
 
   async selectByTokenHash(hash: string): Promise<SessionRow | undefined> {
-    const rows = await this.run<SessionRow>('getSession', sql`SELECT ${COLUMNS} FROM ${this.#t} WHERE token_hash = decode(${hash}, 'hex')`);
+    const rows = await this.run<SessionRow>('getSession', sql`SELECT ${COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE token_hash = decode(${hash}, 'hex')`);
     return rows[0];
   }
 
   async selectById(id: string): Promise<SessionRow | undefined> {
-    const rows = await this.run<SessionRow>('getSessionById', sql`SELECT ${COLUMNS} FROM ${this.#t} WHERE id = ${id}::uuid`);
+    const rows = await this.run<SessionRow>('getSessionById', sql`SELECT ${COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE id = ${id}::uuid`);
     return rows[0];
   }
 
@@ -204,7 +210,7 @@ export class Store {
   async listByUser(userId: string, now: number): Promise<SessionRow[]> {
     return this.run<SessionRow>(
       'listUserSessions',
-      sql`SELECT ${META_COLUMNS} FROM ${this.#t} WHERE user_id = ${userId} AND expires_at > ${ts(now)} ORDER BY last_accessed DESC, created_at DESC`,
+      sql`SELECT ${META_COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE user_id = ${userId} AND expires_at > ${ts(now)} ORDER BY last_accessed DESC, created_at DESC`,
     );
   }
 
