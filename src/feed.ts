@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rowsOf, type SqlExecutor } from './db.ts';
-import { classifyDatabaseError } from './errors.ts';
+import { classifyDatabaseError, findErrorCode } from './errors.ts';
 import type { ObjectNames } from './names.ts';
 
 /**
@@ -68,6 +68,10 @@ export async function readChanges(
     if (r.too_old === true || raw.length > limit || raw.includes(null)) return { cursor: r.snapshot, ids: [], reset: true };
     return { cursor: r.snapshot, ids: [...new Set(raw as string[])], reset: false };
   } catch (e) {
+    // A cursor of the right shape that PostgreSQL still refuses (xmin 0, xmin > xmax, out of range...):
+    // not an error of ours, just an unknown cursor, answered like any other with a reset.
+    const code = findErrorCode(e);
+    if (code === '22P02' || code === '22003') return readChanges(db, names, null, limit);
     throw classifyDatabaseError('readChanges', e, names);
   }
 }
