@@ -1,0 +1,395 @@
+// Expiry on a fake clock (promise 4), cleanup, attribute expiry, and the last-access touches: coalesced in
+// memory, flushed in batches, never moving backwards (promises 6 and 8). No sleeps: the clock is moved.
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError, SessionNotFoundError } from '../src/errors.ts';
+import { DRIVERS, fakeClock } from './support/db.ts';
+import { rawRow, setLastAccessed, uid } from './support/manager-helpers.ts';
+import { useStore } from './support/store-suite.ts';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+
+describe.each(DRIVERS)('expiry (%s)', (driver) => {
+  const fx = useStore(driver, 'mgr_expiry');
+
+  it('absolute expiry: alive until expires_at, then never returned, from the cache or the database', async () => {
+    const clock = fakeClock();
+    // An hour of maxStaleness: the cached entry stays "fresh", so only the expiry check can refuse it.
+    const m = fx.manager({ clock, sessionExpiration: 10 * SECOND, inactivityDuration: 0, maxStaleness: HOUR });
+    const { session, token } = await m.createSession(uid(), { a: 1 });
+    clock.advance(10 * SECOND - 1);
+    m.db.reset();
+    expect((await m.getSession(token))?.id).toBe(session.id);
+    expect(m.db.count).toBe(0);
+    clock.advance(1);
+    expect(await m.getSession(token)).toBeNull();
+    expect(m.db.count).toBe(0);
+    expect(await m.getSession(token, { forceRefresh: true })).toBeNull();
+    expect(await fx.manager({ clock }).getSession(token)).toBeNull();
+    // The row is still there (cleanup has not run): reads refuse it by themselves.
+    expect(await rawRow(fx, session.id)).toBeDefined();
+  });
+
+  it('an explicit expiresAt is honoured and must lie in the future', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: 0 });
+    const { token } = await m.createSession(uid(), {}, { expiresAt: clock() + 500 });
+    clock.advance(499);
+    expect(await m.getSession(token)).not.toBeNull();
+    clock.advance(1);
+    expect(await m.getSession(token)).toBeNull();
+    await expect(m.createSession(uid(), {}, { expiresAt: clock() })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(m.createSession(uid(), {}, { expiresAt: new Date(Number.NaN) })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('idle expiry uses the newest known last access, including touches not flushed yet', async () => {
+    const clock = fakeClock();
+    const config = { clock, inactivityDuration: 10 * SECOND, maxStaleness: HOUR };
+    const a = fx.manager(config);
+    const { session, token } = await a.createSession(uid());
+    clock.advance(9 * SECOND);
+    expect(await a.getSession(token)).not.toBeNull(); // touch at t0+9s, in memory only
+    clock.advance(9 * SECOND); // t0+18s: 18s after the stored last access, 9s after the touch
+    expect((await rawRow(fx, session.id))!.last_accessed).toBe(clock() - 18 * SECOND);
+    expect(await a.getSession(token, { forceRefresh: true, touch: false })).not.toBeNull();
+    expect((await a.listUserSessions(session.userId)).map((s) => s.id)).toEqual([session.id]);
+    // A manager that never saw the touch knows only the stored last access.
+    const b = fx.manager(config);
+    expect(await b.getSession(token)).toBeNull();
+    expect(await b.listUserSessions(session.userId)).toEqual([]);
+    // Idle past the touch: gone, also from a's cache.
+    clock.advance(SECOND);
+    a.db.reset();
+    expect(await a.getSession(token)).toBeNull();
+    expect(a.db.count).toBe(0);
+    expect(await a.getSession(token, { forceRefresh: true })).toBeNull();
+  });
+
+  it('idle expiry boundary: alive until last access + inactivityDuration, gone at it', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: 10 * SECOND });
+    const { token } = await m.createSession(uid());
+    clock.advance(10 * SECOND - 1);
+    expect(await m.getSession(token, { touch: false })).not.toBeNull();
+    clock.advance(1);
+    expect(await m.getSession(token, { touch: false })).toBeNull();
+  });
+
+  it('a read with touch: false does not extend the session', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: 10 * SECOND });
+    const { token } = await m.createSession(uid());
+    m.takePendingTouches();
+    clock.advance(5 * SECOND);
+    await m.getSession(token, { touch: false });
+    expect(m.pendingTouchCount).toBe(0);
+    clock.advance(5 * SECOND);
+    expect(await m.getSession(token)).toBeNull();
+  });
+
+  it('a flushed touch extends the session for every manager', async () => {
+    const clock = fakeClock();
+    const config = { clock, inactivityDuration: 10 * SECOND };
+    const a = fx.manager(config);
+    const { token } = await a.createSession(uid());
+    clock.advance(8 * SECOND);
+    await a.getSession(token);
+    await a.flushTouches();
+    clock.advance(8 * SECOND);
+    expect(await fx.manager(config).getSession(token)).not.toBeNull();
+  });
+
+  it('rotate works for a session kept alive by a touch not flushed yet (by Session and by token)', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: 10 * SECOND });
+    const first = await m.createSession(uid(), { a: 1 });
+    const second = await m.createSession(uid(), { b: 2 });
+    clock.advance(9 * SECOND);
+    const s1 = await m.getSession(first.token);
+    const s2 = await m.getSession(second.token);
+    clock.advance(9 * SECOND);
+    // Both alive for this manager (touched 9 s ago), though the stored last access is 18 s old.
+    expect(await m.getSession(first.token, { touch: false })).not.toBeNull();
+    const bySession = await m.rotate(s1!);
+    expect(bySession?.session.get('a')).toBe(1);
+    const byToken = await m.rotate(second.token);
+    expect(byToken?.session.get('b')).toBe(2);
+    expect(byToken?.session.id).toBe(s2!.id);
+    expect(await m.getSession(second.token)).toBeNull();
+    expect((await m.getSession(byToken!.token))?.get('b')).toBe(2);
+  });
+
+  it('rotate refuses an expired session', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: 10 * SECOND, sessionExpiration: HOUR });
+    const idle = await m.createSession(uid());
+    clock.advance(10 * SECOND);
+    expect(await m.rotate(idle.token)).toBeNull();
+    expect(await m.rotate(idle.session)).toBeNull();
+    const other = fx.manager({ clock, inactivityDuration: 0, sessionExpiration: HOUR });
+    const absolute = await other.createSession(uid());
+    clock.advance(HOUR);
+    expect(await other.rotate(absolute.token)).toBeNull();
+  });
+
+  it('updateSession of an expired session throws SessionNotFoundError and writes nothing', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, sessionExpiration: 10 * SECOND, inactivityDuration: 0 });
+    const { session } = await m.createSession(uid(), { a: 1 });
+    clock.advance(10 * SECOND);
+    session.set('a', 2);
+    await expect(m.updateSession(session)).rejects.toBeInstanceOf(SessionNotFoundError);
+    await expect(m.updateSession(session, { checkVersion: true })).rejects.toMatchObject({ code: 'SESSION_NOT_FOUND' });
+    expect((await rawRow(fx, session.id))!.attributes.a).toEqual({ v: 1, ver: 1 });
+  });
+
+  it('expired attributes are invisible from their expiry on, in loaded and cached sessions', async () => {
+    const clock = fakeClock();
+    type App = { promo: string; keep: number };
+    const m = fx.manager<App>({ clock, maxStaleness: HOUR });
+    const { session, token } = await m.createSession(uid(), { keep: 1 });
+    session.set('promo', 'SAVE10', { expiresAt: clock() + 5 * SECOND });
+    // Visible while pending too.
+    expect(session.get('promo')).toBe('SAVE10');
+    await m.updateSession(session);
+    expect((await rawRow(fx, session.id))!.attributes.promo).toEqual({ v: 'SAVE10', ver: 1, exp: clock() + 5 * SECOND });
+    const other = fx.manager<App>({ clock });
+    const loaded = await other.getSession(token);
+    expect(loaded!.get('promo')).toBe('SAVE10');
+    expect(loaded!.attributeExpiresAt('promo')?.getTime()).toBe(clock() + 5 * SECOND);
+
+    clock.advance(5 * SECOND - 1);
+    expect((await m.getSession(token))!.has('promo')).toBe(true);
+    clock.advance(1);
+    for (const s of [loaded!, session, (await m.getSession(token))!, (await fx.manager<App>({ clock }).getSession(token))!]) {
+      expect(s.get('promo')).toBeUndefined();
+      expect(s.has('promo')).toBe(false);
+      expect(s.keys()).toEqual(['keep']);
+      expect(s.toObject()).toEqual({ keep: 1 });
+      expect(s.attributeExpiresAt('promo')).toBeUndefined();
+    }
+    // Setting it again without an expiry makes it permanent.
+    const again = (await fx.manager<App>({ clock }).getSession(token))!;
+    again.set('promo', 'BACK');
+    await m.updateSession(again);
+    clock.advance(HOUR);
+    expect((await fx.manager({ clock }).getSession(token))!.get('promo')).toBe('BACK');
+    expect((await rawRow(fx, session.id))!.attributes.promo).toEqual({ v: 'BACK', ver: 2 });
+  });
+});
+
+// Cleanup works on the whole schema: each case gets its own, so counts are exact.
+describe.each(DRIVERS)('deleteExpired (%s)', (driver) => {
+  describe('expiry rules', () => {
+    const fx = useStore(driver, 'mgr_cleanup1');
+
+    it('removes absolutely and idle-expired sessions (idle cutoff = inactivityDuration + lastAccessUpdateInterval) and expired attributes', async () => {
+      const clock = fakeClock();
+      const idle = 10 * MINUTE;
+      const grace = 5 * MINUTE;
+      const m = fx.manager({
+        clock,
+        inactivityDuration: idle,
+        lastAccessUpdateInterval: grace,
+        sessionExpiration: 24 * HOUR,
+        maxSessions: 10,
+      });
+      const t0 = clock();
+      const absolute = await m.createSession(uid(), {}, { expiresAt: t0 + MINUTE });
+      const idleGone = await m.createSession(uid());
+      const idleInGrace = await m.createSession(uid());
+      const live = await m.createSession(uid(), { a: 1 });
+      const withAttrs = await m.createSession(uid(), { keep: 'k' });
+      const touchedElsewhere = await m.createSession(uid());
+      // Stored last accesses: idleGone t0, idleInGrace t0+1 min (beyond idle, within the grace).
+      await setLastAccessed(fx, idleInGrace.session.id, t0 + MINUTE);
+      withAttrs.session.set('short', 's', { expiresAt: t0 + 2 * MINUTE }).set('long', 'l', { expiresAt: t0 + HOUR });
+      await m.updateSession(withAttrs.session);
+      m.takePendingTouches();
+
+      clock.set(t0 + 9 * MINUTE); // within inactivityDuration: these reads touch
+      expect(await m.getSession(live.token)).not.toBeNull(); // flushed by deleteExpired itself
+      expect(await m.getSession(withAttrs.token)).not.toBeNull();
+      const other = fx.manager({ clock, inactivityDuration: idle, lastAccessUpdateInterval: grace });
+      expect(await other.getSession(touchedElsewhere.token)).not.toBeNull(); // written by the other manager's flush
+      await other.flushTouches();
+
+      clock.set(t0 + idle + grace); // the idle cutoff is exactly t0
+      const result = await m.deleteExpired();
+      expect(result.sessions).toBe(2);
+      expect(result.attributes).toBe(1);
+      expect(await rawRow(fx, absolute.session.id)).toBeUndefined();
+      expect(await rawRow(fx, idleGone.session.id)).toBeUndefined();
+      // Idle by inactivityDuration but within the grace: kept (a touch may still be on its way).
+      expect(await rawRow(fx, idleInGrace.session.id)).toBeDefined();
+      expect(await rawRow(fx, live.session.id)).toBeDefined();
+      expect(await rawRow(fx, touchedElsewhere.session.id)).toBeDefined();
+      const attrs = (await rawRow(fx, withAttrs.session.id))!;
+      expect(Object.keys(attrs.attributes).sort()).toEqual(['keep', 'long']);
+      expect(attrs.version).toBe(3);
+      // The touch of `live` was flushed before deciding.
+      expect((await rawRow(fx, live.session.id))!.last_accessed).toBe(t0 + 9 * MINUTE);
+
+      // One millisecond later the grace of idleInGrace has not run out yet; at +1 min it has.
+      clock.set(t0 + MINUTE + idle + grace - 1);
+      expect((await m.deleteExpired()).sessions).toBe(0);
+      clock.set(t0 + MINUTE + idle + grace);
+      expect((await m.deleteExpired()).sessions).toBe(1);
+      expect(await rawRow(fx, idleInGrace.session.id)).toBeUndefined();
+      expect((await m.deleteExpired()).sessions).toBe(0);
+    });
+  });
+
+  describe('idle expiry off', () => {
+    const fx = useStore(driver, 'mgr_cleanup2');
+
+    it('with inactivityDuration 0 only absolute expiry deletes', async () => {
+      const clock = fakeClock();
+      const m = fx.manager({ clock, inactivityDuration: 0, sessionExpiration: 400 * 24 * HOUR });
+      const old = await m.createSession(uid());
+      clock.advance(365 * 24 * HOUR);
+      await m.deleteExpired();
+      expect(await rawRow(fx, old.session.id)).toBeDefined();
+      expect(await m.getSession(old.token)).not.toBeNull();
+      clock.advance(35 * 24 * HOUR);
+      expect((await m.deleteExpired()).sessions).toBe(1);
+      expect(await rawRow(fx, old.session.id)).toBeUndefined();
+    });
+  });
+
+  describe('batches', () => {
+    const fx = useStore(driver, 'mgr_cleanup3');
+
+    it('works in batches of lastAccessUpdateBatchSize and invalidates what it deleted', async () => {
+      const clock = fakeClock();
+      const m = fx.manager({ clock, inactivityDuration: 0, lastAccessUpdateBatchSize: 2, maxStaleness: HOUR, maxSessions: 10 });
+      const user = uid();
+      const doomed = await Promise.all(Array.from({ length: 5 }, () => m.createSession(user, {}, { expiresAt: clock() + SECOND })));
+      const survivor = await m.createSession(user, { x: 1 });
+      survivor.session.set('x', 2, { expiresAt: clock() + SECOND });
+      await m.updateSession(survivor.session);
+      clock.advance(SECOND);
+      const result = await m.deleteExpired();
+      expect(result).toEqual({ sessions: 5, attributes: 1, batches: 4 }); // sessions 2 + 2 + 1, attributes 1
+      for (const { session } of doomed) expect(await rawRow(fx, session.id)).toBeUndefined();
+      const cached = m.cache.ids();
+      for (const { session } of doomed) expect(cached).not.toContain(session.id);
+      // The survivor's row changed (attribute removed, version bumped): its cached copy was dropped too.
+      expect(cached).not.toContain(survivor.session.id);
+      m.db.reset();
+      const reread = await m.getSession(survivor.token);
+      expect(m.db.count).toBe(1);
+      expect(reread!.toObject()).toEqual({});
+      expect(reread!.version).toBe(3);
+    });
+  });
+});
+
+describe.each(DRIVERS)('last-access touches (%s)', (driver) => {
+  const fx = useStore(driver, 'mgr_touch');
+
+  it('coalesces many reads of one session into one row update with the newest time', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, maxStaleness: HOUR });
+    const { session, token } = await m.createSession(uid());
+    const before = (await rawRow(fx, session.id))!;
+    for (let i = 0; i < 50; i++) {
+      clock.advance(SECOND);
+      expect(await m.getSession(token)).not.toBeNull();
+    }
+    expect(m.pendingTouchCount).toBe(1);
+    // Nothing written yet: reads never write (same row version, same stored last access).
+    const unchanged = (await rawRow(fx, session.id))!;
+    expect(unchanged.xmin).toBe(before.xmin);
+    expect(unchanged.last_accessed).toBe(before.last_accessed);
+    m.db.reset();
+    expect(await m.flushTouches()).toEqual({ rows: 1, batches: 1 });
+    expect(m.db.count).toBe(1);
+    expect(m.pendingTouchCount).toBe(0);
+    const after = (await rawRow(fx, session.id))!;
+    expect(after.last_accessed).toBe(clock());
+    // A touch is not a change: version and updated_at stay.
+    expect(after.version).toBe(1);
+    expect(after.updated_at).toBe(before.updated_at);
+    expect(await m.flushTouches()).toEqual({ rows: 0, batches: 0 });
+  });
+
+  it('flushes in batches of lastAccessUpdateBatchSize: 5 sessions, batch size 2 -> 3 statements', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, lastAccessUpdateBatchSize: 2, maxSessions: 10 });
+    const created = await Promise.all(Array.from({ length: 5 }, () => m.createSession(uid())));
+    m.takePendingTouches();
+    const at = new Map<string, number>();
+    for (const { session, token } of created) {
+      clock.advance(SECOND);
+      await m.getSession(token);
+      at.set(session.id, clock());
+    }
+    m.db.reset();
+    expect(await m.flushTouches()).toEqual({ rows: 5, batches: 3 });
+    expect(m.db.count).toBe(3);
+    for (const [id, ms] of at) expect((await rawRow(fx, id))!.last_accessed).toBe(ms);
+  });
+
+  it('never moves last_accessed backwards (GREATEST), whichever manager flushes last', async () => {
+    const clock = fakeClock();
+    const a = fx.manager({ clock });
+    const b = fx.manager({ clock });
+    const { session, token } = await a.createSession(uid());
+    const t0 = clock();
+    // A newer value written elsewhere (another node's flush, or psql) first.
+    await setLastAccessed(fx, session.id, t0 + 10 * MINUTE);
+    clock.set(t0 + MINUTE);
+    await a.getSession(token);
+    expect(await a.flushTouches()).toEqual({ rows: 0, batches: 1 });
+    expect((await rawRow(fx, session.id))!.last_accessed).toBe(t0 + 10 * MINUTE);
+
+    // Two managers: the newer touch is flushed first, the older one after it.
+    clock.set(t0 + 20 * MINUTE);
+    await a.getSession(token, { forceRefresh: true });
+    clock.set(t0 + 15 * MINUTE);
+    await b.getSession(token);
+    await a.flushTouches();
+    await b.flushTouches();
+    expect((await rawRow(fx, session.id))!.last_accessed).toBe(t0 + 20 * MINUTE);
+  });
+
+  it('concurrent flushTouches calls share one flush', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock });
+    const { token } = await m.createSession(uid());
+    clock.advance(SECOND);
+    await m.getSession(token);
+    m.db.reset();
+    const [r1, r2] = await Promise.all([m.flushTouches(), m.flushTouches()]);
+    expect(r1).toEqual({ rows: 1, batches: 1 });
+    expect(r2).toBe(r1);
+    expect(m.db.count).toBe(1);
+  });
+
+  it('touches of deleted sessions are dropped harmlessly', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock });
+    const { token } = await m.createSession(uid());
+    clock.advance(SECOND);
+    await m.getSession(token);
+    await fx.manager().deleteSession(token);
+    expect(await m.flushTouches()).toEqual({ rows: 0, batches: 1 });
+  });
+
+  it('takePendingTouches / restoreTouches keep the newest time per session', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock });
+    const { session, token } = await m.createSession(uid());
+    clock.advance(5 * SECOND);
+    await m.getSession(token);
+    const taken = m.takePendingTouches();
+    expect([...taken]).toEqual([[session.id, clock()]]);
+    expect(m.pendingTouchCount).toBe(0);
+    m.restoreTouches([[session.id, clock() - SECOND]]);
+    m.restoreTouches(taken);
+    await m.flushTouches();
+    expect((await rawRow(fx, session.id))!.last_accessed).toBe(clock());
+  });
+});
