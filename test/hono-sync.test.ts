@@ -3,7 +3,6 @@
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import type { SessionManager } from '../src/manager.ts';
 import { SyncClient } from '../src/sync.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { DRIVERS, databaseUrl } from './support/db.ts';
@@ -36,7 +35,7 @@ describe.each(DRIVERS)('middleware + sync client + worker (%s)', (driver) => {
   });
 
   const build = (maxStaleness: number, syncOptions: { directFallback?: boolean; workerUrl?: string } = {}) => {
-    const manager = fx.manager({ maxStaleness }) as SessionManager;
+    const manager = fx.manager({ maxStaleness });
     const errors: unknown[] = [];
     const sync = new SyncClient(manager, {
       workerUrl: syncOptions.workerUrl ?? (worker as RunningWorker).url,

@@ -55,7 +55,7 @@ export class Listener {
     this.#wakeBroken?.();
     const c = this.#client;
     this.#client = undefined;
-    await c?.end().catch(() => {});
+    if (c !== undefined) await endWithin(c, 1000);
   }
 
   /** Force-closes the connection (tests: simulates a network cut without killing the backend). */
@@ -96,7 +96,7 @@ export class Listener {
       clearInterval(this.#pollTimer);
       clearTimeout(this.#settleTimer);
       this.#client = undefined;
-      await client.end().catch(() => {});
+      await endWithin(client, 1000);
       if (this.#stopped) return;
       this.metrics.reconnects.inc();
       const delay = backoff(this.#attempt++, this.o.maxBackoff);
@@ -162,6 +162,16 @@ export class Listener {
     this.#cursor = page.cursor;
     this.metrics.catchupLag.set((Date.now() - freshAsOf) / 1000);
   }
+}
+
+/**
+ * Closes a client without waiting forever: after its backend was terminated, Neon's client may never
+ * settle `end()`, and a listener stuck there would never reconnect.
+ */
+async function endWithin(client: ListenClient, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([client.end().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Capped exponential backoff with full jitter: 100 ms · 2^attempt, at most `max`. */
