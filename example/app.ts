@@ -1,0 +1,286 @@
+/**
+ * The example app, shared by every runtime: Cloudflare Workers (example/worker.ts), Node (npm start), or
+ * anything else that runs Hono. It only needs a `SessionManager` (and, on the edge, a `SyncClient`).
+ *
+ * Server-rendered HTML, no client JavaScript: every action is a POST form answered with a 303 redirect.
+ *
+ *   GET  /                      sign-in form, or the session's attributes, my sessions and the actions
+ *   POST /login                 name → c.var.session.login(userId, { name })
+ *   POST /attributes            edit name/theme/note (saved once, after the handler, by the middleware)
+ *   POST /sessions/revoke       revoke one of my sessions (manager.deleteSessionById)
+ *   POST /sessions/revoke-others  manager.deleteAllUserSessions(userId, { exceptSessionId })
+ *   POST /logout                c.var.session.destroy()
+ *   GET  /api/me                JSON: the session, or null
+ *
+ * Demo only: signing in takes a user name and no password.
+ *
+ * CSRF: the cookie is SameSite=Lax, so browsers do not send it with cross-site POSTs. That leaves two
+ * holes a POST form app must close itself: same-site but cross-origin pages (a sibling subdomain) and
+ * login CSRF (signing the victim into the attacker's account needs no cookie at all). `sameOriginPosts`
+ * closes both: a browser sends `Origin` with every POST form submission, and `Sec-Fetch-Site` where it
+ * supports fetch metadata; when present they must say "this host". Clients that send neither (curl,
+ * tests) are not browsers and cannot be forged into sending a victim's cookie.
+ */
+import { type Context, Hono, type MiddlewareHandler } from 'hono';
+import { html } from 'hono/html';
+import { HTTPException } from 'hono/http-exception';
+import { type SessionInfo, SessionNotFoundError } from 'pg-edge-session';
+import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from 'pg-edge-session/hono';
+
+/** The session attributes of this app. */
+export type ExampleAttributes = {
+  /** Display name, as typed at sign-in (the user id is its lower-cased form). */
+  name: string;
+  theme: 'light' | 'dark';
+  note: string;
+};
+
+export interface ExampleDeps extends SessionMiddlewareOptions<ExampleAttributes> {
+  /** Shown in the page footer, e.g. "Cloudflare Workers". */
+  runtime?: string;
+}
+
+const MAX_NAME = 64;
+const MAX_NOTE = 500;
+const THEMES = ['light', 'dark'] as const;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Printable text: no control characters (a name is shown and used as the user id). */
+const NAME_RE = /^[^\p{Cc}\p{Cf}]+$/u;
+
+/** Fixed texts for `?notice=` (the query never reaches the page as text). */
+const NOTICES: Record<string, string> = {
+  'signed-out': 'Signed out.',
+  saved: 'Saved.',
+  revoked: 'Session revoked.',
+  'revoked-others': 'Every other session was revoked.',
+  'bad-name': `A name is 1 to ${MAX_NAME} printable characters.`,
+  'bad-input': 'That input was not accepted.',
+  'not-found': 'No such session of yours (already revoked?).',
+  gone: 'Your session ended meanwhile (revoked elsewhere or expired). Sign in again.',
+};
+
+/** Rejects unsafe-method requests that a browser marks as coming from another origin (see the top). */
+export function sameOriginPosts(): MiddlewareHandler {
+  return async (c, next) => {
+    if (!/^(GET|HEAD|OPTIONS)$/.test(c.req.method)) {
+      const site = c.req.header('sec-fetch-site');
+      const origin = c.req.header('origin');
+      const host = new URL(c.req.url).host;
+      let sameHost = true;
+      if (origin !== undefined) {
+        try {
+          // "null" (sandboxed frames, some redirects) is not a URL: rejected.
+          sameHost = new URL(origin).host === host;
+        } catch {
+          sameHost = false;
+        }
+      }
+      if (!sameHost || (site !== undefined && site !== 'same-origin')) {
+        throw new HTTPException(403, { res: new Response('Forbidden: cross-origin form post', { status: 403 }) });
+      }
+    }
+    await next();
+  };
+}
+
+function field(form: Record<string, unknown>, key: string): string | undefined {
+  const v = form[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function validName(v: string | undefined): v is string {
+  return v !== undefined && v.length >= 1 && v.length <= MAX_NAME && NAME_RE.test(v);
+}
+
+/** Creates the example app. `deps` are the session middleware's options (manager, sync, cookie, ...). */
+export function createExampleApp(deps: ExampleDeps) {
+  const { runtime, ...middlewareOptions } = deps;
+  const { manager } = middlewareOptions;
+  const app = new Hono<SessionEnv<ExampleAttributes>>();
+
+  app.use(async (c, next) => {
+    await next();
+    // Pages show session data: never cached; no framing (revoke buttons), no script at all.
+    c.header('cache-control', 'no-store');
+    c.header('x-frame-options', 'DENY');
+    c.header('referrer-policy', 'same-origin');
+    c.header(
+      'content-security-policy',
+      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+  });
+  app.use(sameOriginPosts());
+  app.use(sessionMiddleware<ExampleAttributes>(middlewareOptions));
+
+  const back = (c: Context, notice?: string) => c.redirect(notice === undefined ? '/' : `/?notice=${notice}`, 303);
+
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) return err.getResponse();
+    // The session was deleted while this request held it (e.g. saving after a revoke elsewhere): the
+    // middleware has already cleared the cookie.
+    if (err instanceof SessionNotFoundError) return back(c, 'gone');
+    console.error('[example] request failed:', err);
+    return c.text('Internal Server Error', 500);
+  });
+
+  app.get('/', async (c) => {
+    const notice = NOTICES[c.req.query('notice') ?? ''];
+    const session = await c.var.session.get();
+    if (session === null) {
+      return c.html(
+        page(
+          'Sign in',
+          'light',
+          runtime,
+          notice,
+          html`<form method="post" action="/login">
+  <label>Your name <input name="name" required maxlength="${MAX_NAME}" autocomplete="username"></label>
+  <button>Sign in</button>
+</form>
+<p class="muted">Demo: no password. The name becomes the user id (lower case), so signing in with the same name on
+another device gives that user a second session.</p>`,
+        ),
+      );
+    }
+    const theme = session.get('theme') ?? 'light';
+    const sessions = await manager.listUserSessions(session.userId);
+    return c.html(
+      page(
+        'Your session',
+        theme,
+        runtime,
+        notice,
+        html`<p>Signed in as <strong>${session.get('name') ?? session.userId}</strong> (user id <code>${session.userId}</code>).</p>
+
+<h2>Attributes</h2>
+<form method="post" action="/attributes" class="stack">
+  <label>Name <input name="name" required maxlength="${MAX_NAME}" value="${session.get('name') ?? ''}"></label>
+  <label>Theme <select name="theme">${THEMES.map(
+    (t) => html`<option value="${t}"${t === theme ? html` selected` : ''}>${t}</option>`,
+  )}</select></label>
+  <label>Note <textarea name="note" maxlength="${MAX_NOTE}" rows="3">${session.get('note') ?? ''}</textarea></label>
+  <button>Save</button>
+</form>
+<p class="muted">Session version ${session.version}, created <time datetime="${iso(session.createdAt)}">${iso(session.createdAt)}</time>,
+expires <time datetime="${iso(session.expiresAt)}">${iso(session.expiresAt)}</time>.</p>
+
+<h2>My sessions</h2>
+<ul class="sessions">${sessions.map((s) => sessionItem(s, s.id === session.id))}</ul>
+<form method="post" action="/sessions/revoke-others"><button${sessions.length > 1 ? '' : html` disabled`}>Revoke all others</button></form>
+
+<h2>Sign out</h2>
+<form method="post" action="/logout"><button>Sign out</button></form>`,
+      ),
+    );
+  });
+
+  app.post('/login', async (c) => {
+    const name = field(await c.req.parseBody(), 'name')?.trim();
+    if (!validName(name)) return back(c, 'bad-name');
+    // login() deletes the session the cookie named (if any) and issues a new token: no fixation.
+    await c.var.session.login(name.toLowerCase(), { name, theme: 'light', note: '' });
+    return back(c);
+  });
+
+  app.post('/attributes', async (c) => {
+    const session = await c.var.session.get();
+    if (session === null) return back(c, 'gone');
+    const form = await c.req.parseBody();
+    const name = field(form, 'name')?.trim();
+    const theme = field(form, 'theme');
+    const note = field(form, 'note');
+    if (name !== undefined && !validName(name)) return back(c, 'bad-name');
+    if (theme !== undefined && !THEMES.includes(theme as ExampleAttributes['theme'])) return back(c, 'bad-input');
+    if (note !== undefined && note.length > MAX_NOTE) return back(c, 'bad-input');
+    // Only what changed: an unchanged form writes nothing. The middleware saves once, after this handler.
+    if (name !== undefined && name !== session.get('name')) session.set('name', name);
+    if (theme !== undefined && theme !== session.get('theme')) session.set('theme', theme as ExampleAttributes['theme']);
+    if (note !== undefined && note !== session.get('note')) session.set('note', note);
+    return back(c, 'saved');
+  });
+
+  app.post('/sessions/revoke', async (c) => {
+    const session = await c.var.session.get();
+    if (session === null) return back(c, 'gone');
+    const id = field(await c.req.parseBody(), 'id') ?? '';
+    if (!UUID_RE.test(id)) return back(c, 'bad-input');
+    // deleteSessionById deletes any session: only revoke one that belongs to this user.
+    if (id.toLowerCase() === session.id) {
+      await c.var.session.destroy();
+      return back(c, 'signed-out');
+    }
+    const mine = await manager.listUserSessions(session.userId);
+    if (!mine.some((s) => s.id === id.toLowerCase())) return back(c, 'not-found');
+    await manager.deleteSessionById(id);
+    return back(c, 'revoked');
+  });
+
+  app.post('/sessions/revoke-others', async (c) => {
+    const session = await c.var.session.get();
+    if (session === null) return back(c, 'gone');
+    await manager.deleteAllUserSessions(session.userId, { exceptSessionId: session.id });
+    return back(c, 'revoked-others');
+  });
+
+  app.post('/logout', async (c) => {
+    await c.var.session.destroy();
+    return back(c, 'signed-out');
+  });
+
+  app.get('/api/me', async (c) => {
+    const s = await c.var.session.get();
+    return c.json(
+      s && {
+        id: s.id,
+        userId: s.userId,
+        version: s.version,
+        attributes: s.toObject(),
+        createdAt: iso(s.createdAt),
+        expiresAt: iso(s.expiresAt),
+      },
+    );
+  });
+
+  return app;
+}
+
+function iso(d: Date): string {
+  return d.toISOString();
+}
+
+function sessionItem(s: SessionInfo, current: boolean) {
+  return html`
+  <li data-session-id="${s.id}"${current ? html` data-current="true"` : ''}>
+    <code>${s.id.slice(0, 8)}</code>${current ? html` <strong>(this session)</strong>` : ''}
+    <span class="muted">last used <time datetime="${iso(s.lastAccessedAt)}">${iso(s.lastAccessedAt)}</time>,
+    created <time datetime="${iso(s.createdAt)}">${iso(s.createdAt)}</time></span>
+    <form method="post" action="/sessions/revoke" class="inline"><input type="hidden" name="id" value="${s.id}"><button>Revoke</button></form>
+  </li>`;
+}
+
+function page(title: string, theme: 'light' | 'dark', runtime: string | undefined, notice: string | undefined, body: unknown) {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · pg-edge-session example</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; }
+  body.dark { background: #16181d; color: #e6e6e6; }
+  .muted { opacity: .7; font-size: .9em; }
+  .notice { padding: .5rem .75rem; border-left: 4px solid #3b82f6; background: rgba(59,130,246,.12); }
+  .stack label { display: block; margin: .4rem 0; }
+  .sessions li { margin: .4rem 0; }
+  form.inline { display: inline; }
+  textarea { width: 100%; }
+</style>
+</head>
+<body class="${theme}">
+<h1>${title}</h1>
+${notice === undefined ? '' : html`<p class="notice" role="status">${notice}</p>`}
+${body}
+<footer class="muted"><p>pg-edge-session example${runtime === undefined ? '' : html` on ${runtime}`}.</p></footer>
+</body>
+</html>`;
+}
