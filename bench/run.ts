@@ -1,0 +1,163 @@
+// `npm run bench [-- --quick] [-- --only=miss,writes] [-- --reps=N]`
+// Runs the sections against one PostgreSQL (DATABASE_URL, else an embedded one), prints a markdown table
+// and writes the same figures as JSON to bench/results/latest.json and a timestamped file beside it.
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { BenchContext, Section } from './lib/context.ts';
+import { openDatabase } from './lib/db.ts';
+import { Report, writeJsonAtomic } from './lib/report.ts';
+import { SECTIONS } from './sections/index.ts';
+
+interface Options {
+  quick: boolean;
+  only: string[] | undefined;
+  reps: number | undefined;
+}
+
+const USAGE = `Usage: npm run bench -- [--quick] [--only=section[,section...]] [--reps=N]
+
+  --quick        short repetitions and smaller data (whole run under 2 minutes)
+  --only=NAMES   run only these sections: ${SECTIONS.map((s) => s.name).join(', ')}
+  --reps=N       measured repetitions per figure (default 3 with --quick, else 5; at least 3)
+
+Uses DATABASE_URL when set, else starts an embedded PostgreSQL for the run.`;
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { quick: false, only: undefined, reps: undefined };
+  for (const a of argv) {
+    if (a === '--quick') o.quick = true;
+    else if (a.startsWith('--only=')) o.only = a.slice('--only='.length).split(',').filter(Boolean);
+    else if (a.startsWith('--reps=')) o.reps = Number(a.slice('--reps='.length));
+    else if (a === '--help' || a === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else {
+      console.error(`unknown argument ${a}\n\n${USAGE}`);
+      process.exit(2);
+    }
+  }
+  if (o.reps !== undefined && (!Number.isInteger(o.reps) || o.reps < 3)) {
+    console.error('--reps must be an integer ≥ 3 (figures are medians of at least 3 repetitions)');
+    process.exit(2);
+  }
+  const unknown = o.only?.filter((n) => !SECTIONS.some((s) => s.name === n)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`unknown section(s) ${unknown.join(', ')}; sections: ${SECTIONS.map((s) => s.name).join(', ')}`);
+    process.exit(2);
+  }
+  return o;
+}
+
+async function main(): Promise<number> {
+  const opts = parseArgs(process.argv.slice(2));
+  const started = new Date();
+  const t0 = performance.now();
+  const log = (s: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${s}\n`);
+  const sections: Section[] = opts.only === undefined ? SECTIONS : SECTIONS.filter((s) => opts.only?.includes(s.name));
+  const reps = opts.reps ?? (opts.quick ? 3 : 5);
+
+  const database = await openDatabase();
+  log(`PostgreSQL ${database.version} (${database.source}); ${opts.quick ? 'quick' : 'full'} mode, ${reps} repetitions per figure`);
+  const admin = new pg.Pool({ connectionString: database.url, max: 4 });
+  admin.on('error', () => {});
+  const report = new Report();
+  const errors: { section: string; error: string }[] = [];
+  const stop = async () => {
+    await admin.end().catch(() => {});
+    await database.stop().catch(() => {});
+  };
+  const onSignal = () => {
+    void stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    for (const section of sections) {
+      const s0 = performance.now();
+      log(`== ${section.title} (${section.name})`);
+      const ctx: BenchContext = {
+        url: database.url,
+        quick: opts.quick,
+        reps,
+        repMs: opts.quick ? 500 : 2000,
+        warmupMs: opts.quick ? 300 : 1000,
+        admin,
+        report,
+        add: (f) =>
+          report.add(section.title, {
+            ...f,
+            id: `${section.name}.${f.id}`,
+            peer: f.peer === undefined ? undefined : `${section.name}.${f.peer}`,
+            floor: f.floor === undefined ? undefined : `${section.name}.${f.floor}`,
+          }),
+        id: (local) => `${section.name}.${local}`,
+        log: (m) => log(m),
+        pick: (quick, full) => (opts.quick ? quick : full),
+      };
+      try {
+        await section.run(ctx);
+      } catch (e) {
+        const error = e instanceof Error ? (e.stack ?? e.message) : String(e);
+        errors.push({ section: section.name, error });
+        log(`section ${section.name} failed: ${error}`);
+      }
+      log(`   ${section.name} took ${((performance.now() - s0) / 1000).toFixed(1)}s`);
+    }
+  } finally {
+    await stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  report.finalize();
+  const elapsed = (performance.now() - t0) / 1000;
+  const failed = report.failedGoals();
+  const table = report.markdown();
+  const lines = [
+    `## pg-edge-session benchmark (${opts.quick ? 'quick' : 'full'}, ${started.toISOString()})`,
+    '',
+    `PostgreSQL ${database.version} (${database.source}), Node ${process.version}, ${cpus().length} CPUs; median of ${reps} repetitions; ${elapsed.toFixed(0)} s.`,
+    '',
+    table,
+    '',
+  ];
+  const notes = report.notes();
+  if (notes.length > 0) lines.push('Notes:', ...notes, '');
+  if (failed.length > 0) {
+    const which = (f: (typeof failed)[number]) =>
+      (f.goals ?? [])
+        .filter((g) => g.pass === false)
+        .map((g) => g.text)
+        .join(', ');
+    lines.push(`Goals failed: ${failed.map((f) => `${f.label} (${which(f)})`).join('; ')}`, '');
+  }
+  for (const e of errors) lines.push(`Section ${e.section} failed: ${e.error.split('\n')[0]}`);
+  console.log(lines.join('\n'));
+
+  const json = {
+    startedAt: started.toISOString(),
+    mode: opts.quick ? 'quick' : 'full',
+    sections: sections.map((s) => s.name),
+    repetitions: reps,
+    elapsedSeconds: Math.round(elapsed * 10) / 10,
+    environment: { node: process.version, cpus: cpus().length, postgres: database.version, database: database.source },
+    figures: report.figures,
+    failedGoals: failed.map((f) => f.id),
+    errors,
+    markdown: table,
+  };
+  const dir = join(import.meta.dirname, 'results');
+  writeJsonAtomic(join(dir, `${started.toISOString().replace(/[:.]/g, '-')}${opts.quick ? '-quick' : ''}.json`), json);
+  writeJsonAtomic(join(dir, 'latest.json'), json);
+  return errors.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,55 @@
+// getSession cache hit: one session, awaited back to back in one process, next to a bare lru-cache get.
+import { SessionManager } from '../../src/manager.ts';
+import type { Section } from '../lib/context.ts';
+import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
+import { lruGet } from '../lib/floors.ts';
+import { interleave, summarize, tightLoopAsync } from '../lib/measure.ts';
+import { APP_ATTRIBUTES } from '../lib/seed.ts';
+
+export const hit: Section = {
+  name: 'hit',
+  title: 'getSession cache hit',
+  async run(ctx) {
+    const p = await openPool(ctx.url, 2);
+    const schema = await createSchema(ctx.admin, p.db, 'hit');
+    try {
+      const exec = new CountingExecutor(p.db);
+      const manager = new SessionManager(exec, { schemaName: schema });
+      const { token } = await manager.createSession('user-hit', { ...APP_ATTRIBUTES });
+      exec.reset();
+      const get = () => manager.getSession(token);
+      if ((await get()) === null) throw new Error('the session just created is not found');
+      let hits = 0;
+      const r = await interleave(
+        [
+          {
+            id: 'get-hit',
+            warmup: () => tightLoopAsync(get, ctx.warmupMs),
+            run: async (rep) => {
+              if (rep === 0) exec.reset();
+              const s = await tightLoopAsync(get, ctx.repMs);
+              hits += s.count;
+              return s;
+            },
+          },
+          lruGet(ctx),
+        ],
+        ctx.reps,
+        ctx.log,
+      );
+      ctx.add({ id: 'lru-get', label: 'lru-cache get (tight loop)', summary: summarize(r.get('lru-get') ?? []), reference: true });
+      ctx.add({
+        id: 'get-hit',
+        label: 'getSession, cache hit (one session, tight loop)',
+        summary: summarize(r.get('get-hit') ?? []),
+        floor: 'lru-get',
+        goal: { metric: 'ops', cmp: '>=', target: 2_000_000 },
+        note: `${exec.statements} statement(s) in ${hits.toLocaleString('en-US')} measured hits (a cached entry is re-read once it is older than maxStaleness, 1 s)`,
+      });
+      await manager.close();
+    } finally {
+      await dropSchema(ctx.admin, schema);
+      await p.close();
+    }
+  },
+};

@@ -1,0 +1,37 @@
+// Memory: retained heap per cached session (small attributes), measured after forced GC in a child
+// process so the harness's own heap does not blur it.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Section } from '../lib/context.ts';
+import { summarize } from '../lib/measure.ts';
+
+const run = promisify(execFile);
+
+async function measure(n: number, reps: number, touch: boolean): Promise<number[]> {
+  const child = join(import.meta.dirname, '..', 'lib', 'memory-child.ts');
+  const args = ['--expose-gc', '--import', 'tsx', child, String(n), String(reps), ...(touch ? ['--touch'] : [])];
+  const { stdout } = await run(process.execPath, args, { cwd: join(import.meta.dirname, '..', '..'), maxBuffer: 1 << 20 });
+  const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { bytesPerSession: number[] };
+  return out.bytesPerSession;
+}
+
+export const memory: Section = {
+  name: 'memory',
+  title: 'Memory',
+  async run(ctx) {
+    const n = ctx.pick(10_000, 100_000);
+    for (const touch of [false, true]) {
+      const bytes = await measure(n, ctx.reps, touch);
+      ctx.log(`  ${touch ? 'with' : 'without'} touches: ${bytes.map((b) => b.toFixed(0)).join(', ')} bytes per session`);
+      const s = summarize(bytes.map((b) => ({ ops: b, count: n, durationMs: 0 })));
+      ctx.add({
+        id: touch ? 'bytes-per-session-touched' : 'bytes-per-session',
+        label: `heap per cached session, ${n.toLocaleString('en-US')} cached (${touch ? 'getSession with touches: cache + pending touch' : 'cache only, touch: false'})`,
+        value: s.ops,
+        unit: 'bytes',
+        note: touch ? undefined : 'token string, record, attribute map, id index and LRU bookkeeping; 4 small attributes',
+      });
+    }
+  },
+};
