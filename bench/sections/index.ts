@@ -4,9 +4,11 @@ import type { Section } from '../lib/context.ts';
 import { cleanup } from './cleanup.ts';
 import { floors } from './floors.ts';
 import { hit } from './hit.ts';
+import { http } from './http.ts';
+import { invalidation } from './invalidation.ts';
 import { memory } from './memory.ts';
 import { miss } from './miss.ts';
 import { touch } from './touch.ts';
 import { writes } from './writes.ts';
 
-export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, memory];
+export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, http, memory];
