@@ -8,6 +8,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import express from 'express';
 import session from 'express-session';
 import { Hono } from 'hono';
+import { getCookie } from 'hono/cookie';
 import pg from 'pg';
 import { type SessionEnv, sessionMiddleware } from '../../src/hono.ts';
 import { SessionManager } from '../../src/manager.ts';
@@ -16,10 +17,14 @@ const [mode, url, schema] = process.argv.slice(2) as ['bare' | 'hono' | 'express
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
 if (mode === 'bare') {
+  // The floor does the same work but the session lookup: it reads the cookie (which makes
+  // @hono/node-server build the request's headers) and answers with a constant user.
   const app = new Hono();
-  app.get('/me', (c) => c.json({ user: 'user-http' }));
-  const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => out(`listening ${info.port}`));
-  void s;
+  app.get('/me', (c) => c.json({ user: getCookie(c, 'session') === undefined ? null : 'user-http' }));
+  serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => {
+    out('cookie session=floor');
+    out(`listening ${info.port}`);
+  });
 } else if (mode === 'hono') {
   const pool = new pg.Pool({ connectionString: url, max: 8 });
   const manager = new SessionManager(drizzle(pool), { schemaName: schema });

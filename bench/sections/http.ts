@@ -72,7 +72,12 @@ export const http: Section = {
         const med = (k: 'ops' | 'p50' | 'p99') => [...s.map((x) => x[k] as number)].sort((a, b) => a - b)[s.length >> 1] as number;
         return { ops: med('ops'), p50: med('p50'), p99: med('p99'), samples: s };
       };
-      ctx.add({ id: 'bare', label: 'bare Hono (@hono/node-server), same handler, no session', summary: sum('bare'), reference: true });
+      ctx.add({
+        id: 'bare',
+        label: 'bare Hono (@hono/node-server): reads the cookie, no session lookup',
+        summary: sum('bare'),
+        reference: true,
+      });
       ctx.add({
         id: 'express',
         label: 'express + express-session + connect-pg-simple',

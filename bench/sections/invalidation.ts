@@ -60,11 +60,22 @@ export const invalidation: Section = {
         }
         for (const kind of ['push', 'poll'] as const) {
           const sorted = Float64Array.from(lat[kind]).sort();
-          results[kind].push({ ops: Number.NaN, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), count: sorted.length, durationMs: 0 });
+          results[kind].push({
+            ops: Number.NaN,
+            p50: percentile(sorted, 0.5),
+            p99: percentile(sorted, 0.99),
+            count: sorted.length,
+            durationMs: 0,
+          });
           ctx.log(`  ${kind} rep ${rep + 1}: p50 ${percentile(sorted, 0.5).toFixed(1)} ms p99 ${percentile(sorted, 0.99).toFixed(1)} ms`);
         }
       }
-      const sum = (s: Sample[]) => ({ ops: Number.NaN, p50: median(s.map((x) => x.p50 as number)), p99: median(s.map((x) => x.p99 as number)), samples: s });
+      const sum = (s: Sample[]) => ({
+        ops: Number.NaN,
+        p50: median(s.map((x) => x.p50 as number)),
+        p99: median(s.map((x) => x.p99 as number)),
+        samples: s,
+      });
       ctx.add({
         id: 'push',
         label: 'commit → eviction, push stream (SSE)',
