@@ -16,6 +16,15 @@ async function measure(n: number, reps: number, touch: boolean): Promise<number[
   return out.bytesPerSession;
 }
 
+async function measureWorker(n: number, reps: number): Promise<number[]> {
+  const child = join(import.meta.dirname, '..', 'lib', 'worker-memory-child.ts');
+  const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', child, String(n), String(reps)], {
+    cwd: join(import.meta.dirname, '..', '..'),
+    maxBuffer: 1 << 20,
+  });
+  return (JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { bytesPerTouch: number[] }).bytesPerTouch;
+}
+
 export const memory: Section = {
   name: 'memory',
   title: 'Memory',
@@ -33,5 +42,15 @@ export const memory: Section = {
         note: touch ? undefined : 'token string, record, attribute map, id index and LRU bookkeeping; 4 small attributes',
       });
     }
+    const touches = 100_000;
+    const perTouch = await measureWorker(touches, ctx.reps);
+    const t = summarize(perTouch.map((b) => ({ ops: b, count: touches, durationMs: 0 })));
+    ctx.add({
+      id: 'worker-pending-touches',
+      label: `worker heap for ${touches.toLocaleString('en-US')} pending touches (distinct sessions)`,
+      value: (t.ops * touches) / (1024 * 1024),
+      unit: 'MiB',
+      note: `${t.ops.toFixed(0)} bytes per pending touch (the TouchBuffer's Map of id → ms), after forced GC`,
+    });
   },
 };
