@@ -74,7 +74,7 @@ export class SessionCache {
   get(token: string, now: number, maxStaleness: number): SessionRecord | undefined {
     const e = this.#lru?.get(token);
     if (e === undefined) return undefined;
-    const freshAsOf = e.readAt > this.#freshAsOf ? e.readAt : this.#freshAsOf;
+    const freshAsOf = Math.max(e.readAt, this.#freshAsOf);
     if (freshAsOf < now - maxStaleness) return undefined;
     return e.record;
   }
