@@ -35,6 +35,8 @@ export interface SyncClientOptions {
    * mode a timer does.
    */
   touchInterval?: number;
+  /** Stream mode: reconnect when no event arrived for this long, in ms. Default 5000. */
+  streamIdleTimeout?: number;
   /** `fetch` to use (tests, custom agents). Default globalThis.fetch. */
   fetch?: typeof fetch;
   /** Called after invalidations are applied (metrics, tests). */
@@ -60,6 +62,7 @@ export class SyncClient {
   readonly #direct: boolean;
   readonly #touchFallbackInterval: number;
   readonly #touchInterval: number;
+  readonly #streamIdleTimeout: number;
   #lastTouchPush = Number.NEGATIVE_INFINITY;
   #touchTimer: ReturnType<typeof setInterval> | undefined;
   readonly #fetch: typeof fetch;
@@ -86,6 +89,7 @@ export class SyncClient {
     this.#direct = options.directFallback ?? true;
     this.#touchFallbackInterval = options.touchFallbackInterval ?? 60_000;
     this.#touchInterval = options.touchInterval ?? 2000;
+    this.#streamIdleTimeout = options.streamIdleTimeout ?? 5000;
     this.#fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.#onApply = options.onApply;
     this.#onError = options.onError;
@@ -236,13 +240,23 @@ export class SyncClient {
         });
         if (!res.ok || res.body === null) throw new Error(`sync worker stream answered ${res.status}`);
         let first = true;
+        // The worker sends an event on every read of the record (4 a second by default): a stream that
+        // stays silent longer than streamIdleTimeout is dead (a half-open connection), so reconnect.
+        let idle: ReturnType<typeof setTimeout> | undefined;
+        const armIdle = () => {
+          clearTimeout(idle);
+          idle = setTimeout(() => ac.abort(new Error('sync worker stream went silent')), this.#streamIdleTimeout);
+        };
+        armIdle();
         for await (const data of sseEvents(res.body)) {
+          armIdle();
           const ev = JSON.parse(data) as FeedEvent;
           if (!first && ev.from !== this.#cursor) break; // a gap: reconnect with our cursor
           first = false;
           attempt = 0;
           this.#apply(ev, 'stream');
         }
+        clearTimeout(idle);
       } catch (e) {
         if (this.#stopped) return;
         this.#onError?.(e);
