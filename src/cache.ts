@@ -114,13 +114,18 @@ export class SessionCache {
   }
 
   /**
-   * After this process wrote a session: fences off older fills and, if the session is cached, replaces
-   * its entry with the row the write returned.
+   * After this process wrote a session with a statement sent at epoch `startEpoch`: drops the session's
+   * entries (fencing off older fills) and caches the row the write returned under `token` (default: the
+   * token cached for it), unless the session was invalidated after `startEpoch`. Then a change newer than
+   * that row may already have been applied (the feed can deliver another process's change before this
+   * write's answer is processed), and putting the row back would serve it for as long as the feed stays
+   * fresh.
    */
-  refresh(record: SessionRecord, readAt: number): void {
-    const token = this.#tokenById.get(record.id);
+  refresh(record: SessionRecord, readAt: number, startEpoch: number, token = this.#tokenById.get(record.id)): void {
+    const inv = this.#invalidatedAt.get(record.id);
+    const changedSince = this.#clearedEpoch > startEpoch || this.#forgottenEpoch > startEpoch || (inv !== undefined && inv > startEpoch);
     this.invalidate([record.id]);
-    if (token !== undefined) this.fill(token, record, readAt, this.#epoch);
+    if (token !== undefined && !changedSince) this.fill(token, record, readAt, this.#epoch);
   }
 
   /** Drops the entry for one token (used when a token turns out to be dead). */

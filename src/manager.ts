@@ -244,6 +244,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       expectAttributeVersions = expected;
     }
     const now = this.#clock();
+    const epoch = this.cache.begin();
     const result = await this.#store.update({
       id: record.id,
       changesJson: `{${parts.join(',')}}`,
@@ -266,10 +267,10 @@ export class SessionManager<A extends Attributes = Attributes> {
       const conflicting = [...changes.keys(), ...deleted].filter(
         (k) => (current.attributes.get(k)?.version ?? 0) !== (record.attributes.get(k)?.version ?? 0),
       );
-      this.cache.refresh(current, now);
+      this.cache.refresh(current, now, epoch);
       throw new VersionConflictError(record.id, record.version, current.version, conflicting);
     }
-    this.cache.refresh(current, now);
+    this.cache.refresh(current, now, epoch);
     session._rebase(current);
     return session;
   }
@@ -295,6 +296,7 @@ export class SessionManager<A extends Attributes = Attributes> {
     const knownId = target instanceof Session ? target.id : this.cache.idOf(target);
     const lastKnown = knownId === undefined ? undefined : this.#touched.get(knownId);
     const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
+    const epoch = this.cache.begin();
     const row = await this.#store.rotate({ by, newHash, now, idleCutoff });
     if (row === undefined) {
       if (target instanceof Session) this.cache.invalidate([target.id]);
@@ -302,8 +304,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       return null;
     }
     const record = rowToRecord(row);
-    this.cache.invalidate([record.id]);
-    this.cache.fill(token, record, now, this.cache.begin());
+    this.cache.refresh(record, now, epoch, token);
     // The caller's Session now stands for the rotated row; its unsaved changes stay pending.
     if (target instanceof Session) target._rebase(record, { keepPending: true });
     return { session: this.#wrap(record), token };

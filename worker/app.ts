@@ -50,6 +50,14 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
   });
   app.notFound((c) => c.json(err('NOT_FOUND', 'no such endpoint'), 404));
 
+  // Once shutting down, every answer closes its connection: server.close() only closes the connections idle at
+  // that moment, and keep-alive clients that keep asking (a stream reconnecting, touch pushes) would keep the
+  // server open for ever, so the shutdown never reached the final touch flush.
+  app.use('*', async (c, next) => {
+    await next();
+    if (!d.accepting()) c.header('Connection', 'close');
+  });
+
   app.get(PATHS.healthz, (c) => c.json({ ok: true }));
 
   // Everything below needs the shared secret (compared in constant time, over equal-length digests).

@@ -36,6 +36,13 @@ export interface WorkerDb {
   end(): Promise<void>;
 }
 
+/**
+ * A checked-out client has no 'error' listener (the pool removes its idle one until release), so a connection
+ * that breaks while checked out would be an unhandled 'error' event and kill the process. The query in flight
+ * still rejects (the caller then releases the client with destroy).
+ */
+const ignoreError = () => {};
+
 export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
   if (o.driver === 'neon') {
     neonConfig.webSocketConstructor = ws;
@@ -59,7 +66,14 @@ export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
       pool: drizzleNeon(pool) as unknown as TransactionalDatabase,
       checkout: async () => {
         const c = await pool.connect();
-        return { db: drizzleNeon(c as unknown as NeonClient) as unknown as TransactionalDatabase, release: (d) => c.release(d) };
+        c.on('error', ignoreError);
+        return {
+          db: drizzleNeon(c as unknown as NeonClient) as unknown as TransactionalDatabase,
+          release: (d) => {
+            c.removeListener('error', ignoreError);
+            c.release(d);
+          },
+        };
       },
       end: () => pool.end(),
     };
@@ -77,7 +91,14 @@ export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
     pool: drizzlePg(pool) as unknown as TransactionalDatabase,
     checkout: async () => {
       const c = await pool.connect();
-      return { db: drizzlePg(c) as unknown as TransactionalDatabase, release: (d) => c.release(d) };
+      c.on('error', ignoreError);
+      return {
+        db: drizzlePg(c) as unknown as TransactionalDatabase,
+        release: (d) => {
+          c.removeListener('error', ignoreError);
+          c.release(d);
+        },
+      };
     },
     end: () => pool.end(),
   };

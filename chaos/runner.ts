@@ -1,0 +1,498 @@
+// A chaos run: its own PostgreSQL (restartable), migrations, a TCP proxy in front of it, two sync workers
+// (the real CLI), three app processes driving load through SessionManager + SyncClient, an observer of the
+// change feed and a sampler of the database, and a fault every few seconds. Everything is recorded
+// (chaos/types.ts) and checked (chaos/check.ts). Every loop has a deadline; every child runs in its own
+// process group and is killed as a group at the end, also on failure; the database is stopped and its
+// directory removed.
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { freePort } from '../scripts/embedded-db.ts';
+import { migrate } from '../src/migrate.ts';
+import type { FeedResponse } from '../src/protocol.ts';
+import type { RegEvent } from './app-proc.ts';
+import { type CheckResult, checkHistory } from './check.ts';
+import { type ChaosPostgres, startChaosPostgres } from './postgres.ts';
+import { AppProc, WorkerSlot } from './procs.ts';
+import { Rng } from './rng.ts';
+import { formatSummary, type Summary, summarize } from './summary.ts';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+import {
+  type CountSample,
+  type Delivery,
+  FAULT_KINDS,
+  type Fault,
+  type FaultKind,
+  type History,
+  type LastAccessSample,
+  type Op,
+  type ProcessEvent,
+  wallNow,
+} from './types.ts';
+
+export interface ChaosOptions {
+  /** Load duration, ms. */
+  durationMs: number;
+  seed: number;
+  /** Pause between two faults, ms (uniform in the range). Default [2000, 4000]. */
+  faultGapMs?: [number, number];
+  /** Concurrent operation loops per app process. Default 4. */
+  loopsPerApp?: number;
+  /** Think time between two operations of a loop, ms. Default [4, 12]. */
+  thinkMs?: [number, number];
+  /** Fault kinds to draw from. Default: all. */
+  faultKinds?: readonly FaultKind[];
+  /** Progress lines. Default: none. */
+  log?: (line: string) => void;
+}
+
+export interface ChaosResult {
+  history: History;
+  check: CheckResult;
+  summary: Summary;
+  text: string;
+}
+
+const SECRET = 'chaos-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
+const APPS = 3;
+const WORKERS = 2;
+const MAX_STALENESS = 1000;
+const CAP = 3;
+const TOUCH_INTERVAL = 500;
+const TOUCH_FALLBACK_INTERVAL = 2000;
+const FLUSH_INTERVAL = 1000;
+const PAUSE_MS = 2000;
+/** Times from different processes' clocks are compared with this tolerance (larger is more lenient). */
+const CLOCK_SLACK_MS = 20;
+const LISTENER_APP_NAME = 'pg-edge-session-listener';
+const CAPPED_USERS = Array.from({ length: 6 }, (_, i) => `capped-${i}`);
+const FREE_USERS = Array.from({ length: 30 }, (_, i) => `user-${i}`);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Cleanups of runs in progress, for a signal handler (run.ts) to call before exiting. */
+const active = new Set<() => Promise<void>>();
+export async function emergencyCleanup(): Promise<void> {
+  await Promise.allSettled([...active].map((f) => f()));
+}
+
+/** Polls GET /v1/changes on the workers in turn, carrying one cursor, and records every answer. */
+class Observer {
+  readonly deliveries: Delivery[] = [];
+  failures = 0;
+  #cursor: string | null = null;
+  #i = 0;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  constructor(private readonly workers: WorkerSlot[]) {}
+
+  async pollOnce(): Promise<Delivery | undefined> {
+    const w = this.workers[this.#i++ % this.workers.length] as WorkerSlot;
+    const requestStart = wallNow();
+    try {
+      const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
+      const res = await fetch(`${w.url}/v1/changes${q}`, {
+        headers: { authorization: `Bearer ${SECRET}` },
+        signal: AbortSignal.timeout(2000),
+      });
+      if (!res.ok) {
+        this.failures++;
+        await res.body?.cancel();
+        return undefined;
+      }
+      const body = (await res.json()) as FeedResponse;
+      const d: Delivery = {
+        worker: w.index,
+        requestStart,
+        receivedAt: wallNow(),
+        after: this.#cursor,
+        cursor: body.cursor,
+        ids: body.ids,
+        reset: body.reset,
+        freshAsOf: body.freshAsOf,
+      };
+      this.deliveries.push(d);
+      this.#cursor = body.cursor;
+      return d;
+    } catch {
+      this.failures++;
+      return undefined;
+    }
+  }
+
+  start(deadline: number): void {
+    this.#loop = (async () => {
+      while (!this.#stopped && wallNow() < deadline) {
+        await this.pollOnce();
+        await sleep(100);
+      }
+    })();
+  }
+
+  /** Polls until an answer is fresh as of `t` (every change committed before t delivered), or the deadline. */
+  async catchUp(t: number, deadline: number): Promise<boolean> {
+    while (wallNow() < deadline) {
+      const d = await this.pollOnce();
+      if (d !== undefined && d.freshAsOf > t) return true;
+      await sleep(100);
+    }
+    return false;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#loop;
+  }
+}
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
+  const log = o.log ?? (() => {});
+  const rng = new Rng(o.seed);
+  const faultRng = rng.fork(1);
+  const gap = o.faultGapMs ?? [2000, 4000];
+  const ops: Op[] = [];
+  const faults: Fault[] = [];
+  const samples: LastAccessSample[] = [];
+  const counts: CountSample[] = [];
+  const processEvents: ProcessEvent[] = [];
+  const appStats: unknown[] = [];
+  let stopping = false;
+
+  let pgdb: ChaosPostgres | undefined;
+  let admin: pg.Pool | undefined;
+  let proxy: TcpProxy | undefined;
+  const workers: WorkerSlot[] = [];
+  const apps: AppProc[] = [];
+  let observer: Observer | undefined;
+  let samplerLoop: Promise<void> | undefined;
+
+  // If this process exits in the middle of a run (a test runner giving up), take the children along.
+  const onExit = () => {
+    for (const p of [...apps, ...workers]) p.killNow();
+  };
+  process.once('exit', onExit);
+  const cleanup = async () => {
+    process.removeListener('exit', onExit);
+    stopping = true;
+    await observer?.stop().catch(() => {});
+    await Promise.allSettled([...apps.map((a) => a.destroy()), ...workers.map((w) => w.destroy())]);
+    await samplerLoop?.catch(() => {});
+    await admin?.end().catch(() => {});
+    await proxy?.close().catch(() => {});
+    await pgdb?.destroy().catch(() => {});
+  };
+  active.add(cleanup);
+
+  try {
+    // ---- setup ------------------------------------------------------------------------------------------
+    pgdb = await startChaosPostgres();
+    const db = pgdb;
+    log(`postgres on port ${db.port}`);
+    admin = new pg.Pool({ connectionString: db.url, max: 3, connectionTimeoutMillis: 3000, application_name: 'chaos-admin' });
+    admin.on('error', () => {});
+    const adminPool = admin;
+    const q = async <T>(text: string, params: unknown[] = []): Promise<T[] | undefined> => {
+      try {
+        return (await adminPool.query(text, params)).rows as T[];
+      } catch {
+        return undefined;
+      }
+    };
+    await migrate(drizzle(admin));
+    proxy = await startTcpProxy({ targetPort: db.port });
+    const px = proxy;
+    // Every process reaches PostgreSQL through its own port of the proxy (so a fault can hit one of them).
+    const proxyUrl = async (tag: string) => `postgres://postgres:postgres@127.0.0.1:${await px.listen(tag)}/test`;
+
+    const workerEnv = {
+      PG_EDGE_SESSION_SECRET: SECRET,
+      PG_EDGE_SESSION_FLUSH_INTERVAL: String(FLUSH_INTERVAL),
+      PG_EDGE_SESSION_CLEANUP_INTERVAL: '5000',
+      PG_EDGE_SESSION_POLL_INTERVAL: '250',
+    };
+    for (let i = 0; i < WORKERS; i++) {
+      const w = new WorkerSlot(i, await freePort(), { ...workerEnv, DATABASE_URL: await proxyUrl(`worker-${i}`) });
+      w.onUnexpectedExit = (info, logs) => {
+        processEvents.push({
+          at: wallNow(),
+          process: `worker ${i}`,
+          kind: 'unexpected-exit',
+          worker: i,
+          detail: `exit ${info.code ?? info.signal}; last log lines: ${logs.slice(-5).join(' | ')}`,
+        });
+        log(`!! worker ${i} exited on its own (${info.code ?? info.signal}); restarting`);
+        if (!stopping) void w.start().catch(() => {});
+      };
+      w.onUnwrittenTouches = (line) =>
+        processEvents.push({ at: wallNow(), process: `worker ${i}`, kind: 'unwritten-touches', worker: i, detail: line });
+      workers.push(w);
+    }
+    await Promise.all(workers.map((w) => w.start()));
+    log(`workers ready: ${workers.map((w) => w.url).join(', ')}`);
+
+    const aliveIds = new Set<string>();
+    const onReg = (from: number, ev: RegEvent) => {
+      for (const a of apps) if (a.index !== from) a.relay(ev);
+      if (ev.kind === 'created') aliveIds.add(ev.id);
+      else if (ev.kind === 'dead') for (const id of ev.ids) aliveIds.delete(id);
+    };
+    for (let i = 0; i < APPS; i++) {
+      apps.push(
+        new AppProc(
+          i,
+          {
+            DATABASE_URL: await proxyUrl(`app-${i}`),
+            WORKER_URL: (workers[i % WORKERS] as WorkerSlot).url,
+            SECRET,
+            CAP: String(CAP),
+            MAX_STALENESS: String(MAX_STALENESS),
+            TOUCH_INTERVAL: String(TOUCH_INTERVAL),
+            TOUCH_FALLBACK_INTERVAL: String(TOUCH_FALLBACK_INTERVAL),
+          },
+          {
+            onOps: (_p, batch) => {
+              for (const op of batch) ops.push(op);
+            },
+            onReg,
+            onUnexpectedExit: (p, info, output) => {
+              processEvents.push({
+                at: wallNow(),
+                process: `app ${p}`,
+                kind: 'unexpected-exit',
+                detail: `exit ${info.code ?? info.signal}; output: ${output.slice(-10).join(' | ')}`,
+              });
+              log(`!! app ${p} exited (${info.code ?? info.signal}): ${output.slice(-10).join('\n')}`);
+            },
+          },
+        ),
+      );
+    }
+    await Promise.all(apps.map((a) => a.call('ping', {}, 60_000)));
+    log('apps ready');
+
+    // ---- load, observer, sampler, faults -----------------------------------------------------------------
+    const loadStart = wallNow();
+    const deadline = loadStart + o.durationMs;
+    const hardDeadline = deadline + 120_000;
+    observer = new Observer(workers);
+    const obs = observer;
+    obs.start(hardDeadline);
+    const sampleRng = rng.fork(2);
+    samplerLoop = (async () => {
+      while (!stopping && wallNow() < hardDeadline) {
+        const pool = [...aliveIds];
+        const ids = sampleRng.shuffle(pool).slice(0, 48);
+        if (ids.length > 0) {
+          const at = wallNow();
+          const rows = await q<{ id: string; la: number }>(
+            'SELECT id::text AS id, (extract(epoch from last_accessed) * 1000)::float8 AS la FROM public.sessions WHERE id = ANY($1::uuid[])',
+            [ids],
+          );
+          for (const r of rows ?? []) samples.push({ at, id: r.id, lastAccessed: Number(r.la) });
+        }
+        const at = wallNow();
+        const rows = await q<{ user_id: string; n: number }>(
+          'SELECT user_id, count(*)::integer AS n FROM public.sessions WHERE user_id = ANY($1::text[]) GROUP BY user_id',
+          [CAPPED_USERS],
+        );
+        for (const r of rows ?? []) counts.push({ at, user: r.user_id, count: Number(r.n) });
+        await sleep(250);
+      }
+    })();
+    await Promise.all(
+      apps.map((a, i) =>
+        a.call('start', {
+          durationMs: o.durationMs,
+          seed: (o.seed * 31 + i * 7919) >>> 0,
+          loops: o.loopsPerApp ?? 4,
+          thinkMs: o.thinkMs ?? [4, 12],
+          cappedUsers: CAPPED_USERS,
+          freeUsers: FREE_USERS,
+        }),
+      ),
+    );
+    log(`load started for ${(o.durationMs / 1000).toFixed(0)} s (seed ${o.seed})`);
+
+    const inject = async (kind: FaultKind): Promise<Fault> => {
+      const start = wallNow();
+      const f: Fault = { kind, start, end: start, ok: true };
+      try {
+        if (kind === 'terminate-listener') {
+          const rows =
+            (await q<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [LISTENER_APP_NAME])) ?? [];
+          if (rows.length === 0) throw new Error('no listener connected');
+          const pid = faultRng.pick(rows).pid;
+          const r = await q<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [pid]);
+          f.detail = `pid ${pid} (of ${rows.length} listeners): ${r?.[0]?.ok ? 'terminated' : 'not terminated'}`;
+          f.ok = r?.[0]?.ok === true;
+        } else if (kind === 'terminate-backends') {
+          const rows =
+            (await q<{ pid: number; app: string }>(
+              `SELECT pid, application_name AS app FROM pg_stat_activity
+               WHERE datname = 'test' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> 'chaos-admin'`,
+            )) ?? [];
+          const victims = faultRng.shuffle(rows).slice(0, 3);
+          for (const v of victims) await q('SELECT pg_terminate_backend($1)', [v.pid]);
+          f.detail = `${victims.map((v) => `${v.pid}(${v.app || 'worker pool'})`).join(', ')} of ${rows.length} backends`;
+          f.ok = victims.length > 0;
+        } else if (kind === 'worker-sigkill' || kind === 'worker-sigterm') {
+          const w = faultRng.pick(workers);
+          f.target = w.index;
+          f.start = wallNow();
+          const info = await w.kill(kind === 'worker-sigkill' ? 'SIGKILL' : 'SIGTERM', 10_000);
+          const exitedAt = wallNow();
+          if (kind === 'worker-sigterm' && (info.forced || info.code !== 0)) {
+            processEvents.push({
+              at: wallNow(),
+              process: `worker ${w.index}`,
+              kind: 'unclean-stop',
+              worker: w.index,
+              detail: `SIGTERM: ${info.forced ? 'did not exit in 10 s' : `exit ${info.code ?? info.signal}`}; ${w.logs.slice(-5).join(' | ')}`,
+            });
+          }
+          await sleep(faultRng.int(300, 1000));
+          const restartAt = wallNow();
+          await w.start();
+          f.detail = `worker ${w.index} exit ${info.code ?? info.signal} after ${(exitedAt - f.start).toFixed(0)} ms, ready ${(wallNow() - restartAt).toFixed(0)} ms after restart`;
+        } else if (kind === 'proxy-pause') {
+          f.detail = `${px.connections()} connections held for ${PAUSE_MS} ms`;
+          await px.pause(PAUSE_MS);
+        } else if (kind === 'delay-app-responses') {
+          f.target = faultRng.int(0, APPS - 1);
+          const tag = `app-${f.target}`;
+          f.detail = `answers to ${tag} (${px.connections(tag)} connections) held for ${PAUSE_MS} ms`;
+          await px.pause(PAUSE_MS, tag, 'responses');
+        } else if (kind === 'partition-worker') {
+          f.target = faultRng.int(0, WORKERS - 1);
+          const tag = `worker-${f.target}`;
+          f.detail = `${px.connections(tag)} connections of ${tag} held for ${PAUSE_MS} ms`;
+          await px.pause(PAUSE_MS, tag);
+        } else if (kind === 'proxy-cut') {
+          f.detail = `${px.cut()} connections cut`;
+        } else if (kind === 'pg-restart') {
+          const t0 = wallNow();
+          await db.stop();
+          const down = wallNow();
+          await sleep(faultRng.int(200, 800));
+          await db.start();
+          f.detail = `stop ${(down - t0).toFixed(0)} ms, down ${(wallNow() - down).toFixed(0)} ms`;
+        }
+      } catch (e) {
+        f.ok = false;
+        f.detail = `${f.detail ?? ''} failed: ${(e as Error).message}`;
+        if (kind === 'pg-restart' && !db.running) await db.start().catch(() => {});
+      }
+      f.end = wallNow();
+      return f;
+    };
+
+    let bag: FaultKind[] = [];
+    while (!stopping) {
+      const wait = faultRng.int(gap[0], gap[1]);
+      if (wallNow() + wait >= deadline - 500) break;
+      await sleep(wait);
+      if (bag.length === 0) bag = faultRng.shuffle(o.faultKinds ?? FAULT_KINDS);
+      const kind = bag.shift() as FaultKind;
+      const f = await inject(kind);
+      faults.push(f);
+      log(`fault ${kind}${f.ok ? '' : ' (FAILED)'}: ${f.detail ?? ''} [${(f.end - f.start).toFixed(0)} ms]`);
+    }
+    await sleep(deadline - wallNow());
+    for (const s of await Promise.all(apps.map((a) => a.call('stopLoad', {}, 60_000)))) appStats.push(s);
+    const loadEnd = wallNow();
+    log(`load stopped: ${ops.length} operations recorded`);
+    // Push the apps' pending touches: the last ones now sit in the workers' buffers. Restart PostgreSQL for
+    // longer than a flush interval, so those flushes fail and must be retried (no worker is killed here:
+    // nothing may be lost).
+    await Promise.all(apps.map((a) => a.call('pushTouches', {}, 30_000)));
+    const finalRestart: Fault = {
+      kind: 'pg-restart',
+      start: wallNow(),
+      end: 0,
+      ok: true,
+      detail: 'after the load, while the workers hold the last touches',
+    };
+    await db.stop();
+    await sleep(FLUSH_INTERVAL + 500);
+    await db.start();
+    finalRestart.end = wallNow();
+    faults.push(finalRestart);
+    log(`pg-restart after the load, while the workers hold the last touches [${(finalRestart.end - finalRestart.start).toFixed(0)} ms]`);
+
+    // ---- verification -------------------------------------------------------------------------------------
+    await sleep(MAX_STALENESS + 200);
+    // Every token ever handed out (dead ones must read as null, live ones as their session).
+    const cappedSid = new Map<string, boolean>();
+    for (const op of ops) if (op.kind === 'create' && op.result) cappedSid.set(op.result.id, CAPPED_USERS.includes(op.user));
+    const targets: { token: string; sid: string; capped: boolean }[] = [];
+    for (const op of ops) {
+      if (op.status !== 'ok') continue;
+      if (op.kind === 'create' && op.result)
+        targets.push({ token: op.result.token, sid: op.result.id, capped: cappedSid.get(op.result.id) === true });
+      else if (op.kind === 'rotate' && op.result?.newToken)
+        targets.push({ token: op.result.newToken, sid: op.sid, capped: cappedSid.get(op.sid) === true });
+    }
+    await Promise.all(apps.map((a) => a.call('finalReads', { targets, force: false }, 120_000)));
+    await Promise.all(
+      apps.map((a, i) => a.call('finalReads', { targets: targets.filter((_, k) => k % APPS === i), force: true }, 120_000)),
+    );
+    log(`final reads: ${targets.length} tokens, cached in every app and forceRefresh once`);
+    const lastEnd = Math.max(...ops.map((x) => x.end));
+    const covered = await obs.catchUp(lastEnd, wallNow() + 20_000);
+    await obs.stop();
+    log(`observer: ${obs.deliveries.length} deliveries, ${obs.failures} failed polls, caught up: ${covered}`);
+    for (const s of await Promise.all(apps.map((a) => a.call('shutdown', {}, 60_000)))) appStats.push(s);
+    const stops = await Promise.all(workers.map((w) => w.kill('SIGTERM')));
+    stops.forEach((info, i) => {
+      if (info.forced || info.code !== 0)
+        processEvents.push({
+          at: wallNow(),
+          process: `worker ${i}`,
+          kind: 'unclean-stop',
+          worker: i,
+          detail: `final SIGTERM: ${info.forced ? 'did not exit in 20 s' : `exit ${info.code ?? info.signal}`}`,
+        });
+    });
+    stopping = true;
+    await samplerLoop;
+    const finalAt = wallNow();
+    let rows: { id: string; user_id: string; la: number; exp: number }[] | undefined;
+    for (let attempt = 0; attempt < 20 && rows === undefined; attempt++) {
+      rows = await q(
+        'SELECT id::text AS id, user_id, (extract(epoch from last_accessed) * 1000)::float8 AS la, (extract(epoch from expires_at) * 1000)::float8 AS exp FROM public.sessions',
+      );
+      if (rows === undefined) await sleep(250);
+    }
+    if (rows === undefined) throw new Error('could not read the final state of the database');
+
+    const history: History = {
+      config: {
+        maxStalenessMs: MAX_STALENESS,
+        clockSlackMs: CLOCK_SLACK_MS,
+        cap: CAP,
+        cappedUsers: CAPPED_USERS,
+        // touch push interval + worker flush interval + the longest outage a flush can wait out (a PostgreSQL
+        // restart or a worker restart, a few seconds here) + margin.
+        touchLossWindowMs: TOUCH_INTERVAL + FLUSH_INTERVAL + Math.max(3000, ...faults.map((f) => f.end - f.start)) + 3000,
+        procWorker: apps.map((a) => a.index % WORKERS),
+      },
+      loadStart,
+      loadEnd,
+      ops,
+      faults,
+      deliveries: obs.deliveries,
+      samples,
+      counts,
+      processEvents,
+      final: {
+        at: finalAt,
+        sessions: rows.map((r) => ({ id: r.id, userId: r.user_id, lastAccessed: Number(r.la), expiresAt: Number(r.exp) })),
+      },
+    };
+    const check = checkHistory(history);
+    const summary = summarize(history, check, appStats);
+    return { history, check, summary, text: formatSummary(summary) };
+  } finally {
+    await cleanup();
+    active.delete(cleanup);
+  }
+}
