@@ -95,26 +95,34 @@ export async function pruneChanges(db: SqlExecutor, names: ObjectNames, retentio
   const changes = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes"`);
   const horizon = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes_horizon"`);
   try {
-    const h = rowsOf<{ h: string }>(
+    // The cut: records older than the retention, never one a running transaction could still add to.
+    const h = rowsOf<{ h: string | null }>(
       await db.execute(sql`
-        WITH cut AS (
-          SELECT LEAST(
-            COALESCE((SELECT xid FROM ${changes} WHERE at >= now() - make_interval(secs => ${retentionMs / 1000}::float8) ORDER BY xid LIMIT 1),
-                     pg_snapshot_xmin(pg_current_snapshot())),
-            pg_snapshot_xmin(pg_current_snapshot())) AS h
-        )
-        INSERT INTO ${horizon} (id, pruned_below) SELECT 1, h FROM cut
-        ON CONFLICT (id) DO UPDATE SET pruned_below = GREATEST(${horizon}.pruned_below, EXCLUDED.pruned_below)
-        RETURNING pruned_below::text AS h`),
+        SELECT LEAST(
+          COALESCE((SELECT xid FROM ${changes} WHERE at >= now() - make_interval(secs => ${retentionMs / 1000}::float8) ORDER BY xid LIMIT 1),
+                   pg_snapshot_xmin(pg_current_snapshot())),
+          pg_snapshot_xmin(pg_current_snapshot()))::text AS h`),
     )[0]?.h;
-    if (h === undefined) return 0;
+    if (h === undefined || h === null) return 0;
     let total = 0;
     for (;;) {
+      // Each batch deletes and raises the horizon past what it deleted in one statement (atomically for
+      // readers): only a cursor that could have needed a deleted record (its xmin <= that record's xid)
+      // is answered with a reset. Nothing deleted, nothing raised: idle cursors stay valid.
       const n = Number(
         rowsOf<{ n: number }>(
           await db.execute(sql`
-            WITH d AS (DELETE FROM ${changes} WHERE ctid IN (SELECT ctid FROM ${changes} WHERE xid < ${h}::xid8 LIMIT ${batch}::integer) RETURNING 1)
-            SELECT count(*)::integer AS n FROM d`),
+            WITH d AS (
+              DELETE FROM ${changes} WHERE ctid IN (SELECT ctid FROM ${changes} WHERE xid < ${h}::xid8 LIMIT ${batch}::integer)
+              RETURNING xid
+            ), top AS (
+              SELECT ((max(xid)::text)::numeric + 1)::text::xid8 AS below FROM d HAVING count(*) > 0
+            ), raised AS (
+              INSERT INTO ${horizon} (id, pruned_below) SELECT 1, below FROM top
+              ON CONFLICT (id) DO UPDATE SET pruned_below = GREATEST(${horizon}.pruned_below, EXCLUDED.pruned_below)
+              RETURNING 1
+            )
+            SELECT (SELECT count(*)::integer FROM d) AS n, (SELECT count(*) FROM raised) AS r`),
         )[0]?.n ?? 0,
       );
       total += n;
