@@ -4,6 +4,8 @@ import { validateSchemaName, validateTablePrefix } from './config.ts';
 const QUALIFIED = new Set([
   'sessions',
   'session_create',
+  'session_get',
+  'session_update',
   'session_changes',
   'session_changes_horizon',
   'session_changes_wake',
@@ -13,6 +15,9 @@ const QUALIFIED = new Set([
   'session_migrations',
 ]);
 
+/** Columns whose names look like our object names (`session_…`): never prefixed. */
+const COLUMNS = new Set(['session_id']);
+
 /** Quoted, validated names of every database object for one schemaName/tablePrefix. */
 export interface ObjectNames {
   schemaName: string;
@@ -21,6 +26,10 @@ export interface ObjectNames {
   sessions: string;
   /** `"schema"."prefixsession_create"` */
   createFunction: string;
+  /** `"schema"."prefixsession_get"` */
+  getFunction: string;
+  /** `"schema"."prefixsession_update"` */
+  updateFunction: string;
   /** `"schema"."prefixsession_migrations"` */
   migrations: string;
   /** `"schema"."prefixsession_changes"` */
@@ -38,6 +47,8 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
     tablePrefix,
     sessions: q('sessions'),
     createFunction: q('session_create'),
+    getFunction: q('session_get'),
+    updateFunction: q('session_update'),
     migrations: q('session_migrations'),
     changes: q('session_changes'),
     schema: `"${schemaName}"`,
@@ -48,15 +59,24 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
  * Rewrites SQL written for the default configuration (schema public, no prefix; what drizzle-kit
  * generates into drizzle/) for another schema and prefix. Table and function names become qualified and
  * prefixed; index, trigger and constraint names (which PostgreSQL scopes to the table's schema) get the
- * prefix. Only quoted identifiers of our own objects are touched; both names were validated, so the
- * result needs no further escaping.
+ * prefix, and the schema too where a statement names an index alone (`DROP INDEX`). Only quoted
+ * identifiers of our own objects are touched (not columns, such as `session_id`); both names were
+ * validated, so the result needs no further escaping.
  */
 export function renderSql(text: string, schemaName: string, tablePrefix: string): string {
   validateSchemaName(schemaName);
   validateTablePrefix(tablePrefix);
-  return text.replace(/"([A-Za-z_][A-Za-z0-9_]*)"/g, (whole, name: string) => {
-    if (QUALIFIED.has(name)) return `"${schemaName}"."${tablePrefix}${name}"`;
-    if (name.startsWith('sessions_') || name.startsWith('session_')) return `"${tablePrefix}${name}"`;
-    return whole;
-  });
+  return text.replace(
+    /(\bDROP INDEX\s+(?:IF EXISTS\s+)?)?"([A-Za-z_][A-Za-z0-9_]*)"/g,
+    (whole, dropIndex: string | undefined, name: string) => {
+      if (QUALIFIED.has(name)) return `${dropIndex ?? ''}"${schemaName}"."${tablePrefix}${name}"`;
+      if (COLUMNS.has(name)) return whole;
+      if (name.startsWith('sessions_') || name.startsWith('session_')) {
+        // An index lives in its table's schema; DROP INDEX finds it only qualified (drizzle-kit writes the
+        // bare name for the default schema, which would otherwise resolve through search_path).
+        return dropIndex === undefined ? `"${tablePrefix}${name}"` : `${dropIndex}"${schemaName}"."${tablePrefix}${name}"`;
+      }
+      return whole;
+    },
+  );
 }

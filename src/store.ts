@@ -4,6 +4,7 @@ import type { SessionRecord } from './cache.ts';
 import { rowsOf, type SqlExecutor } from './db.ts';
 import { classifyDatabaseError } from './errors.ts';
 import type { ObjectNames } from './names.ts';
+import { isUuid } from './token.ts';
 
 /**
  * All SQL the SessionManager runs. Each public operation is exactly one statement (one round trip, and
@@ -55,6 +56,13 @@ export function ts(msSinceEpoch: number): SQL {
   return sql`${new Date(msSinceEpoch).toISOString()}::timestamptz`;
 }
 
+const MAX_DATE_MS = 8.64e15;
+
+/** A json column: parsed by every driver we know of; a driver that hands back its text gets it parsed here. */
+function jsonValue(v: unknown): unknown {
+  return typeof v === 'string' ? JSON.parse(v) : (v ?? null);
+}
+
 export function rowToRecord(r: SessionRow): SessionRecord {
   return {
     id: r.id,
@@ -94,13 +102,20 @@ export class Store {
     return rowsOf<T>(result);
   }
 
+  /** Through `session_get` (drizzle/0005): its plan is cached per connection, whatever the driver. */
   async selectByTokenHash(hash: string): Promise<SessionRow | undefined> {
-    const rows = await this.run<SessionRow>('getSession', sql`SELECT ${COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE token_hash = decode(${hash}, 'hex')`);
-    return rows[0];
+    const rows = await this.run<{ s: unknown }>(
+      'getSession',
+      sql`SELECT ${sql.raw(this.names.getFunction)}(decode(${hash}, 'hex')) AS s, ${UNCACHEABLE}`,
+    );
+    return (jsonValue(rows[0]?.s) as SessionRow | null) ?? undefined;
   }
 
   async selectById(id: string): Promise<SessionRow | undefined> {
-    const rows = await this.run<SessionRow>('getSessionById', sql`SELECT ${COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE id = ${id}::uuid`);
+    const rows = await this.run<SessionRow>(
+      'getSessionById',
+      sql`SELECT ${COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE id = ${id}::uuid`,
+    );
     return rows[0];
   }
 
@@ -126,7 +141,7 @@ export class Store {
    * Merges changed attributes (bumping each one's version) and removes deleted ones, in one statement.
    * Other attributes are untouched, so concurrent updates of different keys both survive. With
    * `expectVersion` / `expectAttributeVersions` it is a compare-and-set: nothing is written on mismatch.
-   * The second branch reports the current row when nothing was updated (missing vs. conflict).
+   * When nothing was updated, the current row comes back with `updated: false` (missing vs. conflict).
    */
   async update(p: {
     id: string;
@@ -136,36 +151,15 @@ export class Store {
     expectVersion: number | null;
     expectAttributeVersions: Record<string, number> | null;
   }): Promise<{ updated: boolean; row: SessionRow } | undefined> {
-    const versionCheck = p.expectVersion === null ? sql`` : sql` AND s.version = ${p.expectVersion}::integer`;
-    // One plain condition per key, on the target row only. Not a NOT EXISTS over jsonb_each: the planner
-    // turns that into an anti-join, which READ COMMITTED's recheck of a concurrently updated row does not
-    // re-evaluate, so two compare-and-sets of one attribute could both succeed (a lost update).
-    const attrCheck =
-      p.expectAttributeVersions === null
-        ? sql``
-        : sql.join(
-            Object.entries(p.expectAttributeVersions).map(
-              ([k, v]) => sql` AND COALESCE((s.attributes -> ${k}::text ->> 'ver')::integer, 0) = ${v}::integer`,
-            ),
-          );
-    const rows = await this.run<SessionRow & { updated: boolean }>(
+    // `session_update` (drizzle/0005) evaluates every compare-and-set check on the target row itself, so
+    // READ COMMITTED's recheck of a concurrently updated row re-evaluates it (no lost update).
+    const expectAttributes = p.expectAttributeVersions === null ? null : JSON.stringify(p.expectAttributeVersions);
+    const rows = await this.run<{ r: unknown }>(
       'updateSession',
-      sql`WITH upd AS (
-        UPDATE ${this.#t} AS s SET
-          attributes = (s.attributes - ARRAY(SELECT jsonb_array_elements_text(${p.deletedJson}::jsonb)))
-            || COALESCE((SELECT jsonb_object_agg(c.key, c.value || jsonb_build_object('ver', COALESCE((s.attributes -> c.key ->> 'ver')::integer, 0) + 1))
-                         FROM jsonb_each(${p.changesJson}::jsonb) AS c), '{}'::jsonb),
-          version = s.version + 1,
-          updated_at = ${ts(p.now)}
-        WHERE s.id = ${p.id}::uuid AND s.expires_at > ${ts(p.now)}${versionCheck}${attrCheck}
-        RETURNING ${COLUMNS}
-      )
-      SELECT true AS updated, * FROM upd
-      UNION ALL
-      SELECT false AS updated, ${COLUMNS} FROM ${this.#t} WHERE id = ${p.id}::uuid AND NOT EXISTS (SELECT 1 FROM upd)`,
+      sql`SELECT ${sql.raw(this.names.updateFunction)}(${p.id}::uuid, ${p.changesJson}::jsonb, ${p.deletedJson}::jsonb, ${ts(p.now)}, ${p.expectVersion}::integer, ${expectAttributes}::jsonb) AS r`,
     );
-    const r = rows[0];
-    return r === undefined ? undefined : { updated: r.updated === true, row: r };
+    const r = jsonValue(rows[0]?.r) as { updated: boolean; row: SessionRow } | null;
+    return r === null ? undefined : { updated: r.updated === true, row: r.row };
   }
 
   /** New token hash for the same row, in one statement. `by` selects the row by old token hash or by id. */
@@ -214,15 +208,25 @@ export class Store {
     );
   }
 
-  /** One batch of touches; GREATEST (and the filter) so last_accessed never moves backwards. */
+  /**
+   * One batch of touches; GREATEST (and the filter) so last_accessed never moves backwards. Entries that
+   * cannot name a session (not a UUID, not a time) are skipped. The batch travels as json (a json
+   * function's row estimate keeps the plan one index lookup per touch; with a batch's true size in view the
+   * planner may hash the whole table for every batch), with times as ms (cheaper to read than ISO text).
+   */
   async flushTouches(batch: [string, number][]): Promise<number> {
-    const json = JSON.stringify(batch.map(([id, at]) => ({ id, ts: new Date(at).toISOString() })));
+    const parts: string[] = [];
+    for (const [id, at] of batch) {
+      // Whole ms within a Date's range, as a Date would keep them.
+      if (isUuid(id) && Math.abs(at) <= MAX_DATE_MS) parts.push(`{"id":"${id}","ms":${Math.trunc(at)}}`);
+    }
+    if (parts.length === 0) return 0;
     const rows = await this.run<{ n: number }>(
       'flushTouches',
       sql`WITH u AS (
-        UPDATE ${this.#t} AS s SET last_accessed = GREATEST(s.last_accessed, v.ts)
-        FROM jsonb_to_recordset(${json}::jsonb) AS v(id uuid, ts timestamptz)
-        WHERE s.id = v.id AND s.last_accessed < v.ts
+        UPDATE ${this.#t} AS s SET last_accessed = GREATEST(s.last_accessed, v.at)
+        FROM (SELECT t.id, to_timestamp(t.ms / 1000) AS at FROM json_to_recordset(${`[${parts.join(',')}]`}::json) AS t(id uuid, ms float8)) AS v
+        WHERE s.id = v.id AND s.last_accessed < v.at
         RETURNING 1
       ) SELECT count(*)::integer AS n FROM u`,
     );
@@ -230,33 +234,65 @@ export class Store {
   }
 
   /**
-   * One batch of expired sessions (absolute or idle). Locked rows are skipped, not waited for. The batch
-   * is picked (and locked) by ctid and deleted by a TID scan: with `id IN (subquery)` the planner chose a
-   * hash semi-join over a sequential scan of the whole table for every batch, so a cleanup of N rows read
-   * the table N / batchSize times (see bench/, section cleanup).
+   * One cleanup statement over the table's blocks [fromBlock, toBlock) (a TID range scan, PostgreSQL ≥ 14):
+   * deletes expired sessions (`kind: 'sessions'`: absolute expiry, or idle when `idleCutoff` is set) or
+   * removes expired attributes (`kind: 'attributes'`), at most `limit` rows. Locked rows are skipped, not
+   * waited for. Cleanup walks the whole table this way, range by range, so it needs no index on the
+   * columns touches and updates change (which would make those updates non-HOT), each statement reads a
+   * bounded number of blocks, and the table is read once per pass instead of once per batch.
+   *
+   * Returns the ids changed, how many rows were picked, the block of the last one picked (the walk
+   * resumes there when the limit was reached), and the table's current size in blocks.
    */
-  async deleteExpiredBatch(now: number, idleCutoff: number | null, limit: number): Promise<string[]> {
-    const idle = idleCutoff === null ? sql`` : sql` OR last_accessed <= ${ts(idleCutoff)}`;
-    return this.deleteWhere(
-      'deleteExpired',
-      sql`ctid = ANY(ARRAY(SELECT ctid FROM ${this.#t} WHERE expires_at <= ${ts(now)}${idle} LIMIT ${limit}::integer FOR UPDATE SKIP LOCKED))`,
-    );
-  }
-
-  /** One batch of sessions with expired attributes: removes those attributes. */
-  async deleteExpiredAttributesBatch(now: number, limit: number): Promise<string[]> {
-    const rows = await this.run<{ id: string }>(
-      'deleteExpired',
-      sql`UPDATE ${this.#t} AS s SET
+  async cleanupRange(p: {
+    kind: 'sessions' | 'attributes';
+    now: number;
+    idleCutoff: number | null;
+    fromBlock: number;
+    toBlock: number;
+    limit: number;
+  }): Promise<{ ids: string[]; picked: number; lastBlock: number; blocks: number }> {
+    const range = sql`ctid >= ${`(${p.fromBlock},0)`}::tid AND ctid < ${`(${p.toBlock},0)`}::tid`;
+    let pick: SQL;
+    let change: SQL;
+    if (p.kind === 'sessions') {
+      const idle = p.idleCutoff === null ? sql`` : sql` OR last_accessed <= ${ts(p.idleCutoff)}`;
+      pick = sql`expires_at <= ${ts(p.now)}${idle}`;
+      change = sql`DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c)) RETURNING id`;
+    } else {
+      // A cheap filter, then exactly the complement of what the UPDATE keeps (so a picked row always stops
+      // matching once changed, and the walk always moves on).
+      pick = sql`jsonb_path_exists(attributes, '$.*.exp ? (@ <= $now)', jsonb_build_object('now', ${p.now}::float8))
+        AND (SELECT bool_or(jsonb_typeof(a.value -> 'exp') = 'number' AND (a.value ->> 'exp')::float8 <= ${p.now}::float8) FROM jsonb_each(attributes) AS a)`;
+      change = sql`UPDATE ${this.#t} AS s SET
             attributes = (SELECT COALESCE(jsonb_object_agg(a.key, a.value), '{}'::jsonb) FROM jsonb_each(s.attributes) AS a
-                          WHERE jsonb_typeof(a.value -> 'exp') IS DISTINCT FROM 'number' OR (a.value ->> 'exp')::float8 > ${now}::float8),
+                          WHERE jsonb_typeof(a.value -> 'exp') IS DISTINCT FROM 'number' OR (a.value ->> 'exp')::float8 > ${p.now}::float8),
             version = s.version + 1,
-            updated_at = ${ts(now)}
-          WHERE s.id IN (SELECT id FROM ${this.#t}
-                         WHERE jsonb_path_exists(attributes, '$.*.exp ? (@ <= $now)', jsonb_build_object('now', ${now}::float8))
-                         LIMIT ${limit}::integer FOR UPDATE SKIP LOCKED)
-          RETURNING s.id::text AS id`,
+            updated_at = ${ts(p.now)}
+          WHERE s.ctid = ANY(ARRAY(SELECT tid FROM c))
+          RETURNING s.id`;
+    }
+    // The picked rows are locked once (FOR UPDATE SKIP LOCKED) and changed by a TID scan.
+    const rows = await this.run<{ id: string | null; picked: number | null; last_block: number | null; blocks: number | null }>(
+      'deleteExpired',
+      sql`WITH c AS MATERIALIZED (
+            SELECT ctid AS tid FROM ${this.#t} WHERE ${range} AND (${pick}) LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
+          ), m AS (${change})
+          SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS last_block, NULL::float8 AS blocks FROM m
+          UNION ALL
+          SELECT NULL, count(*)::float8, max((tid::text::point)[0]), (pg_relation_size(${sql.raw(`'${this.names.sessions}'`)}::regclass) / current_setting('block_size')::integer)::float8 FROM c`,
     );
-    return rows.map((r) => r.id);
+    const ids: string[] = [];
+    let summary: (typeof rows)[number] | undefined;
+    for (const r of rows) {
+      if (r.id === null) summary = r;
+      else ids.push(r.id);
+    }
+    return {
+      ids,
+      picked: Number(summary?.picked ?? 0),
+      lastBlock: Number(summary?.last_block ?? p.fromBlock),
+      blocks: Number(summary?.blocks ?? 0),
+    };
   }
 }

@@ -286,6 +286,132 @@ describe.each(DRIVERS)('deleteExpired (%s)', (driver) => {
   });
 });
 
+// Cleanup walks the table by block ranges (TID range scans): no index on the columns touches change.
+describe.each(DRIVERS)('deleteExpired walks the table (%s)', (driver) => {
+  const fx = useStore(driver, 'mgr_cleanup4');
+  const table = () => `"${fx.schemaName}"."sessions"`;
+  /** `n` rows of one kind, written straight into the table (out of band), interleaved with the others. */
+  const insert = async (n: number, user: string, expiresAtMs: number, lastAccessedMs: number, attributes = '{}') => {
+    await fx.t.admin.query(
+      `INSERT INTO ${table()} (id, token_hash, user_id, attributes, created_at, updated_at, last_accessed, expires_at)
+       SELECT gen_random_uuid(), sha256(uuid_send(gen_random_uuid())), $1, $2::jsonb, to_timestamp($3 / 1000.0), to_timestamp($3 / 1000.0),
+              to_timestamp($3 / 1000.0), to_timestamp($4 / 1000.0)
+       FROM generate_series(1, $5::integer)`,
+      [user, attributes, lastAccessedMs, expiresAtMs, n],
+    );
+  };
+  const count = async (user: string) =>
+    (await fx.t.admin.query<{ n: number }>(`SELECT count(*)::integer AS n FROM ${table()} WHERE user_id = $1`, [user])).rows[0]!.n;
+
+  it('deletes every expired session of a table many ranges long, keeping the live ones, in batches of batchSize', async () => {
+    const clock = fakeClock();
+    const now = clock();
+    const expiredUser = uid('expired');
+    const idleUser = uid('idle');
+    const liveUser = uid('live');
+    for (let i = 0; i < 6; i++) {
+      await insert(700, expiredUser, now - SECOND, now - SECOND);
+      await insert(300, idleUser, now + HOUR, now - 3 * HOUR);
+      await insert(500, liveUser, now + HOUR, now - SECOND);
+    }
+    const blocks = (await fx.t.admin.query<{ n: number }>(`SELECT (pg_relation_size('${table()}') / 8192)::integer AS n`)).rows[0]!.n;
+    expect(blocks).toBeGreaterThan(256); // more than two of the walk's ranges
+    const m = fx.manager({ clock, inactivityDuration: HOUR, lastAccessUpdateInterval: MINUTE, maxStaleness: HOUR });
+    const seen: { kind: string; rows: number }[] = [];
+    const result = await m.deleteExpired({ batchSize: 500, pause: 0, onBatch: (kind, rows) => seen.push({ kind, rows }) });
+    expect(result.sessions).toBe(6 * 1000);
+    expect(result.attributes).toBe(0);
+    expect(result.batches).toBe(seen.length);
+    expect(Math.max(...seen.map((b) => b.rows))).toBeLessThanOrEqual(500);
+    expect(await count(expiredUser)).toBe(0);
+    expect(await count(idleUser)).toBe(0);
+    expect(await count(liveUser)).toBe(3000);
+    expect((await m.deleteExpired({ pause: 0 })).sessions).toBe(0);
+  });
+
+  it('resumes inside a block when a batch fills up there (batchSize smaller than a block holds)', async () => {
+    const clock = fakeClock();
+    const user = uid('dense');
+    await insert(40, user, clock() - SECOND, clock() - SECOND);
+    const m = fx.manager({ clock });
+    const result = await m.deleteExpired({ batchSize: 1, pause: 0 });
+    expect(result.sessions).toBe(40);
+    expect(await count(user)).toBe(0);
+  });
+
+  it('skips a row another transaction holds locked instead of waiting, and gets it next time', async () => {
+    const clock = fakeClock();
+    const user = uid('locked');
+    await insert(3, user, clock() - SECOND, clock() - SECOND);
+    const holder = await fx.t.admin.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT id FROM ${table()} WHERE user_id = $1 ORDER BY id LIMIT 1 FOR UPDATE`, [user]);
+      const m = fx.manager({ clock });
+      expect((await m.deleteExpired({ pause: 0 })).sessions).toBe(2);
+      await holder.query('COMMIT');
+      expect((await m.deleteExpired({ pause: 0 })).sessions).toBe(1);
+    } finally {
+      holder.release();
+    }
+    expect(await count(user)).toBe(0);
+  });
+
+  it('finishes when an attribute carries an expiry that is not a number (left alone, as reads do)', async () => {
+    const clock = fakeClock();
+    const user = uid('odd');
+    const odd = JSON.stringify({ a: { v: 1, ver: 1, exp: [1] }, b: { v: 2, ver: 1, exp: '1' }, c: { v: 3, ver: 1, exp: 1 } });
+    await insert(5, user, clock() + HOUR, clock(), odd);
+    const m = fx.manager({ clock });
+    const result = await m.deleteExpired({ batchSize: 2, pause: 0 });
+    expect(result.attributes).toBe(5);
+    const rows = await fx.t.admin.query<{ a: Record<string, unknown> }>(`SELECT attributes AS a FROM ${table()} WHERE user_id = $1`, [
+      user,
+    ]);
+    for (const r of rows.rows) expect(Object.keys(r.a).sort()).toEqual(['a', 'b']);
+    expect((await m.deleteExpired({ pause: 0 })).attributes).toBe(0);
+  });
+
+  it('refuses a batchSize or pause it cannot use', async () => {
+    const m = fx.manager();
+    await expect(m.deleteExpired({ batchSize: 0 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(m.deleteExpired({ batchSize: 1.5 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(m.deleteExpired({ pause: -1 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(m.deleteExpired({ pause: Number.NaN })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+});
+
+describe.each(DRIVERS)('deleteExpired with a signal (%s)', (driver) => {
+  const fx = useStore(driver, 'mgr_cleanup5');
+
+  it('stops between two statements when its signal aborts, also during a pause', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, maxSessions: 100 });
+    const user = uid('abort');
+    for (let i = 0; i < 30; i++) await m.createSession(user, {}, { expiresAt: clock() + SECOND });
+    clock.advance(SECOND);
+    const count = async () =>
+      (await fx.t.admin.query<{ n: number }>(`SELECT count(*)::integer AS n FROM "${fx.schemaName}"."sessions" WHERE user_id = $1`, [user]))
+        .rows[0]!.n;
+    const stop = new AbortController();
+    const t0 = Date.now();
+    // An endless pause after the first statement (10 of the 30 rows, all in one block); an abort while it
+    // waits ends the cleanup at once.
+    const result = await m.deleteExpired({
+      batchSize: 10,
+      pause: 1e9,
+      signal: stop.signal,
+      onBatch: () => setTimeout(() => stop.abort(), 50),
+    });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(result).toEqual({ sessions: 10, attributes: 0, batches: 1 });
+    expect(await count()).toBe(20);
+    expect(await m.deleteExpired({ signal: stop.signal })).toEqual({ sessions: 0, attributes: 0, batches: 0 });
+    expect((await m.deleteExpired({ batchSize: 10, pause: 0 })).sessions).toBe(20);
+    expect(await count()).toBe(0);
+  });
+});
+
 describe.each(DRIVERS)('last-access touches (%s)', (driver) => {
   const fx = useStore(driver, 'mgr_touch');
 
@@ -376,6 +502,22 @@ describe.each(DRIVERS)('last-access touches (%s)', (driver) => {
     await m.getSession(token);
     await fx.manager().deleteSession(token);
     expect(await m.flushTouches()).toEqual({ rows: 0, batches: 1 });
+  });
+
+  it('a touch that cannot name a session (restored by hand) is dropped, not a failed flush', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock });
+    const { session } = await m.createSession(uid());
+    m.takePendingTouches();
+    clock.advance(SECOND);
+    m.restoreTouches([
+      ['not-a-session-id', clock()],
+      [session.id, clock()],
+      ['00000000-0000-4000-8000-000000000000', Number.NaN],
+    ]);
+    expect(await m.flushTouches()).toEqual({ rows: 1, batches: 1 });
+    expect((await rawRow(fx, session.id))!.last_accessed).toBe(clock());
+    expect(m.pendingTouchCount).toBe(0);
   });
 
   it('takePendingTouches / restoreTouches keep the newest time per session', async () => {

@@ -7,6 +7,7 @@ import { LONGEST_SUFFIX } from '../src/config.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { MIGRATIONS } from '../src/migrations.ts';
+import { renderSql } from '../src/names.ts';
 import { DRIVERS, dropSchema, uniqueSchema } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';
@@ -29,6 +30,21 @@ async function objectsIn(fx: StoreFixture, schema: string): Promise<string[]> {
 describe('embedded migrations', () => {
   it('src/migrations.ts is exactly what scripts/embed-migrations.ts generates from drizzle/', () => {
     expect(readFileSync(new URL('../src/migrations.ts', import.meta.url), 'utf8')).toBe(embeddedMigrationsSource(ROOT));
+  });
+});
+
+describe('renderSql', () => {
+  it('qualifies and prefixes our objects, and qualifies an index named alone (DROP INDEX)', () => {
+    expect(renderSql('DROP INDEX "sessions_user_idx";', 'app', 'p_')).toBe('DROP INDEX "app"."p_sessions_user_idx";');
+    expect(renderSql('DROP INDEX IF EXISTS "sessions_user_idx"', 'app', '')).toBe('DROP INDEX IF EXISTS "app"."sessions_user_idx"');
+    expect(renderSql('CREATE INDEX "sessions_user_idx" ON "sessions" USING btree ("user_id");', 'app', 'p_')).toBe(
+      'CREATE INDEX "p_sessions_user_idx" ON "app"."p_sessions" USING btree ("user_id");',
+    );
+    expect(renderSql('SELECT "session_get"(x), "other"', 'app', 'p_')).toBe('SELECT "app"."p_session_get"(x), "other"');
+    // A column is not an object: session_changes keeps "session_id" whatever the prefix.
+    expect(renderSql('CREATE TABLE "session_changes" ("session_id" uuid)', 'app', 'p_')).toBe(
+      'CREATE TABLE "app"."p_session_changes" ("session_id" uuid)',
+    );
   });
 });
 
@@ -88,6 +104,15 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     expect(await new SessionManager(fx.t.db, config).getSession(b.token)).toBeNull();
     const row = await fx.t.admin.query<{ h: string }>(`SELECT encode(token_hash, 'hex') AS h FROM "${schemaName}"."app_sessions"`);
     expect(row.rows.map((r) => r.h)).toEqual([sha256Hex(a.token)]);
+    // Changes and deletions of the prefixed store are captured in its own change record.
+    a.session.set('store', 'prefixed again');
+    await prefixedStore.updateSession(a.session);
+    expect(await prefixedStore.deleteSession(a.token)).toBe(true);
+    const captured = await fx.t.admin.query<{ n: number }>(
+      `SELECT count(*)::integer AS n FROM "${schemaName}"."app_session_changes" WHERE session_id = $1::uuid`,
+      [a.session.id],
+    );
+    expect(captured.rows[0]?.n).toBe(2);
   });
 
   it('accepts the longest allowed prefix without PostgreSQL truncating any derived name', async () => {
@@ -101,6 +126,65 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     const { token } = await m.createSession(uid(), { a: 1 });
     m.clearCache();
     expect((await m.getSession(token))!.get('a')).toBe(1);
+  });
+
+  it('upgrades a store made by the first migrations (0000-0003) in place: sessions kept, new indexes and functions', async () => {
+    const schemaName = fresh('mig_upgrade');
+    const tablePrefix = 'up_';
+    const t = `"${schemaName}"."${tablePrefix}sessions"`;
+    // What migrate() of an earlier release left behind: 0000-0003 applied and recorded.
+    const before = MIGRATIONS.filter((m) => m.tag < '0004');
+    expect(before.map((m) => m.tag)).toEqual(['0000_init', '0001_session_create', '0002_change_log', '0003_change_capture']);
+    await fx.t.admin.query(`CREATE SCHEMA "${schemaName}"`);
+    await fx.t.admin.query(
+      `CREATE TABLE "${schemaName}"."${tablePrefix}session_migrations" (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    for (const m of before) {
+      for (const statement of m.statements) await fx.t.admin.query(renderSql(statement, schemaName, tablePrefix));
+      await fx.t.admin.query(`INSERT INTO "${schemaName}"."${tablePrefix}session_migrations" (tag) VALUES ($1)`, [m.tag]);
+    }
+    // Earlier releases also prefixed session_changes' column with the table prefix (which broke capture).
+    await fx.t.admin.query(
+      `ALTER TABLE "${schemaName}"."${tablePrefix}session_changes" RENAME COLUMN session_id TO ${tablePrefix}session_id`,
+    );
+    const token = 'A'.repeat(43);
+    const user = uid();
+    await fx.t.admin.query(
+      `INSERT INTO ${t} (id, token_hash, user_id, attributes, created_at, updated_at, last_accessed, expires_at)
+       VALUES (gen_random_uuid(), decode($1, 'hex'), $2, '{"a": {"v": 1, "ver": 1}}', now(), now(), now(), now() + interval '1 day')`,
+      [sha256Hex(token), user],
+    );
+
+    expect((await migrate(fx.t.db, { schemaName, tablePrefix })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0004'));
+    const indexes = await fx.t.admin.query<{ name: string; def: string }>(
+      `SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname`,
+      [schemaName],
+    );
+    const sessionIndexes = indexes.rows.filter((r) => r.name.startsWith(`${tablePrefix}sessions_`)).map((r) => r.name);
+    expect(sessionIndexes).toEqual([
+      `${tablePrefix}sessions_group_idx`,
+      `${tablePrefix}sessions_pkey`,
+      `${tablePrefix}sessions_token_hash_idx`,
+      `${tablePrefix}sessions_user_idx`,
+    ]);
+    expect(indexes.rows.find((r) => r.name === `${tablePrefix}sessions_user_idx`)?.def).toMatch(/\(user_id\)$/);
+    const options = await fx.t.admin.query<{ o: string[] | null }>(`SELECT reloptions AS o FROM pg_class WHERE oid = $1::regclass`, [t]);
+    expect(options.rows[0]?.o).toEqual(['fillfactor=70']);
+
+    // The session written before the upgrade works through the new functions.
+    const m = new SessionManager(fx.t.db, { schemaName, tablePrefix });
+    const s = await m.getSession(token);
+    expect(s!.get('a')).toBe(1);
+    s!.set('a', 2);
+    await m.updateSession(s!, { checkAttributeVersion: true });
+    m.clearCache();
+    expect((await m.getSession(token))!.get('a')).toBe(2);
+    expect(await m.listUserSessions(user)).toHaveLength(1);
+    expect(await m.deleteSession(token)).toBe(true);
+    // Same objects as a store migrated from scratch.
+    const fresh2 = fresh('mig_upgrade_ref');
+    await migrate(fx.t.db, { schemaName: fresh2, tablePrefix });
+    expect(await objectsIn(fx, schemaName)).toEqual(await objectsIn(fx, fresh2));
   });
 
   it('two concurrent migrate calls on a fresh schema both succeed, and the work is done once', async () => {

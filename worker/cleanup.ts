@@ -24,6 +24,7 @@ export async function runCleanup(
   names: ObjectNames,
   metrics: Metrics,
   log: Logger,
+  signal?: AbortSignal,
 ): Promise<CleanupRun> {
   const { db: conn, release } = await db.checkout();
   let destroy = false;
@@ -44,8 +45,10 @@ export async function runCleanup(
         inactivityDuration: o.inactivityDuration,
         lastAccessUpdateInterval: o.lastAccessUpdateInterval,
       });
+      // Paced (the manager's default pause), and cut short by shutdown: a long backlog never holds up exit.
       const r = await manager.deleteExpired({
         batchSize: o.cleanupBatchSize,
+        signal,
         onBatch: (_kind, _rows, ms) => {
           longest = Math.max(longest, ms);
           metrics.cleanupBatchDuration.observe(ms / 1000);

@@ -80,7 +80,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const timers: ReturnType<typeof setInterval>[] = [];
   timers.push(setInterval(() => touches.flush().catch(() => {}), o.lastAccessUpdateInterval));
   const cleanup = () =>
-    runCleanup(o, db, names, metrics, log).catch((err) => {
+    runCleanup(o, db, names, metrics, log, shutdown.signal).catch((err) => {
       log('warn', 'cleanup failed', { err });
       return { ran: false, sessions: 0, attributes: 0, changes: 0, longestBatchMs: 0 };
     });

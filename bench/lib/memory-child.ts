@@ -1,6 +1,7 @@
 // Runs in its own process (`node --expose-gc --import tsx`): fills a SessionManager's cache through real
 // getSession misses and prints the retained heap per cached session as JSON. The database is a stub that
-// answers every SELECT with a fresh row (memory, not I/O, is measured here).
+// answers every read with a fresh row, shaped as the library's read statement returns it (memory, not
+// I/O, is measured here).
 import type { SQL } from 'drizzle-orm';
 import { SessionManager } from '../../src/manager.ts';
 import { generateToken } from '../../src/token.ts';
@@ -16,18 +17,22 @@ const stub = {
   execute(_q: SQL) {
     const now = Date.now();
     k++;
+    // What a driver hands back for the read (SELECT session_get(...) AS s): one json column, parsed.
     return Promise.resolve({
       rows: [
         {
-          id: crypto.randomUUID(),
-          user_id: `user-${k}`,
-          group_id: null,
-          attributes: JSON.parse(STORED_ATTRIBUTES_JSON),
-          version: 1,
-          created_at: now,
-          updated_at: now,
-          last_accessed: now,
-          expires_at: now + 30 * 86_400_000,
+          s: {
+            id: crypto.randomUUID(),
+            user_id: `user-${k}`,
+            group_id: null,
+            attributes: JSON.parse(STORED_ATTRIBUTES_JSON),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            last_accessed: now,
+            expires_at: now + 30 * 86_400_000,
+          },
+          uncacheable: true,
         },
       ],
     });
