@@ -64,7 +64,7 @@ export const http: Section = {
         await startServer('express', ctx.url, schema),
       ];
       servers.push(bare, hono, exp);
-      const secs = ctx.pick(3, 10);
+      const secs = ctx.pick(2, 10);
       const contestant = (id: string, s: Server) => ({ id, warmup: () => load(s, 1), run: () => load(s, secs) });
       const r = await interleave([contestant('bare', bare), contestant('hono', hono), contestant('express', exp)], ctx.reps, ctx.log);
       const sum = (id: string) => {
