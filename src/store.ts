@@ -111,14 +111,6 @@ export class Store {
     return (jsonValue(rows[0]?.s) as SessionRow | null) ?? undefined;
   }
 
-  async selectById(id: string): Promise<SessionRow | undefined> {
-    const rows = await this.run<SessionRow>(
-      'getSessionById',
-      sql`SELECT ${COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE id = ${id}::uuid`,
-    );
-    return rows[0];
-  }
-
   /** Inserts and evicts beyond maxSessions atomically (see drizzle/0001). Returns the evicted ids. */
   async create(p: {
     id: string;

@@ -7,6 +7,7 @@ import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } fro
 import { SessionManager } from '../src/manager.ts';
 import type { Session } from '../src/session.ts';
 import { generateToken } from '../src/token.ts';
+import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';
 
@@ -15,36 +16,6 @@ type Attrs = { theme: 'light' | 'dark'; cart: string[]; a: number; b: number; c:
 const DAY = 24 * 3_600_000;
 const COOKIE = '__Host-session';
 const TOKEN = '[A-Za-z0-9_-]{43}';
-
-/** A browser's cookie store, reduced to what these tests need: name → value, Max-Age=0 deletes. */
-class CookieJar {
-  readonly #cookies = new Map<string, string>();
-
-  take(res: Response): this {
-    for (const line of res.headers.getSetCookie()) {
-      const [pair = '', ...attributes] = line.split(/;\s*/);
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      if (value === '' || attributes.some((a) => /^max-age=0$/i.test(a))) this.#cookies.delete(name);
-      else this.#cookies.set(name, value);
-    }
-    return this;
-  }
-
-  get(name = COOKIE): string | undefined {
-    return this.#cookies.get(name);
-  }
-
-  set(name: string, value: string): this {
-    this.#cookies.set(name, value);
-    return this;
-  }
-
-  header(): string {
-    return [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-}
 
 function buildApp(manager: SessionManager<Attrs> & { db?: { reset(): void } }, options: Partial<SessionMiddlewareOptions<Attrs>> = {}) {
   const app = new Hono<SessionEnv<Attrs>>();

@@ -107,7 +107,7 @@ export const miss: Section = {
       });
       ctx.add({
         id: 'hash-token',
-        label: 'hashToken (Web Crypto SHA-256), awaited',
+        label: 'hashToken (SHA-256: node:crypto through process.getBuiltinModule here, Web Crypto where absent), awaited',
         summary: summarize(r.get('hash-token') ?? []),
         value: 1_000_000 / hashOps,
         unit: 'µs/op',
