@@ -1,14 +1,12 @@
 /**
  * The example app as a Cloudflare Workers module worker (wrangler.toml: main = "example/worker.ts").
  *
- * What lives how long:
+ * What lives how long (pg-edge-session/neon does the wiring):
  * - per isolate: the SessionManager (its LRU cache is the point: a hit costs no I/O) and the SyncClient
  *   ('poll' mode: the middleware polls the sync worker's feed and pushes touches in `waitUntil`);
- * - per request: the database connection. Workers cannot share a WebSocket (a Neon `Pool`) between
- *   requests, so each request gets its own Pool + Drizzle instance, made current for everything that
- *   request runs (including its `waitUntil` work) through AsyncLocalStorage. The manager's executor
- *   forwards each statement to the current request's database. The pool connects lazily (a cache hit
- *   opens no connection) and is ended after the request's background work has settled.
+ * - per statement: the database connection. Workers cannot share a WebSocket (a Neon `Pool`) between
+ *   requests, so each statement the manager runs opens a Neon connection in the request that runs it and
+ *   closes it before the statement's promise settles. A cache hit opens none.
  *
  * Environment (wrangler.toml [vars], secrets, or .dev.vars for `wrangler dev`):
  *   DATABASE_URL        Neon POOLED endpoint (`-pooler`) for the handlers. Required.
@@ -24,12 +22,9 @@
  *   INSECURE_COOKIES    "1": cookie without Secure and without the __Host- prefix, for plain-http
  *                       development in browsers that refuse Secure cookies from http://localhost.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { neonConfig, Pool } from '@neondatabase/serverless';
-import type { SQL } from 'drizzle-orm';
-import { drizzle } from 'drizzle-orm/neon-serverless';
 import type { ExecutionContext } from 'hono';
-import { type SessionConfig, SessionManager, type SqlExecutor, SyncClient } from 'pg-edge-session';
+import type { SessionConfig } from 'pg-edge-session';
+import { neonSessions } from 'pg-edge-session/neon';
 import { createExampleApp, type ExampleAttributes } from './app.ts';
 
 export interface Env {
@@ -44,20 +39,6 @@ export interface Env {
   SESSION_TABLE_PREFIX?: string;
   INSECURE_COOKIES?: string;
 }
-
-type RequestDb = ReturnType<typeof drizzle>;
-
-/** The database of the request being handled (and of the `waitUntil` work it started). */
-const currentDb = new AsyncLocalStorage<RequestDb>();
-
-/** What the manager executes statements on: whichever request's database is current. */
-const executor: SqlExecutor = {
-  execute: (query: SQL) => {
-    const db = currentDb.getStore();
-    if (db === undefined) throw new Error('pg-edge-session example: a statement ran outside of a request (no current database)');
-    return db.execute(query);
-  },
-};
 
 class EnvError extends Error {}
 
@@ -87,7 +68,6 @@ function warnAtMostEvery(intervalMs: number, warn: (error: unknown, suppressed: 
 
 interface Isolate {
   app: ReturnType<typeof createExampleApp>;
-  databaseUrl: string;
 }
 
 /** Built on the first request (module workers see `env` only then) and kept for the isolate's life. */
@@ -97,39 +77,35 @@ function setUp(env: Env): Isolate {
   const databaseUrl = env.DATABASE_URL;
   if (!databaseUrl) throw new EnvError('DATABASE_URL is not set (wrangler.toml [vars], a secret, or .dev.vars)');
 
-  if (env.NEON_WS_PROXY) {
-    // A local PostgreSQL behind a WebSocket-to-TCP proxy: plain ws://, no TLS inside, no pipelining (the
-    // pipelined startup assumes Neon's cleartext password auth), no write-coalescing delay. workerd has
-    // a global WebSocket, so no webSocketConstructor is needed.
-    const proxy = env.NEON_WS_PROXY.replace(/^wss?:\/\//, '').replace(/\/+$/, '');
-    neonConfig.wsProxy = (host, port) => `${proxy}?address=${host}:${port}`;
-    neonConfig.useSecureWebSocket = false;
-    neonConfig.pipelineTLS = false;
-    neonConfig.pipelineConnect = false;
-    neonConfig.coalesceWrites = false;
-  }
-
   const config: SessionConfig = {
     maxStaleness: ms(env, 'MAX_STALENESS_MS', 1000),
     ...(env.SESSION_SCHEMA ? { schemaName: env.SESSION_SCHEMA } : {}),
     ...(env.SESSION_TABLE_PREFIX ? { tablePrefix: env.SESSION_TABLE_PREFIX } : {}),
   };
-  const manager = new SessionManager<ExampleAttributes>(executor, config);
-  const sync = env.SYNC_WORKER_URL
-    ? new SyncClient(manager, {
-        workerUrl: env.SYNC_WORKER_URL,
-        ...(env.SYNC_SECRET ? { secret: env.SYNC_SECRET } : {}),
-        mode: 'poll',
-        syncInterval: ms(env, 'SYNC_INTERVAL_MS', 250),
-        touchInterval: ms(env, 'TOUCH_INTERVAL_MS', 2000),
-        onError: warnAtMostEvery(30_000, (e, suppressed) =>
-          console.warn(
-            `[example] sync worker request failed (the isolate falls back to the database)${suppressed > 0 ? `, ${suppressed} more since the last warning` : ''}:`,
-            String(e),
-          ),
-        ),
-      })
-    : undefined;
+  const { manager, sync } = neonSessions<ExampleAttributes>({
+    databaseUrl,
+    config,
+    // application_name: find the example's connections in pg_stat_activity.
+    applicationName: 'pg-edge-session-example',
+    // A local PostgreSQL behind a WebSocket-to-TCP proxy (plain ws://, no TLS); never in production.
+    ...(env.NEON_WS_PROXY ? { wsProxy: env.NEON_WS_PROXY } : {}),
+    ...(env.SYNC_WORKER_URL
+      ? {
+          sync: {
+            workerUrl: env.SYNC_WORKER_URL,
+            ...(env.SYNC_SECRET ? { secret: env.SYNC_SECRET } : {}),
+            syncInterval: ms(env, 'SYNC_INTERVAL_MS', 250),
+            touchInterval: ms(env, 'TOUCH_INTERVAL_MS', 2000),
+            onError: warnAtMostEvery(30_000, (e, suppressed) =>
+              console.warn(
+                `[example] sync worker request failed (the isolate falls back to the database)${suppressed > 0 ? `, ${suppressed} more since the last warning` : ''}:`,
+                String(e),
+              ),
+            ),
+          },
+        }
+      : {}),
+  });
   const insecure = env.INSECURE_COOKIES === '1';
   const app = createExampleApp({
     manager,
@@ -137,17 +113,7 @@ function setUp(env: Env): Isolate {
     ...(insecure ? { cookie: { prefix: 'none', secure: false } } : {}),
     runtime: 'Cloudflare Workers',
   });
-  return { app, databaseUrl };
-}
-
-/** Waits for every `waitUntil` promise of the request (also ones added meanwhile), then ends its pool. */
-async function endAfter(background: Promise<unknown>[], pool: Pool): Promise<void> {
-  for (let settled = 0; settled < background.length; ) {
-    const batch = background.slice(settled);
-    settled = background.length;
-    await Promise.allSettled(batch);
-  }
-  await pool.end();
+  return { app };
 }
 
 export default {
@@ -163,25 +129,6 @@ export default {
       return new Response(`Misconfigured: ${msg}\n`, { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
     }
 
-    // application_name: find the example's connections in pg_stat_activity.
-    const pool = new Pool({ connectionString: it.databaseUrl, max: 2, application_name: 'pg-edge-session-example' });
-    pool.on('error', (e: unknown) => console.error('[example] idle database connection failed:', e));
-    const db = drizzle(pool);
-    // The request's background work (feed polls, touch pushes) may still need the database after the
-    // response: the pool ends once all of it has settled, and the runtime waits for that.
-    const background: Promise<unknown>[] = [];
-    const requestCtx: ExecutionContext = {
-      waitUntil: (p) => {
-        background.push(p);
-        ctx.waitUntil(p);
-      },
-      passThroughOnException: () => ctx.passThroughOnException(),
-      props: ctx.props,
-    };
-    try {
-      return await currentDb.run(db, () => it.app.fetch(request, env, requestCtx));
-    } finally {
-      ctx.waitUntil(endAfter(background, pool));
-    }
+    return it.app.fetch(request, env, ctx);
   },
 };

@@ -18,7 +18,7 @@ export type {
   UpdateSessionOptions,
 } from './manager.ts';
 export { SessionManager } from './manager.ts';
-export { type MigrateResult, migrate } from './migrate.ts';
+export { type MigrateResult, type MigrationSqlOptions, migrate, migrationSql, migrationTags } from './migrate.ts';
 export type { FeedEvent, FeedResponse, TouchBatch } from './protocol.ts';
 export type { Attributes, SetAttributeOptions } from './session.ts';
 export { Session } from './session.ts';

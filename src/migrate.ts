@@ -5,6 +5,8 @@ import { classifyDatabaseError, SessionError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { objectNames, renderSql } from './names.ts';
 
+export { type MigrationSqlOptions, migrationSql, migrationTags } from './migration-sql.ts';
+
 export interface MigrateResult {
   /** Tags of the migrations this call applied (empty when the schema was up to date). */
   applied: string[];

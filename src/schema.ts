@@ -84,7 +84,16 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
     id: integer('id').primaryKey().default(1),
     prunedBelow: xid8('pruned_below').notNull(),
   });
-  return { schemaName, tablePrefix: p, sessions, changes, horizon };
+  /**
+   * The tags of the migrations applied (`migrate()` creates and fills it; so does `migrationSql()`). Not in
+   * the default exports below, from which this repository's drizzle/ is generated (migrate() creates it
+   * itself); list it in your own drizzle-kit schema so that `drizzle-kit push` does not propose to drop it.
+   */
+  const migrations = table(`${p}session_migrations`, {
+    tag: text('tag').primaryKey(),
+    appliedAt: timestamp('applied_at', { withTimezone: true }).notNull().defaultNow(),
+  });
+  return { schemaName, tablePrefix: p, sessions, changes, horizon, migrations };
 }
 
 /** The tables for the default configuration (schema 'public', no prefix); drizzle-kit generates from these. */

@@ -1,0 +1,175 @@
+/**
+ * Hono on Cloudflare Workers (or Vercel Edge, Deno Deploy) with Neon: the session manager, the sync client
+ * and the database connection wired for a runtime where a connection cannot outlive a request.
+ *
+ * ```ts
+ * import { Hono } from 'hono';
+ * import type { SessionEnv } from 'pg-edge-session/hono';
+ * import { neonSessionMiddleware } from 'pg-edge-session/neon';
+ *
+ * type Bindings = { DATABASE_URL: string; SYNC_WORKER_URL: string; SYNC_SECRET: string };
+ * const app = new Hono<{ Bindings: Bindings } & SessionEnv<{ theme: string }>>();
+ * app.use(neonSessionMiddleware((env: Bindings) => ({
+ *   databaseUrl: env.DATABASE_URL, // Neon's pooled endpoint
+ *   sync: { workerUrl: env.SYNC_WORKER_URL, secret: env.SYNC_SECRET },
+ * })));
+ * app.get('/', async (c) => c.json(await c.var.session.get()));
+ * export default app;
+ * ```
+ *
+ * The connection: Workers forbid using an I/O object (Neon's WebSocket) from a request other than the one
+ * that opened it, so the isolate's manager cannot hold a pool. Each statement the manager runs gets its
+ * own Neon `Client`, opened in the request (or `waitUntil` work) that runs the statement and closed before
+ * the statement's promise settles: nothing leaks into another request, nothing stays open, no
+ * AsyncLocalStorage (no `nodejs_compat` flag) and no bookkeeping of `waitUntil` are needed. A read served
+ * by the cache opens no connection; a miss or a write opens one. The price: a request that runs two
+ * statements (sign-in over an old cookie, a miss followed by a save) opens two connections.
+ *
+ * Needs `@neondatabase/serverless` (an optional peer dependency). Edge-safe: Web APIs only.
+ */
+import { Client, type NeonConfig } from '@neondatabase/serverless';
+import type { SQL } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/neon-serverless';
+import type { MiddlewareHandler } from 'hono';
+import type { SessionConfig } from './config.ts';
+import type { SqlExecutor } from './db.ts';
+import { ConfigError } from './errors.ts';
+import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
+import { SessionManager } from './manager.ts';
+import type { Attributes } from './session.ts';
+import { SyncClient, type SyncClientOptions } from './sync.ts';
+
+/** Settings of Neon's driver that apply per connection (`Client.neonConfig`). */
+export type NeonConnectionSettings = Partial<
+  Pick<
+    NeonConfig,
+    'wsProxy' | 'useSecureWebSocket' | 'pipelineConnect' | 'pipelineTLS' | 'coalesceWrites' | 'forceDisablePgSSL' | 'webSocketConstructor'
+  >
+>;
+
+/** Options of `neonSessions()`. */
+export interface NeonSessionsOptions {
+  /**
+   * PostgreSQL connection string. On Neon, the POOLED endpoint (host with `-pooler`): every statement opens
+   * a connection, which the pooler makes cheap. (The sync worker needs the direct endpoint.) Required.
+   */
+  databaseUrl: string;
+  /** The `SessionManager`'s options (`schemaName`, `tablePrefix`, `maxStaleness`, ...). Default `{}`. */
+  config?: SessionConfig;
+  /**
+   * The sync worker: `{ workerUrl, secret }` and any other `SyncClientOptions` (`mode` defaults to
+   * `'poll'`, the mode for runtimes without background work). Omit it to run without a worker (cached
+   * sessions are then trusted for `maxStaleness` after they were read).
+   */
+  sync?: SyncClientOptions;
+  /** `application_name` of the connections (find them in `pg_stat_activity`). Default `'pg-edge-session'`. */
+  applicationName?: string;
+  /**
+   * Local development only: `host:port/path` of a WebSocket-to-TCP proxy in front of a plain PostgreSQL
+   * (e.g. `'127.0.0.1:5433/v2'`). Connections then use plain `ws://`, no TLS inside, no pipelined startup.
+   * Never in production. Default unset (Neon's own WebSocket endpoint).
+   */
+  wsProxy?: string;
+  /**
+   * Any other per-connection setting of Neon's driver, applied after `wsProxy`'s (e.g.
+   * `webSocketConstructor` on a runtime without a global `WebSocket`, such as Node 20).
+   */
+  neonConfig?: NeonConnectionSettings;
+}
+
+/** What `neonSessions()` returns: keep it for the isolate's life (module scope or a lazy singleton). */
+export interface NeonSessions<A extends Attributes = Attributes> {
+  manager: SessionManager<A>;
+  /** The sync client, when `sync` was given. Pass it to `sessionMiddleware({ manager, sync })`. */
+  sync: SyncClient | undefined;
+  /** The executor the manager runs on: one Neon connection per statement. */
+  db: SqlExecutor;
+}
+
+function connectionSettings(options: NeonSessionsOptions): NeonConnectionSettings {
+  const settings: NeonConnectionSettings = {};
+  if (options.wsProxy !== undefined) {
+    if (typeof options.wsProxy !== 'string' || options.wsProxy === '') {
+      throw new ConfigError('wsProxy', 'expected "host:port/path" of a WebSocket proxy');
+    }
+    const proxy = options.wsProxy.replace(/^wss?:\/\//, '').replace(/\/+$/, '');
+    settings.wsProxy = (host, port) => `${proxy}?address=${host}:${port}`;
+    // A local proxy speaks plain ws:// to a PostgreSQL without Neon's cleartext password flow; the
+    // write-coalescing delay only adds latency on loopback.
+    settings.useSecureWebSocket = false;
+    settings.pipelineTLS = false;
+    settings.pipelineConnect = false;
+    settings.coalesceWrites = false;
+  }
+  return { ...settings, ...options.neonConfig };
+}
+
+/**
+ * An executor that runs each statement on its own Neon connection, opened by the request that runs it
+ * and closed before the statement's promise settles (see the module comment for why).
+ */
+export function neonExecutor(
+  options: Pick<NeonSessionsOptions, 'databaseUrl' | 'applicationName' | 'wsProxy' | 'neonConfig'>,
+): SqlExecutor {
+  if (typeof options?.databaseUrl !== 'string' || options.databaseUrl === '') {
+    throw new ConfigError('databaseUrl', 'expected a PostgreSQL connection string (on Neon: the pooled endpoint)');
+  }
+  const settings = connectionSettings(options);
+  const connectionString = options.databaseUrl;
+  const applicationName = options.applicationName ?? 'pg-edge-session';
+  return {
+    async execute(query: SQL) {
+      const client = new Client({ connectionString, application_name: applicationName });
+      Object.assign((client as unknown as { neonConfig: NeonConnectionSettings }).neonConfig, settings);
+      // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        return await drizzle(client).execute(query);
+      } finally {
+        await client.end().catch(() => {});
+      }
+    },
+  };
+}
+
+/**
+ * The manager, the sync client and the executor for one isolate. Call it once per isolate (on Workers
+ * the environment arrives with the first request: build it lazily, as `neonSessionMiddleware` does).
+ * Throws a `ConfigError` naming the option when one is invalid.
+ */
+export function neonSessions<A extends Attributes = Attributes>(options: NeonSessionsOptions): NeonSessions<A> {
+  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'expected an object');
+  const db = neonExecutor(options);
+  const manager = new SessionManager<A>(db, options.config ?? {});
+  const sync = options.sync === undefined ? undefined : new SyncClient(manager, { mode: 'poll', ...options.sync });
+  return { manager, sync, db };
+}
+
+/** What `neonSessionMiddleware`'s function returns: `neonSessions` options plus the middleware's own. */
+export interface NeonSessionMiddlewareOptions<A extends Attributes = Attributes>
+  extends NeonSessionsOptions,
+    Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'> {}
+
+/**
+ * `sessionMiddleware` on Neon in one call. `init` receives the runtime's bindings (`c.env`) on the first
+ * request and returns the options; the manager, sync client and middleware it makes are kept for the
+ * isolate's life (later requests do not call `init` again). An invalid option throws a `ConfigError` from
+ * that first request (Hono's `onError` sees it).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the bindings type is the app's
+export function neonSessionMiddleware<A extends Attributes = Attributes, B extends object = any>(
+  init: (env: B) => NeonSessionMiddlewareOptions<A>,
+): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
+  if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
+  let middleware: MiddlewareHandler<SessionEnv<A>> | undefined;
+  return async function neonSession(c, next) {
+    if (middleware === undefined) {
+      const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = init(c.env);
+      const sessions = neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions);
+      middleware = sessionMiddleware<A>({ ...rest, manager: sessions.manager, ...(sessions.sync ? { sync: sessions.sync } : {}) });
+    }
+    // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
+    return middleware(c as any, next);
+  };
+}
