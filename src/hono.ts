@@ -27,11 +27,17 @@
  * when the handler threw. A `Set-Cookie` header is sent only when the session is created, rotated or
  * destroyed, or when the request's cookie names no live session (the cookie is then cleared).
  *
+ * Cross-origin requests: unsafe methods (anything but GET, HEAD and OPTIONS) from another origin are
+ * refused with a 403 before the handler runs and before any session work (see `CsrfOptions`). SameSite=Lax
+ * alone does not do it: it lets same-site sibling subdomains through, `sameSite: 'None'` lets everything
+ * through, and login CSRF (signing the victim in as the attacker) needs no cookie at all.
+ *
  * Edge-safe: Web APIs and `hono` only.
  */
 import type { Context, ExecutionContext, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
+import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
 import { ConfigError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
@@ -72,8 +78,11 @@ export interface SessionCookieOptions {
    */
   secure?: boolean;
   /**
-   * `SameSite`. Default `'Lax'`: the cookie is not sent on cross-site subrequests and POSTs (CSRF
-   * protection for unsafe methods), but is sent on top-level navigations. `'None'` requires `secure`.
+   * `SameSite`. Default `'Lax'`: the browser does not send the cookie with cross-site subrequests and
+   * POSTs, but sends it on top-level navigations. This is not CSRF protection by itself: a sibling
+   * subdomain is same-site (its POSTs carry the cookie), and `'None'` sends it everywhere. The
+   * middleware's origin check (`csrf`, on by default) is what refuses cross-origin unsafe requests.
+   * `'None'` requires `secure`.
    */
   sameSite?: 'Strict' | 'Lax' | 'None';
   /** `Path`. Default `'/'`; must be `'/'` with the `__Host-` prefix. */
@@ -106,6 +115,48 @@ export type TouchStrategy<A extends Attributes = Attributes> =
   | 'none'
   | ((session: Session<A>, c: Context) => void | Promise<void>);
 
+/**
+ * Origins other than the request's own whose unsafe requests are accepted — the shapes of `hono/csrf`'s
+ * `origin` option: one origin, a list, or a function. An origin is `scheme://host[:port]` exactly as a
+ * browser sends it in `Origin` (lower case, no default port, no path or trailing slash); the list is
+ * checked at construction. The function is called only for an `Origin` that is present, not `"null"`
+ * and not the request's own origin, and trusts it only when it returns `true`; it can look at the
+ * context, e.g. `(origin, c) => origin.endsWith('.example.com') && origin.startsWith('https://')`.
+ */
+export type TrustedOrigins = string | readonly string[] | ((origin: string, c: Context) => boolean | Promise<boolean>);
+
+/**
+ * The middleware's refusal of cross-origin unsafe requests (CSRF and login CSRF).
+ *
+ * A request whose method is not GET, HEAD or OPTIONS is refused — whatever its content type — unless:
+ * - its `Origin` is the request URL's origin (`new URL(c.req.url).origin`) and its `Sec-Fetch-Site`, if
+ *   sent, is `same-origin`; or
+ * - its `Origin` is one of `trustedOrigins` (any `Sec-Fetch-Site`: a trusted site is cross-site); or
+ * - it has no `Origin` and its `Sec-Fetch-Site` is `same-origin`; or
+ * - it has neither header. Browsers send `Origin` with every cross-origin unsafe request (and
+ *   `Sec-Fetch-Site` since 2023), so such a request comes from a client that is not a browser (curl, a
+ *   server, a webhook): it is not something a web page can make a victim's browser send.
+ * `Origin: null` (sandboxed frames, `data:` URLs, cross-origin redirects) is always refused, and so is
+ * `Sec-Fetch-Site: same-site`, `cross-site` or `none` without a trusted `Origin`.
+ *
+ * Refused means: a 403 thrown as an `HTTPException` (so `app.onError` can shape it; `err.getResponse()`
+ * is a plain "Forbidden"), before the handler and before any session work — no cookie read, no query,
+ * no Set-Cookie, and `c.var.session` is not set.
+ *
+ * Behind a proxy whose request URL is not the public origin (TLS ended at the proxy, so the URL is
+ * `http://`; or another host or port), the app's own browser requests would be refused: list the public
+ * origin in `trustedOrigins`. GET, HEAD and OPTIONS are never checked: they must not change state.
+ *
+ * Why not `hono/csrf` itself: it checks only form content types (a JSON or other body would pass, relying
+ * on CORS preflights that a permissive CORS setup gives away), it accepts a request when either header
+ * passes (we want every header present to agree), and it refuses requests without either header (we
+ * accept them, see above). The option shapes and the 403 are the same.
+ */
+export interface CsrfOptions {
+  /** Cross-origin senders to accept. Default none: only the request's own origin. See `TrustedOrigins`. */
+  trustedOrigins?: TrustedOrigins;
+}
+
 export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
   /** The isolate's (or process's) `SessionManager`. Required. */
   manager: SessionManager<A>;
@@ -120,6 +171,13 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
    * manager works alone: cached entries are trusted for maxStaleness after they were read.
    */
   sync?: SyncClient;
+  /**
+   * Refusal of cross-origin unsafe requests; see `CsrfOptions`. Default `true` (on, own origin only).
+   * `{ trustedOrigins }` also accepts those origins. `false` turns the check off: do it only when
+   * something else in front of the app refuses cross-origin requests (e.g. `hono/csrf` with your own
+   * rules), since SameSite=Lax alone lets sibling subdomains and login CSRF through.
+   */
+  csrf?: boolean | CsrfOptions;
   /**
    * Receives errors of work done after the response (a touch callback). Default: `console.error`.
    * Errors of the request's own work (loading, saving, login, rotate, destroy) are not sent here: they
@@ -183,7 +241,9 @@ const MAX_COOKIE_AGE_SECONDS = 400 * 24 * 3600;
 const COOKIE_NAME_RE = /^[\w!#$%&'*.^`|~+-]+$/;
 /** Printable ASCII but ";": what an attribute value may hold without starting another attribute. */
 const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
-const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync']);
+const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf']);
+const CSRF_KEYS = new Set(['trustedOrigins']);
+const SAFE_METHOD_RE = /^(GET|HEAD|OPTIONS)$/;
 const COOKIE_KEYS = new Set(['name', 'prefix', 'httpOnly', 'secure', 'sameSite', 'path', 'domain', 'maxAge']);
 
 interface ResolvedCookie {
@@ -265,6 +325,63 @@ function resolveCookie(input: unknown): ResolvedCookie {
     name: prefix === 'none' ? name : `${prefix}${name}`,
     attributes: { path, secure, httpOnly, sameSite, ...(domain === undefined ? {} : { domain: domain as string }) },
     persistent: maxAge === 'expiry',
+  };
+}
+
+function originOf(s: string): string | undefined {
+  try {
+    return new URL(s).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `s` is an origin exactly as a browser serializes it in `Origin` (and not the opaque "null"). */
+function isSerializedOrigin(s: string): boolean {
+  return s !== 'null' && originOf(s) === s;
+}
+
+type OriginCheck = (c: Context) => boolean | Promise<boolean>;
+
+/** The CSRF check of the options, or undefined when it is off. Validated here, once. */
+function resolveCsrf(input: unknown): OriginCheck | undefined {
+  if (input === false) return undefined;
+  if (input !== undefined && input !== true && !isPlainObject(input)) {
+    throw new ConfigError('csrf', `expected true, false or { trustedOrigins }, got ${show(input)}`);
+  }
+  const o = (isPlainObject(input) ? input : {}) as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!CSRF_KEYS.has(k)) throw new ConfigError(`csrf.${k}`, 'unknown option');
+
+  const t = o.trustedOrigins;
+  let trusted: (origin: string, c: Context) => boolean | Promise<boolean>;
+  if (t === undefined) trusted = () => false;
+  else if (typeof t === 'function') trusted = t as (origin: string, c: Context) => boolean | Promise<boolean>;
+  else {
+    const list: unknown[] = typeof t === 'string' ? [t] : Array.isArray(t) ? t : [t];
+    for (const origin of list) {
+      if (typeof origin !== 'string' || !isSerializedOrigin(origin)) {
+        const canonical = typeof origin === 'string' ? originOf(origin) : undefined;
+        const hint = canonical === undefined || canonical === 'null' ? '' : ` (did you mean ${JSON.stringify(canonical)}?)`;
+        throw new ConfigError(
+          'csrf.trustedOrigins',
+          `expected origins as browsers send them, "scheme://host[:port]" in lower case without path or trailing slash, got ${show(origin)}${hint}`,
+        );
+      }
+    }
+    const set = new Set(list as string[]);
+    trusted = (origin) => set.has(origin);
+  }
+
+  return (c) => {
+    const origin = c.req.header('origin');
+    const site = c.req.header('sec-fetch-site');
+    if (origin === undefined) return site === undefined || site === 'same-origin';
+    // Every header present must agree: a browser never pairs its own origin with a cross-site marker.
+    if (origin === new URL(c.req.url).origin) return site === undefined || site === 'same-origin';
+    // Opaque origin: a sandboxed frame, a data: URL or a cross-origin redirect. Nobody can be trusted as it.
+    if (origin === 'null') return false;
+    const verdict = trusted(origin, c);
+    return typeof verdict === 'boolean' ? verdict : Promise.resolve(verdict).then((v) => v === true);
   };
 }
 
@@ -500,6 +617,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   const clock = manager.config.clock;
   const sync = options.sync;
   if (sync !== undefined && !(sync instanceof SyncClient)) throw new ConfigError('sync', `expected a SyncClient, got ${show(sync)}`);
+  const sameOrigin = resolveCsrf(options.csrf);
 
   const writeCookie = (c: Context, change: CookieChange): void => {
     if (change === undefined) return;
@@ -516,6 +634,13 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   };
 
   return createMiddleware<SessionEnv<A>>(async function session(c, next) {
+    // Before anything else: a refused request reads no cookie, runs no query and sets nothing.
+    if (sameOrigin !== undefined && !SAFE_METHOD_RE.test(c.req.method) && !(await sameOrigin(c))) {
+      throw new HTTPException(403, {
+        message: 'cross-origin request refused by the session middleware (see the csrf option)',
+        res: new Response('Forbidden', { status: 403, headers: { 'content-type': 'text/plain; charset=UTF-8' } }),
+      });
+    }
     const beforeRead =
       sync === undefined
         ? undefined
