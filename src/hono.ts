@@ -25,7 +25,8 @@
  * what `manager.getSession` costs (a cache hit does no I/O, a miss is one SELECT) and runs at most once
  * per request. Attribute changes are written by one `updateSession` after the handler, and not at all
  * when the handler threw. A `Set-Cookie` header is sent only when the session is created, rotated or
- * destroyed, or when the request's cookie names no live session (the cookie is then cleared).
+ * destroyed, or when the request's cookie names no live session (the cookie is then cleared); such a
+ * response also gets `Cache-Control: no-store`, so no shared cache keeps or replays it.
  *
  * Cross-origin requests: unsafe methods (anything but GET, HEAD and OPTIONS) from another origin are
  * refused with a 403 before the handler runs and before any session work (see `CsrfOptions`). SameSite=Lax
@@ -621,6 +622,9 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
 
   const writeCookie = (c: Context, change: CookieChange): void => {
     if (change === undefined) return;
+    // A response carrying a token (or its removal) must not be stored by a shared cache and replayed to
+    // someone else (OWASP session management). Replaces whatever Cache-Control the handler set.
+    c.header('Cache-Control', 'no-store');
     if (change === CLEAR) {
       deleteCookie(c, cookie.name, cookie.attributes);
       return;
