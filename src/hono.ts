@@ -33,10 +33,14 @@
  * alone does not do it: it lets same-site sibling subdomains through, `sameSite: 'None'` lets everything
  * through, and login CSRF (signing the victim in as the attacker) needs no cookie at all.
  *
+ * Several cookies of the session's name in one request (a stale one left with another Path or Domain, or
+ * one planted by a sibling subdomain when the prefix is not `__Host-`): see `SessionHandle.get`. A planted
+ * or stale duplicate never signs the user out and never puts them in another user's session.
+ *
  * Edge-safe: Web APIs and `hono` only.
  */
 import type { Context, ExecutionContext, MiddlewareHandler } from 'hono';
-import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { deleteCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
@@ -44,6 +48,7 @@ import { ConfigError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
 import type { Attributes, Session } from './session.ts';
 import { SyncClient } from './sync.ts';
+import { isWellFormedToken } from './token.ts';
 
 // ---- public types -------------------------------------------------------------------------------
 
@@ -193,6 +198,19 @@ export interface SessionHandle<A extends Attributes = Attributes> {
    * The session named by the request's cookie, or null (no cookie, malformed cookie, unknown or expired
    * session). Loaded on the first call and cached for the request; after `login`/`rotate`/`destroy` it
    * returns the new state. Change it with `session.set`/`delete`: the changes are saved after the handler.
+   *
+   * Several cookies of the session's name (browsers send every cookie whose Domain and Path match, so a
+   * stale one or one planted by a sibling subdomain can come along with the user's own):
+   * - values that are not well-formed tokens are ignored (no query); at most 3 distinct well-formed
+   *   values are looked up, one `getSession` each — more than 3 is a crafted header: no lookup, null;
+   * - exactly one names a live session: that session, and no Set-Cookie;
+   * - several name live sessions of one user: the most recently created one (then the smallest id);
+   * - live sessions of different users: null for this request and no Set-Cookie. Choosing one could put
+   *   the user in the attacker's session; clearing would delete the user's own cookie (a clearing
+   *   Set-Cookie hits the cookie with this middleware's Path and Domain, not the planted one);
+   * - none live: null, and the cookie is cleared as for a single dead cookie.
+   * Every live session looked up is touched (its holder is active; a `touch` function gets only the one
+   * used). A single cookie (the usual case) costs what it always did: one header scan, one `getSession`.
    */
   get(): Promise<Session<A> | null>;
   /** The session if `get()` already ran (no I/O): `undefined` when it has not been loaded. */
@@ -203,8 +221,10 @@ export interface SessionHandle<A extends Attributes = Attributes> {
   getAttribute<K extends keyof A & string>(key: K): Promise<A[K] | undefined>;
   /**
    * Signs in: creates a session for `userId` and sets the cookie. Against session fixation, a new token
-   * is always issued and the session the request's cookie named (if any) is deleted first; copy what
-   * you want to keep (`(await get())?.toObject()`) into `attributes`. Returns the new session.
+   * is always issued and the session the request's cookie named (if any) is deleted first — with several
+   * cookies of the name, every session they name (the first 3 distinct well-formed values), so no planted
+   * or stale duplicate survives to make the next request ambiguous; copy what you want to keep
+   * (`(await get())?.toObject()`) into `attributes`. Returns the new session.
    */
   login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>>;
   /**
@@ -214,7 +234,11 @@ export interface SessionHandle<A extends Attributes = Attributes> {
    * cookie is then cleared).
    */
   rotate(): Promise<Session<A> | null>;
-  /** Signs out: deletes the session and clears the cookie. Returns whether a session was deleted. */
+  /**
+   * Signs out: deletes the session and clears the cookie. With several cookies of the name, deletes every
+   * session they name (up to 3, as `login`), so none of them keeps the user signed in. Returns whether a
+   * session was deleted.
+   */
   destroy(): Promise<boolean>;
   /**
    * Saves pending attribute changes now (one statement) instead of after the handler, e.g. to catch a
@@ -245,6 +269,11 @@ const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
 const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf']);
 const CSRF_KEYS = new Set(['trustedOrigins']);
 const SAFE_METHOD_RE = /^(GET|HEAD|OPTIONS)$/;
+/**
+ * At most this many distinct well-formed session cookie values are looked up in one request: a crafted
+ * Cookie header with dozens of values costs no more than this many `getSession` calls.
+ */
+const MAX_COOKIE_CANDIDATES = 3;
 const COOKIE_KEYS = new Set(['name', 'prefix', 'httpOnly', 'secure', 'sameSite', 'path', 'domain', 'maxAge']);
 
 interface ResolvedCookie {
@@ -386,10 +415,37 @@ function resolveCsrf(input: unknown): OriginCheck | undefined {
   };
 }
 
+/**
+ * Every value of cookie `name` in a Cookie header, in header order. hono's `getCookie` returns only the
+ * first, and a browser sends every cookie whose Domain and Path match the request, so one name can come
+ * several times. Values are returned raw (no unquoting, no percent-decoding): a token this middleware
+ * issued has neither, so such a value is simply not a well-formed token.
+ */
+function cookieValues(header: string | null, name: string): string[] {
+  const values: string[] = [];
+  if (header === null || !header.includes(name)) return values;
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq !== -1 && pair.slice(0, eq).trim() === name) values.push(pair.slice(eq + 1).trim());
+  }
+  return values;
+}
+
+/** The distinct well-formed values of duplicate cookies: at most MAX_COOKIE_CANDIDATES, and whether more were sent. */
+function cookieCandidates(values: readonly string[]): { tokens: string[]; overflow: boolean } {
+  const tokens = [...new Set(values.filter((v) => isWellFormedToken(v)))];
+  return { tokens: tokens.slice(0, MAX_COOKIE_CANDIDATES), overflow: tokens.length > MAX_COOKIE_CANDIDATES };
+}
+
+/** Deterministic choice between live sessions of one user: the most recent sign-in, then the smaller id. */
+function newer(a: { createdAt: Date; id: string }, b: { createdAt: Date; id: string }): boolean {
+  const d = a.createdAt.getTime() - b.createdAt.getTime();
+  return d > 0 || (d === 0 && a.id < b.id);
+}
+
 // ---- the per-request session --------------------------------------------------------------------
 
 const CLEAR = Symbol('clear');
-const UNREAD = Symbol('unread');
 
 /** What the response must do with the cookie: nothing, clear it, or set a token. */
 type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: number };
@@ -400,9 +456,14 @@ type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: numbe
  */
 class RequestSession<A extends Attributes> implements SessionHandle<A> {
   readonly #manager: SessionManager<A>;
-  readonly #readCookie: () => string | undefined;
+  readonly #readCookies: () => string[];
   readonly #touchInManager: boolean;
-  #incoming: string | undefined | typeof UNREAD = UNREAD;
+  /** Every value of the session cookie in the request, read on first use (usually zero or one). */
+  #incoming: string[] | undefined;
+  /** The token the loaded session was found by, when the request had several cookie values. */
+  #loadedToken: string | undefined;
+  /** login/destroy deleted the sessions the request's cookies name: not again in this request. */
+  #cookieSessionsDeleted = false;
   /** In-flight or finished load; replaced by a settled promise after login/rotate/destroy. */
   #loading: Promise<Session<A> | null> | undefined;
   #session: Session<A> | null | undefined;
@@ -415,16 +476,21 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
 
   readonly #beforeRead: (() => Promise<void>) | undefined;
 
-  constructor(manager: SessionManager<A>, readCookie: () => string | undefined, touchInManager: boolean, beforeRead?: () => Promise<void>) {
+  constructor(manager: SessionManager<A>, readCookies: () => string[], touchInManager: boolean, beforeRead?: () => Promise<void>) {
     this.#manager = manager;
-    this.#readCookie = readCookie;
+    this.#readCookies = readCookies;
     this.#touchInManager = touchInManager;
     this.#beforeRead = beforeRead;
   }
 
-  #incomingToken(): string | undefined {
-    if (this.#incoming === UNREAD) this.#incoming = this.#readCookie();
+  #incomingValues(): string[] {
+    this.#incoming ??= this.#readCookies();
     return this.#incoming;
+  }
+
+  /** Several values: a clearing Set-Cookie could hit a live one, so only the load may decide to clear. */
+  #hasDuplicates(): boolean {
+    return this.#incomingValues().length > 1;
   }
 
   get(): Promise<Session<A> | null> {
@@ -433,20 +499,54 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   }
 
   async #load(): Promise<Session<A> | null> {
-    const token = this.#incomingToken();
-    if (token === undefined) {
+    const values = this.#incomingValues();
+    if (values.length === 0) {
       this.#session = null;
       return null;
     }
     // Keep the cache fresh from the worker's feed (inline only when it is older than maxStaleness).
     if (this.#beforeRead !== undefined) await this.#beforeRead();
-    // Malformed and forged tokens come back null without a query (manager.getSession checks the shape).
-    const session = await this.#manager.getSession(token, { touch: this.#touchInManager });
+    const session = values.length === 1 ? await this.#loadOne(values[0] as string) : await this.#loadAmong(values);
     this.#session = session;
     this.#loaded = session;
+    return session;
+  }
+
+  /** The usual case, kept to one `getSession`. */
+  async #loadOne(token: string): Promise<Session<A> | null> {
+    // Malformed and forged tokens come back null without a query (manager.getSession checks the shape).
+    const session = await this.#manager.getSession(token, { touch: this.#touchInManager });
     // The cookie names nothing alive: tell the browser to drop it (unless this request issues another).
     if (session === null) this.#cookie ??= CLEAR;
     return session;
+  }
+
+  /** Several cookies of the name (see SessionHandle.get for the rules and why). */
+  async #loadAmong(values: readonly string[]): Promise<Session<A> | null> {
+    const { tokens, overflow } = cookieCandidates(values);
+    // More well-formed values than we look up: the user's own may be among the rest. Undecidable.
+    if (overflow) return null;
+    // Every live session the browser presented is touched, as one cookie's would be: the holder is active.
+    // (In the ambiguous case that keeps a planted session alive too; its holder could do that anyway.)
+    const found = await Promise.all(tokens.map((t) => this.#manager.getSession(t, { touch: this.#touchInManager })));
+    let chosen: Session<A> | null = null;
+    let chosenToken: string | undefined;
+    for (const [i, session] of found.entries()) {
+      if (session === null) continue;
+      // Different users: using either could be the attacker's; clearing could delete the user's own.
+      if (chosen !== null && session.userId !== chosen.userId) return null;
+      if (chosen === null || newer(session, chosen)) {
+        chosen = session;
+        chosenToken = tokens[i];
+      }
+    }
+    // Nothing in the header names a live session: clearing cannot hit a live cookie.
+    if (chosen === null) {
+      this.#cookie ??= CLEAR;
+      return null;
+    }
+    this.#loadedToken = chosenToken;
+    return chosen;
   }
 
   peek(): Session<A> | null | undefined {
@@ -467,7 +567,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
     await this.#deleteCurrent();
     // The old session is gone from here on, whatever happens next.
     this.#settleTo(null);
-    this.#cookie = this.#incomingToken() === undefined ? undefined : CLEAR;
+    this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
     const { session, token } = await this.#manager.createSession(userId, attributes, options);
     this.#settleTo(session);
     this.#cookie = { token, expiresAt: session.expiresAt.getTime() };
@@ -483,7 +583,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
     const rotated = await this.#manager.rotate(session);
     if (rotated === null) {
       this.#settleTo(null);
-      this.#cookie = CLEAR;
+      this.#clearCookie();
       return null;
     }
     this.#cookie = { token: rotated.token, expiresAt: session.expiresAt.getTime() };
@@ -497,7 +597,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
     const deleted = await this.#deleteCurrent();
     this.#settleTo(null);
     // A session issued earlier in this request never reached the browser: nothing to clear then.
-    this.#cookie = this.#incomingToken() === undefined ? undefined : CLEAR;
+    this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
     return deleted;
   }
 
@@ -512,20 +612,42 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
       if (e instanceof SessionNotFoundError) {
         // Deleted or expired while the handler ran (signed out elsewhere): the cookie is dead too.
         this.#settleTo(null);
-        this.#cookie = CLEAR;
+        this.#clearCookie();
       }
       throw e;
     }
   }
 
-  /** Deletes the session this request currently has: loaded or issued, or else the cookie's (by token). */
+  /**
+   * Deletes the sessions this request holds: its current one (loaded, rotated or issued) and, once per
+   * request, those its cookies name but it did not load — with duplicate cookies every candidate, a stale
+   * or planted one included, so that none survives a sign-in or sign-out. deleteSession rejects a
+   * malformed token without a query. Returns whether anything was deleted.
+   */
   async #deleteCurrent(): Promise<boolean> {
-    if (this.#session) return this.#manager.deleteSession(this.#session);
-    // Loaded and found nothing: nothing to delete.
-    if (this.#session === null) return false;
-    const token = this.#incomingToken();
-    // deleteSession rejects a malformed token without a query.
-    return token === undefined ? false : this.#manager.deleteSession(token);
+    const targets: Array<string | Session<A>> = [];
+    if (this.#session) targets.push(this.#session);
+    if (!this.#cookieSessionsDeleted) {
+      const values = this.#incomingValues();
+      // One value: once loaded (found or not), the current session above is all it names.
+      if (values.length === 1 && this.#session === undefined) targets.push(values[0] as string);
+      if (values.length > 1) {
+        // The loaded one is deleted as a Session above (its token may have been rotated in this request).
+        for (const t of cookieCandidates(values).tokens) if (!(this.#session && t === this.#loadedToken)) targets.push(t);
+      }
+    }
+    const deleted = await Promise.all(targets.map((t) => this.#manager.deleteSession(t)));
+    this.#cookieSessionsDeleted = true;
+    return deleted.includes(true);
+  }
+
+  /**
+   * The request's cookie names nothing alive any more: tell the browser to drop it. Not when the request
+   * had several values of the name that were not all deleted here: a clearing Set-Cookie hits the cookie
+   * with this middleware's Path and Domain, which may be a live one this request did not use.
+   */
+  #clearCookie(): void {
+    if (!this.#hasDuplicates() || this.#cookieSessionsDeleted) this.#cookie = CLEAR;
   }
 
   /** Waits for a load in flight so that its result cannot overwrite what a mutation sets. */
@@ -655,7 +777,12 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
             if (due.mustAwait) await due.promise.catch(() => {});
             else afterResponse(c, () => due.promise, onBackgroundError);
           };
-    const handle = new RequestSession<A>(manager, () => getCookie(c, cookie.name), touch === 'manager', beforeRead);
+    const handle = new RequestSession<A>(
+      manager,
+      () => cookieValues(c.req.raw.headers.get('cookie'), cookie.name),
+      touch === 'manager',
+      beforeRead,
+    );
     c.set('session', handle);
     let failed = true;
     try {
