@@ -14,14 +14,15 @@
  *
  * Demo only: signing in takes a user name and no password.
  *
- * CSRF: the cookie is SameSite=Lax, so browsers do not send it with cross-site POSTs. That leaves two
- * holes a POST form app must close itself: same-site but cross-origin pages (a sibling subdomain) and
- * login CSRF (signing the victim into the attacker's account needs no cookie at all). `sameOriginPosts`
- * closes both: a browser sends `Origin` with every POST form submission, and `Sec-Fetch-Site` where it
- * supports fetch metadata; when present they must say "this host". Clients that send neither (curl,
- * tests) are not browsers and cannot be forged into sending a victim's cookie.
+ * CSRF: the session middleware refuses POSTs another origin made (its `csrf` option, on by default),
+ * before any handler runs: a browser sends `Origin` with every cross-origin POST form submission and
+ * `Sec-Fetch-Site` where it supports fetch metadata, and when present they must say "this origin". That
+ * covers what SameSite=Lax leaves open, same-site sibling subdomains and login CSRF (signing the victim
+ * into the attacker's account needs no cookie at all). Clients that send neither (curl, tests) are not
+ * browsers and cannot be forged into sending a victim's cookie. Behind a proxy whose request URL is not
+ * the public origin, pass `csrf: { trustedOrigins: 'https://your.public.origin' }` in the deps.
  */
-import { type Context, Hono, type MiddlewareHandler } from 'hono';
+import { type Context, Hono } from 'hono';
 import { html } from 'hono/html';
 import { HTTPException } from 'hono/http-exception';
 import { type SessionInfo, SessionNotFoundError } from 'pg-edge-session';
@@ -59,30 +60,6 @@ const NOTICES: Record<string, string> = {
   gone: 'Your session ended meanwhile (revoked elsewhere or expired). Sign in again.',
 };
 
-/** Rejects unsafe-method requests that a browser marks as coming from another origin (see the top). */
-export function sameOriginPosts(): MiddlewareHandler {
-  return async (c, next) => {
-    if (!/^(GET|HEAD|OPTIONS)$/.test(c.req.method)) {
-      const site = c.req.header('sec-fetch-site');
-      const origin = c.req.header('origin');
-      const host = new URL(c.req.url).host;
-      let sameHost = true;
-      if (origin !== undefined) {
-        try {
-          // "null" (sandboxed frames, some redirects) is not a URL: rejected.
-          sameHost = new URL(origin).host === host;
-        } catch {
-          sameHost = false;
-        }
-      }
-      if (!sameHost || (site !== undefined && site !== 'same-origin')) {
-        throw new HTTPException(403, { res: new Response('Forbidden: cross-origin form post', { status: 403 }) });
-      }
-    }
-    await next();
-  };
-}
-
 function field(form: Record<string, unknown>, key: string): string | undefined {
   const v = form[key];
   return typeof v === 'string' ? v : undefined;
@@ -109,7 +86,6 @@ export function createExampleApp(deps: ExampleDeps) {
       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
   });
-  app.use(sameOriginPosts());
   app.use(sessionMiddleware<ExampleAttributes>(middlewareOptions));
 
   const back = (c: Context, notice?: string) => c.redirect(notice === undefined ? '/' : `/?notice=${notice}`, 303);
