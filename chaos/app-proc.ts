@@ -73,10 +73,10 @@ function makeManager(maxSessions: number): SessionManager {
   const store = m.store;
   const create = store.create.bind(store);
   store.create = async (p) => {
-    const evicted = await create(p);
+    const created = await create(p);
     const ctx = opContext.getStore();
-    if (ctx) ctx.evicted = evicted;
-    return evicted;
+    if (ctx && 'evicted' in created) ctx.evicted = created.evicted;
+    return created;
   };
   const deleteWhere = store.deleteWhere.bind(store);
   store.deleteWhere = async (operation, where) => {

@@ -3,6 +3,8 @@ import type { AttributeRecord } from './attributes.ts';
 
 /** What the database holds for a session, as read at one moment. Immutable; shared by cache and sessions. */
 export interface SessionRecord {
+  /** Estimated heap bytes of the record (see `recordWeight`): what the cache's byte bound counts. */
+  readonly size: number;
   readonly id: string;
   readonly userId: string;
   readonly groupId: string | null;
@@ -12,6 +14,16 @@ export interface SessionRecord {
   readonly lastAccessed: number;
   readonly expiresAt: number;
   readonly attributes: ReadonlyMap<string, AttributeRecord>;
+}
+
+/**
+ * Estimated heap bytes of a cached session, from the length of its row's JSON text and its attribute
+ * count: V8 keeps one-byte strings at one byte per character and a parsed JSON value at about its text's
+ * size; each attribute adds its record object and Map slot, each session its record, Session wrapper,
+ * LRU node and id/token strings. Measured by the bench (section Memory: heap per cached session).
+ */
+export function recordWeight(jsonLength: number, attributeCount: number): number {
+  return 1024 + jsonLength + 96 * attributeCount;
 }
 
 interface Entry {
@@ -44,10 +56,17 @@ export class SessionCache {
   #epoch = 0;
   #freshAsOf = Number.NEGATIVE_INFINITY;
 
-  constructor(max: number) {
-    if (max > 0) {
+  /**
+   * `max`: most sessions cached (0: no cache). `maxBytes`: most estimated heap bytes they may take
+   * (`SessionRecord.size`); a session larger than a quarter of it is not cached at all.
+   */
+  constructor(max: number, maxBytes = 32 * 1024 * 1024) {
+    if (max > 0 && maxBytes > 0) {
       this.#lru = new LRUCache<string, Entry>({
         max,
+        maxSize: maxBytes,
+        maxEntrySize: Math.max(1, Math.floor(maxBytes / 4)),
+        sizeCalculation: (entry) => entry.record.size,
         dispose: (entry, token) => {
           if (this.#tokenById.get(entry.record.id) === token) this.#tokenById.delete(entry.record.id);
         },
@@ -63,6 +82,11 @@ export class SessionCache {
 
   get size(): number {
     return this.#lru?.size ?? 0;
+  }
+
+  /** Estimated heap bytes of the cached sessions. */
+  get bytes(): number {
+    return this.#lru?.calculatedSize ?? 0;
   }
 
   /** Current epoch; pass it to `fill` after the query returns. */
@@ -114,18 +138,19 @@ export class SessionCache {
   }
 
   /**
-   * After this process wrote a session with a statement sent at epoch `startEpoch`: drops the session's
-   * entries (fencing off older fills) and caches the row the write returned under `token` (default: the
-   * token cached for it), unless the session was invalidated after `startEpoch`. Then a change newer than
-   * that row may already have been applied (the feed can deliver another process's change before this
-   * write's answer is processed), and putting the row back would serve it for as long as the feed stays
-   * fresh.
+   * After this process wrote a session with a statement sent at epoch `startEpoch` that proved `token`
+   * current (it matched the row by the token's hash): drops the session's entries (fencing off older fills)
+   * and caches the row the write returned under `token`, unless the session was invalidated after
+   * `startEpoch`. Then a change newer than that row may already have been applied (the feed can deliver
+   * another process's change before this write's answer is processed), and putting the row back would
+   * serve it for as long as the feed stays fresh. The token is always the caller's: never one looked up by
+   * the session's id, which may be a token rotated away since (it would come back to life).
    */
-  refresh(record: SessionRecord, readAt: number, startEpoch: number, token = this.#tokenById.get(record.id)): void {
+  refresh(record: SessionRecord, readAt: number, startEpoch: number, token: string): void {
     const inv = this.#invalidatedAt.get(record.id);
     const changedSince = this.#clearedEpoch > startEpoch || this.#forgottenEpoch > startEpoch || (inv !== undefined && inv > startEpoch);
     this.invalidate([record.id]);
-    if (token !== undefined && !changedSince) this.fill(token, record, readAt, this.#epoch);
+    if (!changedSince) this.fill(token, record, readAt, this.#epoch);
   }
 
   /** Drops the entry for one token (used when a token turns out to be dead). */

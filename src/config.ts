@@ -15,6 +15,13 @@ export interface SessionConfig {
   maxSessions?: number;
   /** Largest attribute value, in bytes of its UTF-8 JSON. Integer ≥ 1. Default 16384 (16 KiB). */
   maxAttributeLength?: number;
+  /**
+   * Largest session: bytes of its stored attributes (the UTF-8 of their jsonb text as PostgreSQL prints it,
+   * versions and expiries included). A create or update beyond it throws `SessionTooLargeError` and writes
+   * nothing (checked by the statement itself, so concurrent updates cannot pass it together). Integer,
+   * at least `maxAttributeLength`. Default 131072 (128 KiB).
+   */
+  maxSessionBytes?: number;
   /** Absolute lifetime of a new session, in ms (`expires_at` = creation + this). Default 720 h (30 days). */
   sessionExpiration?: number;
   /**
@@ -27,8 +34,16 @@ export interface SessionConfig {
   /**
    * Sessions kept in this manager's in-memory LRU. `0` turns the cache off. At most 1,000,000: the LRUs
    * preallocate their slots (about 100 bytes per unit of cacheSize at construction). Default 10000.
+   * `cacheMaxBytes` bounds the same cache by memory; whichever is reached first evicts.
    */
   cacheSize?: number;
+  /**
+   * Most heap the session cache may take, in bytes, estimated per session from its stored JSON and
+   * attribute count. A session larger than a quarter of this is never cached (its reads go to the
+   * database). Default 33554432 (32 MiB): a quarter of a Cloudflare Workers isolate's 128 MB. At least
+   * 65536; `cacheSize: 0` turns the cache off instead.
+   */
+  cacheMaxBytes?: number;
   /**
    * Prefix of every table, index, function and trigger name, so several stores can share a schema.
    * Empty or a PostgreSQL identifier start (`[A-Za-z_][A-Za-z0-9_]*`). Default ''.
@@ -57,10 +72,12 @@ export interface SessionConfig {
 export interface ResolvedConfig {
   maxSessions: number;
   maxAttributeLength: number;
+  maxSessionBytes: number;
   sessionExpiration: number;
   inactivityDuration: number;
   cleanupInterval: number;
   cacheSize: number;
+  cacheMaxBytes: number;
   tablePrefix: string;
   schemaName: string;
   lastAccessUpdateInterval: number;
@@ -72,10 +89,12 @@ export interface ResolvedConfig {
 export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock'>> = Object.freeze({
   maxSessions: 5,
   maxAttributeLength: 16384,
+  maxSessionBytes: 128 * 1024,
   sessionExpiration: 720 * HOUR,
   inactivityDuration: 48 * HOUR,
   cleanupInterval: HOUR,
   cacheSize: 10000,
+  cacheMaxBytes: 32 * 1024 * 1024,
   tablePrefix: '',
   schemaName: 'public',
   lastAccessUpdateInterval: 10 * 60_000,
@@ -142,13 +161,26 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
   const pick = <T>(k: keyof typeof DEFAULTS): T => (o[k] === undefined ? DEFAULTS[k] : o[k]) as T;
   const clock = o.clock === undefined ? Date.now : o.clock;
   if (typeof clock !== 'function') throw new ConfigError('clock', `expected a function returning ms since the epoch, got ${show(clock)}`);
+  const maxAttributeLength = int('maxAttributeLength', pick('maxAttributeLength'), 1, 64 * 1024 * 1024);
+  // An explicit maxAttributeLength above the default session bound raises that bound with it.
+  const maxSessionBytes = int(
+    'maxSessionBytes',
+    o.maxSessionBytes === undefined ? Math.max(DEFAULTS.maxSessionBytes, maxAttributeLength) : o.maxSessionBytes,
+    1,
+    256 * 1024 * 1024,
+  );
+  if (maxSessionBytes < maxAttributeLength) {
+    throw new ConfigError('maxSessionBytes', `must be at least maxAttributeLength (${maxAttributeLength}), got ${maxSessionBytes}`);
+  }
   return {
     maxSessions: int('maxSessions', pick('maxSessions'), 1, 1_000_000),
-    maxAttributeLength: int('maxAttributeLength', pick('maxAttributeLength'), 1, 64 * 1024 * 1024),
+    maxAttributeLength,
+    maxSessionBytes,
     sessionExpiration: duration('sessionExpiration', pick('sessionExpiration'), 1),
     inactivityDuration: duration('inactivityDuration', pick('inactivityDuration'), 0),
     cleanupInterval: duration('cleanupInterval', pick('cleanupInterval'), 1),
     cacheSize: int('cacheSize', pick('cacheSize'), 0, 1_000_000),
+    cacheMaxBytes: int('cacheMaxBytes', pick('cacheMaxBytes'), 65536, Number.MAX_SAFE_INTEGER),
     tablePrefix: validateTablePrefix(pick('tablePrefix')),
     schemaName: validateSchemaName(pick('schemaName')),
     lastAccessUpdateInterval: duration('lastAccessUpdateInterval', pick('lastAccessUpdateInterval'), 1),

@@ -8,6 +8,7 @@ export type SessionErrorCode =
   | 'INVALID_ARGUMENT'
   | 'ATTRIBUTE_NOT_SERIALIZABLE'
   | 'ATTRIBUTE_TOO_LARGE'
+  | 'SESSION_TOO_LARGE'
   | 'SESSION_NOT_FOUND'
   | 'VERSION_CONFLICT'
   | 'SCHEMA_MISSING'
@@ -64,6 +65,18 @@ export class AttributeTooLargeError extends SessionError {
   constructor(key: string, size: number, limit: number) {
     super('ATTRIBUTE_TOO_LARGE', `Attribute "${key}" is ${size} bytes of JSON; the limit (maxAttributeLength) is ${limit}`);
     this.key = key;
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** A session's stored attributes would exceed `maxSessionBytes`. Nothing was written. */
+export class SessionTooLargeError extends SessionError {
+  override name = 'SessionTooLargeError';
+  readonly size: number;
+  readonly limit: number;
+  constructor(size: number, limit: number) {
+    super('SESSION_TOO_LARGE', `The session's attributes would take ${size} bytes; the limit (maxSessionBytes) is ${limit}`);
     this.size = size;
     this.limit = limit;
   }

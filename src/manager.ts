@@ -1,14 +1,14 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import { prepareValue, validateKey } from './attributes.ts';
-import { SessionCache, type SessionRecord } from './cache.ts';
+import { recordWeight, SessionCache, type SessionRecord } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
-import { InvalidArgumentError, SessionNotFoundError, VersionConflictError } from './errors.ts';
+import { InvalidArgumentError, SessionNotFoundError, SessionTooLargeError, VersionConflictError } from './errors.ts';
 import { recordReset } from './feed.ts';
 import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
-import { rowToRecord, Store } from './store.ts';
+import { rowToRecord, Store, type TouchEntry } from './store.ts';
 import { generateToken, hashToken, isUuid, isWellFormedToken } from './token.ts';
 
 export interface CreateSessionOptions {
@@ -81,6 +81,25 @@ const CLEANUP_PAUSE = 30;
 /** Bound on touches held in memory between flushes (ids beyond it are not recorded until a flush). */
 export const MAX_PENDING_TOUCHES = 200_000;
 const MAX_USER_ID_LENGTH = 512;
+/** Known accesses one createSession sends for eviction at most (a user has a handful of sessions). */
+const MAX_KNOWN_PER_CREATE = 1000;
+
+/** What a manager knows of one session's accesses (one object per session, updated in place). */
+interface Touch {
+  /** The session's user ('' when only known from restored touches): indexes #touchedByUser. */
+  readonly userId: string;
+  /** Newest known access, ms. */
+  at: number;
+  /** Oldest access of the pending run (when `pending`), ms. */
+  first: number;
+  /** In #pending: accessed since the touches were last taken. */
+  pending: boolean;
+}
+
+const encoder = new TextEncoder();
+function utf8Length(s: string): number {
+  return encoder.encode(s).length;
+}
 
 /**
  * Server-side sessions in PostgreSQL through any Drizzle database. One per isolate or process.
@@ -95,10 +114,12 @@ export class SessionManager<A extends Attributes = Attributes> {
   readonly cache: SessionCache;
   readonly #store: Store;
   readonly #clock: () => number;
-  /** Ids whose last access must still be written, with the newest time. */
-  #pending = new Map<string, number>();
-  /** Newest known last access per id (survives flushes, so idle expiry uses it). */
-  readonly #touched: LRUCache<string, number>;
+  /** Newest known last access per session id (survives flushes, so idle expiry and eviction use it). */
+  readonly #touched: LRUCache<string, Touch>;
+  /** The touches not yet handed on (written, or taken by the sync client): a subset of #touched's values. */
+  #pending = new Map<string, Touch>();
+  /** Ids in #touched per user: what createSession tells max-sessions eviction about. */
+  readonly #touchedByUser = new Map<string, Set<string>>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #flushing: Promise<FlushResult> | undefined;
 
@@ -109,8 +130,16 @@ export class SessionManager<A extends Attributes = Attributes> {
     }
     this.#clock = this.config.clock;
     this.#store = new Store(db, objectNames(this.config.schemaName, this.config.tablePrefix));
-    this.cache = new SessionCache(this.config.cacheSize);
-    this.#touched = new LRUCache({ max: Math.max(1000, this.config.cacheSize * 2) });
+    this.cache = new SessionCache(this.config.cacheSize, this.config.cacheMaxBytes);
+    this.#touched = new LRUCache<string, Touch>({
+      max: Math.max(1000, this.config.cacheSize * 2),
+      dispose: (t, id) => {
+        const ids = this.#touchedByUser.get(t.userId);
+        if (ids === undefined) return;
+        ids.delete(id);
+        if (ids.size === 0) this.#touchedByUser.delete(t.userId);
+      },
+    });
   }
 
   /** @internal The SQL layer (the sync client reads the change record through it). */
@@ -150,22 +179,33 @@ export class SessionManager<A extends Attributes = Attributes> {
       parts.push(`${JSON.stringify(key)}:{"v":${json},"ver":1}`);
       records.set(key, { value: frozen, version: 1, expiresAt: null });
     }
+    const attributesJson = `{${parts.join(',')}}`;
+    // PostgreSQL prints jsonb with more spaces than JSON.stringify: too large here is too large there.
+    const maxBytes = this.config.maxSessionBytes;
+    if (attributesJson.length > maxBytes) {
+      const size = utf8Length(attributesJson);
+      if (size > maxBytes) throw new SessionTooLargeError(size, maxBytes);
+    }
     const token = generateToken();
     const hash = await hashToken(token);
     const id = crypto.randomUUID();
     const epoch = this.cache.begin();
-    const evicted = await this.#store.create({
+    const created = await this.#store.create({
       id,
       hash,
       userId,
       groupId,
-      attributesJson: `{${parts.join(',')}}`,
+      attributesJson,
       now,
       expiresAt,
       maxSessions: this.config.maxSessions,
+      maxBytes,
+      known: this.#knownAccesses(userId),
     });
-    if (evicted.length > 0) this.cache.invalidate(evicted);
+    if ('tooLarge' in created) throw new SessionTooLargeError(created.tooLarge, maxBytes);
+    if (created.evicted.length > 0) this.cache.invalidate(created.evicted);
     const record: SessionRecord = {
+      size: recordWeight(attributesJson.length, records.size),
       id,
       userId,
       groupId,
@@ -177,7 +217,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       attributes: records,
     };
     this.cache.fill(token, record, now, epoch);
-    return { session: this.#wrap(record), token };
+    return { session: this.#wrap(record, token), token };
   }
 
   /**
@@ -190,32 +230,32 @@ export class SessionManager<A extends Attributes = Attributes> {
     // maxStaleness 0 promises that every read goes to the database, also within one clock tick.
     if (options.forceRefresh !== true && this.config.maxStaleness > 0) {
       const hit = this.cache.get(token, now, this.config.maxStaleness);
-      if (hit !== undefined) return this.#serve(hit, now, options.touch);
+      if (hit !== undefined) return this.#serve(hit, token, now, options.touch);
     }
     const epoch = this.cache.begin();
     const readAt = this.#clock();
-    const row = await this.#store.selectByTokenHash(await hashToken(token));
-    if (row === undefined) return null;
-    const record = rowToRecord(row);
+    const read = await this.#store.selectByTokenHash(await hashToken(token));
+    if (read === undefined) return null;
+    const record = rowToRecord(read.row, read.textLength);
     if (!this.#alive(record, now)) return null;
     this.cache.fill(token, record, readAt, epoch);
-    return this.#serve(record, now, options.touch);
+    return this.#serve(record, token, now, options.touch);
   }
 
-  #serve(record: SessionRecord, now: number, touch: boolean | undefined): Session<A> | null {
+  #serve(record: SessionRecord, token: string, now: number, touch: boolean | undefined): Session<A> | null {
     if (!this.#alive(record, now)) return null;
-    if (touch !== false) this.#touch(record.id, now);
-    return this.#wrap(record);
+    if (touch !== false) this.#touch(record, now);
+    return this.#wrap(record, token);
   }
 
-  #wrap(record: SessionRecord): Session<A> {
-    return new Session<A>(record, this.#clock, this.config.maxAttributeLength);
+  #wrap(record: SessionRecord, token: string): Session<A> {
+    return new Session<A>(record, token, this.#clock, this.config.maxAttributeLength);
   }
 
   /** Newest known last access: the stored one or a touch this manager recorded since. */
   #lastAccess(record: { id: string; lastAccessed: number }): number {
-    const t = this.#touched.get(record.id);
-    return t !== undefined && t > record.lastAccessed ? t : record.lastAccessed;
+    const t = this.#touched.peek(record.id);
+    return t !== undefined && t.at > record.lastAccessed ? t.at : record.lastAccessed;
   }
 
   #alive(record: SessionRecord, now: number): boolean {
@@ -224,13 +264,50 @@ export class SessionManager<A extends Attributes = Attributes> {
     return idle === 0 || this.#lastAccess(record) + idle > now;
   }
 
-  #touch(id: string, at: number): void {
-    const known = this.#touched.get(id);
-    if (known === undefined || at > known) this.#touched.set(id, at);
-    const p = this.#pending.get(id);
-    if (p === undefined) {
-      if (this.#pending.size < MAX_PENDING_TOUCHES) this.#pending.set(id, at);
-    } else if (at > p) this.#pending.set(id, at);
+  /** Records an access of a session this manager just found alive. No I/O: written later, in a batch. */
+  #touch(record: SessionRecord, at: number): void {
+    const t = this.#known(record.id, record.userId, at);
+    if (at > t.at) t.at = at;
+    this.#markPending(record.id, t, at);
+  }
+
+  /** The #touched entry of a session, made (and indexed by user) when missing. */
+  #known(id: string, userId: string | undefined, at: number): Touch {
+    let t = this.#touched.get(id);
+    if (t === undefined) {
+      t = { userId: userId ?? '', at, first: at, pending: false };
+      this.#touched.set(id, t);
+      if (userId !== undefined) {
+        const ids = this.#touchedByUser.get(userId);
+        if (ids === undefined) this.#touchedByUser.set(userId, new Set([id]));
+        else ids.add(id);
+      }
+    }
+    return t;
+  }
+
+  /** Starts a pending run at `first` (or extends the one pending back to it). */
+  #markPending(id: string, t: Touch, first: number): void {
+    if (t.pending) {
+      if (first < t.first) t.first = first;
+    } else if (this.#pending.size < MAX_PENDING_TOUCHES) {
+      t.pending = true;
+      t.first = first;
+      this.#pending.set(id, t);
+    }
+  }
+
+  /** Newest known accesses of a user's sessions, for max-sessions eviction (bounded). */
+  #knownAccesses(userId: string): [string, number][] {
+    const ids = this.#touchedByUser.get(userId);
+    if (ids === undefined) return [];
+    const out: [string, number][] = [];
+    for (const id of ids) {
+      const t = this.#touched.peek(id);
+      if (t !== undefined) out.push([id, t.at]);
+      if (out.length >= MAX_KNOWN_PER_CREATE) break;
+    }
+    return out;
   }
 
   // ---- update -----------------------------------------------------------------------------------
@@ -253,33 +330,40 @@ export class SessionManager<A extends Attributes = Attributes> {
       expectAttributeVersions = expected;
     }
     const now = this.#clock();
+    const token = session._token();
+    const hash = await hashToken(token);
     const epoch = this.cache.begin();
     const result = await this.#store.update({
       id: record.id,
+      hash,
       changesJson: `{${parts.join(',')}}`,
       deletedJson: JSON.stringify([...deleted]),
       now,
       expectVersion: options.checkVersion === true ? record.version : null,
       expectAttributeVersions,
+      maxBytes: this.config.maxSessionBytes,
     });
+    // No session carries this id and token any more: deleted, or its token rotated away. Nothing written.
     if (result === undefined) {
       this.cache.invalidate([record.id]);
       throw new SessionNotFoundError(record.id);
     }
-    const current = rowToRecord(result.row);
+    const current = rowToRecord(result.row, result.textLength);
     if (!result.updated) {
       const checked = options.checkVersion === true || options.checkAttributeVersion === true;
-      if (current.expiresAt <= now || !checked) {
+      if (result.reason === 'too_large') throw new SessionTooLargeError(Number(result.size), this.config.maxSessionBytes);
+      if (result.reason === 'expired' || current.expiresAt <= now || !checked) {
         this.cache.invalidate([record.id]);
         throw new SessionNotFoundError(record.id);
       }
       const conflicting = [...changes.keys(), ...deleted].filter(
         (k) => (current.attributes.get(k)?.version ?? 0) !== (record.attributes.get(k)?.version ?? 0),
       );
-      this.cache.refresh(current, now, epoch);
+      // The statement matched the row by this token's hash: the token is current, the row may be cached.
+      this.cache.refresh(current, now, epoch, token);
       throw new VersionConflictError(record.id, record.version, current.version, conflicting);
     }
-    this.cache.refresh(current, now, epoch);
+    this.cache.refresh(current, now, epoch, token);
     session._rebase(current);
     return session;
   }
@@ -288,47 +372,52 @@ export class SessionManager<A extends Attributes = Attributes> {
 
   /**
    * Issues a new token for the same session (same id, data and expiry), atomically: the old token stops
-   * working at commit, everywhere (its cache entries are invalidated like any change). Returns null when
-   * the token is malformed, unknown or expired.
+   * working at commit, everywhere (its cache entries are invalidated like any change). Only the current
+   * token rotates: a Session loaded through a token that was rotated away since cannot mint a new one.
+   * Returns null when the token is malformed, unknown, rotated away or expired.
    */
   async rotate(target: string | Session<A>): Promise<CreatedSession<A> | null> {
-    let by: { hash: string } | { id: string };
-    if (target instanceof Session) by = { id: target.id };
-    else if (isWellFormedToken(target)) by = { hash: await hashToken(target) };
-    else return null;
+    const oldToken = target instanceof Session ? target._token() : target;
+    if (!isWellFormedToken(oldToken)) return null;
+    const hash = await hashToken(oldToken);
     const token = generateToken();
     const newHash = await hashToken(token);
     const now = this.#clock();
     const idle = this.config.inactivityDuration;
     // Idle check uses the newest touch this manager knows of (like getSession); for a token, the cache
     // knows its session id if this manager read it (which is when it recorded a touch).
-    const knownId = target instanceof Session ? target.id : this.cache.idOf(target);
-    const lastKnown = knownId === undefined ? undefined : this.#touched.get(knownId);
+    const knownId = target instanceof Session ? target.id : this.cache.idOf(oldToken);
+    const lastKnown = knownId === undefined ? undefined : this.#touched.peek(knownId)?.at;
     const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
     const epoch = this.cache.begin();
-    const row = await this.#store.rotate({ by, newHash, now, idleCutoff });
-    if (row === undefined) {
+    const rotated = await this.#store.rotate({ hash, newHash, now, idleCutoff });
+    if (rotated === undefined) {
       if (target instanceof Session) this.cache.invalidate([target.id]);
-      else this.cache.invalidateToken(target);
+      else this.cache.invalidateToken(oldToken);
       return null;
     }
-    const record = rowToRecord(row);
+    const record = rowToRecord(rotated.row, rotated.textLength);
     this.cache.refresh(record, now, epoch, token);
-    // The caller's Session now stands for the rotated row; its unsaved changes stay pending.
-    if (target instanceof Session) target._rebase(record, { keepPending: true });
-    return { session: this.#wrap(record), token };
+    // The caller's Session now stands for the rotated row and its new token; its unsaved changes stay pending.
+    if (target instanceof Session) target._rebase(record, { keepPending: true, token });
+    return { session: this.#wrap(record, token), token };
   }
 
   // ---- delete -----------------------------------------------------------------------------------
 
   /** Deletes the session of a token or a Session. Missing sessions are fine: returns whether one was deleted. */
   async deleteSession(target: string | Session<A>): Promise<boolean> {
-    let ids: string[];
-    if (target instanceof Session) ids = await this.#store.deleteWhere('deleteSession', sql`id = ${target.id}::uuid`);
-    else if (isWellFormedToken(target))
-      ids = await this.#store.deleteWhere('deleteSession', sql`token_hash = decode(${await hashToken(target)}, 'hex')`);
-    else return false;
+    // A Session deletes through its own token too: one loaded by a token rotated away since deletes nothing.
+    const token = target instanceof Session ? target._token() : target;
+    if (!isWellFormedToken(token)) return false;
+    const byToken = sql`token_hash = decode(${await hashToken(token)}, 'hex')`;
+    const ids = await this.#store.deleteWhere(
+      'deleteSession',
+      target instanceof Session ? sql`${byToken} AND id = ${target.id}::uuid` : byToken,
+    );
     this.cache.invalidate(ids);
+    if (target instanceof Session) this.cache.invalidate([target.id]);
+    else this.cache.invalidateToken(token);
     return ids.length > 0;
   }
 
@@ -405,18 +494,28 @@ export class SessionManager<A extends Attributes = Attributes> {
   // ---- touches and cleanup ----------------------------------------------------------------------
 
   /**
-   * Takes the pending touches (id → ms) out of the manager, e.g. to send them to the sync worker. Give them
+   * Takes the pending touches out of the manager, e.g. to send them to the sync worker: per session
+   * `[id, last, first]`, the newest and the oldest access (ms) since its touches were last taken. Give them
    * back with `restoreTouches` if sending fails.
    */
-  takePendingTouches(): Map<string, number> {
-    const p = this.#pending;
+  takePendingTouches(): TouchEntry[] {
+    const out: TouchEntry[] = [];
+    for (const [id, t] of this.#pending) {
+      out.push([id, t.at, t.first]);
+      t.pending = false;
+    }
     this.#pending = new Map();
-    return p;
+    return out;
   }
 
-  /** Puts touches back (newest time wins), e.g. after a failed send or flush. */
-  restoreTouches(touches: Iterable<[string, number]>): void {
-    for (const [id, at] of touches) this.#touch(id, at);
+  /** Puts touches back (the run widens to cover them), e.g. after a failed send or flush. */
+  restoreTouches(touches: Iterable<TouchEntry>): void {
+    for (const [id, last, first] of touches) {
+      if (typeof id !== 'string' || typeof last !== 'number') continue;
+      const t = this.#known(id, undefined, last);
+      if (last > t.at) t.at = last;
+      this.#markPending(id, t, Math.min(first ?? last, last));
+    }
   }
 
   /**
@@ -434,13 +533,15 @@ export class SessionManager<A extends Attributes = Attributes> {
   }
 
   async #flush(): Promise<FlushResult> {
-    const pending = [...this.takePendingTouches()];
+    const pending = this.takePendingTouches();
+    const now = this.#clock();
+    const idle = this.config.inactivityDuration === 0 ? null : this.config.inactivityDuration;
     const size = this.config.lastAccessUpdateBatchSize;
     let rows = 0;
     let batches = 0;
     for (let i = 0; i < pending.length; i += size) {
       try {
-        rows += await this.#store.flushTouches(pending.slice(i, i + size));
+        rows += await this.#store.flushTouches(pending.slice(i, i + size), now, idle);
         batches++;
       } catch (e) {
         this.restoreTouches(pending.slice(i));

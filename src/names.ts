@@ -6,6 +6,7 @@ const QUALIFIED = new Set([
   'session_create',
   'session_get',
   'session_update',
+  'session_row_json',
   'session_changes',
   'session_changes_horizon',
   'session_changes_wake',
@@ -30,6 +31,8 @@ export interface ObjectNames {
   getFunction: string;
   /** `"schema"."prefixsession_update"` */
   updateFunction: string;
+  /** `"schema"."prefixsession_row_json"` */
+  rowJsonFunction: string;
   /** `"schema"."prefixsession_migrations"` */
   migrations: string;
   /** `"schema"."prefixsession_changes"` */
@@ -49,6 +52,7 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
     createFunction: q('session_create'),
     getFunction: q('session_get'),
     updateFunction: q('session_update'),
+    rowJsonFunction: q('session_row_json'),
     migrations: q('session_migrations'),
     changes: q('session_changes'),
     schema: `"${schemaName}"`,

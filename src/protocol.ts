@@ -27,6 +27,13 @@ export interface FeedResponse {
    * response or an earlier one: the client may `markFresh(freshAsOf)` after applying it.
    */
   freshAsOf: number;
+  /**
+   * The worker's clock when it answered (ms). `now - freshAsOf` is how old the answer's knowledge is, on
+   * the worker's own clock, so a client can place freshAsOf on its clock without trusting the worker's:
+   * it never marks its cache fresher than (time it sent the request) − (that age). Optional: a worker
+   * without it is trusted no later than the request's send time.
+   */
+  now?: number;
 }
 
 /** A pushed event: like FeedResponse plus `from`, the cursor it continues (a mismatch means: resync). */
@@ -34,9 +41,14 @@ export interface FeedEvent extends FeedResponse {
   from: string;
 }
 
-/** Body of POST /v1/touches: [session id, last access in ms since the epoch] pairs. */
+/**
+ * Body of POST /v1/touches: per session `[id, last, first?]` — the newest and the oldest access (ms since
+ * the epoch) the client saw since it last sent that session's touches (`first` defaults to `last`). The
+ * worker clamps times to its own clock, and a flush never extends a session whose first access came after
+ * its idle timeout (see drizzle/0006 and Store.flushTouches).
+ */
 export interface TouchBatch {
-  touches: [string, number][];
+  touches: ([string, number] | [string, number, number])[];
 }
 
 /** Largest accepted /v1/touches body and batch. */

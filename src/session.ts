@@ -24,14 +24,17 @@ export interface AttributeChange {
  */
 export class Session<A extends Attributes = Attributes> {
   #record: SessionRecord;
+  /** The token this session was loaded, created or last rotated through: every write is bound to it. */
+  #token: string;
   readonly #changes = new Map<string, AttributeChange>();
   readonly #deleted = new Set<string>();
   readonly #clock: () => number;
   readonly #maxAttributeLength: number;
 
   /** @internal Built by SessionManager. */
-  constructor(record: SessionRecord, clock: () => number, maxAttributeLength: number) {
+  constructor(record: SessionRecord, token: string, clock: () => number, maxAttributeLength: number) {
     this.#record = record;
+    this.#token = token;
     this.#clock = clock;
     this.#maxAttributeLength = maxAttributeLength;
   }
@@ -142,12 +145,18 @@ export class Session<A extends Attributes = Attributes> {
     return { changes: this.#changes, deleted: this.#deleted, record: this.#record };
   }
 
+  /** @internal The token writes through this session are bound to. Never serialized, never logged. */
+  _token(): string {
+    return this.#token;
+  }
+
   /**
    * @internal After a successful update: the stored row becomes the base, pending changes are done.
-   * After a rotation (`keepPending`), the new base keeps the changes not yet stored.
+   * After a rotation (`keepPending`, with the new `token`), the new base keeps the changes not yet stored.
    */
-  _rebase(record: SessionRecord, options: { keepPending?: boolean } = {}): void {
+  _rebase(record: SessionRecord, options: { keepPending?: boolean; token?: string } = {}): void {
     this.#record = record;
+    if (options.token !== undefined) this.#token = options.token;
     if (options.keepPending === true) return;
     this.#changes.clear();
     this.#deleted.clear();

@@ -24,22 +24,25 @@ export interface SessionRow {
   expires_at: number;
 }
 
+/** A touch as flushed: session id, newest access, oldest access of the run (ms; defaults to the newest). */
+export type TouchEntry = readonly [id: string, last: number, first?: number];
+
+/** A row as the text of its json, parsed; `textLength` weighs it in the cache. */
+export interface RowText {
+  row: SessionRow;
+  textLength: number;
+}
+
+export interface UpdateResult extends RowText {
+  updated: boolean;
+  /** Why nothing was written (when `updated` is false). */
+  reason?: 'expired' | 'conflict' | 'too_large';
+  /** With reason too_large: the size the attributes would have had. */
+  size?: number;
+}
+
 const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::float8 AS ${col}`;
-/** The columns of a session row, as `rowToRecord` reads them. */
-export const COLUMNS = sql.raw(
-  [
-    'id::text AS id',
-    'user_id',
-    'group_id',
-    'attributes',
-    'version',
-    ms('created_at'),
-    ms('updated_at'),
-    ms('last_accessed'),
-    ms('expires_at'),
-  ].join(', '),
-);
-/** The same without attributes (listings). */
+/** A session's columns without attributes (listings). */
 const META_COLUMNS = sql.raw(
   ['id::text AS id', 'user_id', 'group_id', 'version', ms('created_at'), ms('updated_at'), ms('last_accessed'), ms('expires_at')].join(
     ', ',
@@ -58,13 +61,17 @@ export function ts(msSinceEpoch: number): SQL {
 
 const MAX_DATE_MS = 8.64e15;
 
-/** A json column: parsed by every driver we know of; a driver that hands back its text gets it parsed here. */
-function jsonValue(v: unknown): unknown {
-  return typeof v === 'string' ? JSON.parse(v) : (v ?? null);
+/** A session row read as the text of its json (null: no such session). */
+export function parseRowText(text: string | null | undefined): RowText | undefined {
+  if (text === null || text === undefined) return undefined;
+  const row = JSON.parse(text) as SessionRow | null;
+  return row === null ? undefined : { row, textLength: text.length };
 }
 
-export function rowToRecord(r: SessionRow): SessionRecord {
+/** `size`: what the cache weighs the record by (see SessionRecord.size). */
+export function rowToRecord(r: SessionRow, size: number): SessionRecord {
   return {
+    size,
     id: r.id,
     userId: r.user_id,
     groupId: r.group_id,
@@ -102,16 +109,23 @@ export class Store {
     return rowsOf<T>(result);
   }
 
-  /** Through `session_get` (drizzle/0005): its plan is cached per connection, whatever the driver. */
-  async selectByTokenHash(hash: string): Promise<SessionRow | undefined> {
-    const rows = await this.run<{ s: unknown }>(
+  /**
+   * Through `session_get` (drizzle/0005): its plan is cached per connection, whatever the driver. Read as
+   * text: the same parse every driver would do, and the text's length weighs the row in the cache.
+   */
+  async selectByTokenHash(hash: string): Promise<RowText | undefined> {
+    const rows = await this.run<{ s: string | null }>(
       'getSession',
-      sql`SELECT ${sql.raw(this.names.getFunction)}(decode(${hash}, 'hex')) AS s, ${UNCACHEABLE}`,
+      sql`SELECT ${sql.raw(this.names.getFunction)}(decode(${hash}, 'hex'))::text AS s, ${UNCACHEABLE}`,
     );
-    return (jsonValue(rows[0]?.s) as SessionRow | null) ?? undefined;
+    return parseRowText(rows[0]?.s);
   }
 
-  /** Inserts and evicts beyond maxSessions atomically (see drizzle/0001). Returns the evicted ids. */
+  /**
+   * Inserts and evicts beyond maxSessions atomically (see drizzle/0006). `known` are the caller's newest
+   * known last accesses (ms) of sessions, which eviction ranks by when newer than the stored ones. Returns
+   * the evicted ids, or `{ tooLarge }` (nothing written) when the attributes exceed `maxBytes`.
+   */
   async create(p: {
     id: string;
     hash: string;
@@ -121,54 +135,65 @@ export class Store {
     now: number;
     expiresAt: number;
     maxSessions: number;
-  }): Promise<string[]> {
-    const rows = await this.run<{ id: string }>(
+    maxBytes: number;
+    known: [string, number][];
+  }): Promise<{ evicted: string[] } | { tooLarge: number }> {
+    const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
+    const rows = await this.run<{ id: string | null; too_large: number | null }>(
       'createSession',
-      sql`SELECT evicted_id::text AS id FROM ${sql.raw(this.names.createFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.userId}::text, ${p.groupId}::text, ${p.attributesJson}::jsonb, ${ts(p.now)}, ${ts(p.expiresAt)}, ${p.maxSessions}::integer)`,
+      sql`SELECT evicted_id::text AS id, too_large FROM ${sql.raw(this.names.createFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.userId}::text, ${p.groupId}::text, ${p.attributesJson}::jsonb, ${ts(p.now)}, ${ts(p.expiresAt)}, ${p.maxSessions}::integer, ${p.maxBytes}::integer, ${known}::json)`,
     );
-    return rows.map((r) => r.id);
+    const refused = rows.find((r) => r.too_large !== null);
+    if (refused !== undefined) return { tooLarge: Number(refused.too_large) };
+    return { evicted: rows.map((r) => r.id as string) };
   }
 
   /**
-   * Merges changed attributes (bumping each one's version) and removes deleted ones, in one statement.
-   * Other attributes are untouched, so concurrent updates of different keys both survive. With
-   * `expectVersion` / `expectAttributeVersions` it is a compare-and-set: nothing is written on mismatch.
-   * When nothing was updated, the current row comes back with `updated: false` (missing vs. conflict).
+   * Merges changed attributes (bumping each one's version) and removes deleted ones, in one statement, if
+   * the session still carries the token hash `hash` (a write through a rotated-away or deleted token writes
+   * nothing). Other attributes are untouched, so concurrent updates of different keys both survive. With
+   * `expectVersion` / `expectAttributeVersions` it is a compare-and-set. When nothing was written the
+   * current row comes back with the reason (expired, conflict, too_large); undefined when no session has
+   * this id and token.
    */
   async update(p: {
     id: string;
+    hash: string;
     changesJson: string;
     deletedJson: string;
     now: number;
     expectVersion: number | null;
     expectAttributeVersions: Record<string, number> | null;
-  }): Promise<{ updated: boolean; row: SessionRow } | undefined> {
-    // `session_update` (drizzle/0005) evaluates every compare-and-set check on the target row itself, so
+    maxBytes: number;
+  }): Promise<UpdateResult | undefined> {
+    // `session_update` (drizzle/0006) evaluates every compare-and-set check on the target row itself, so
     // READ COMMITTED's recheck of a concurrently updated row re-evaluates it (no lost update).
     const expectAttributes = p.expectAttributeVersions === null ? null : JSON.stringify(p.expectAttributeVersions);
-    const rows = await this.run<{ r: unknown }>(
+    const rows = await this.run<{ r: string | null }>(
       'updateSession',
-      sql`SELECT ${sql.raw(this.names.updateFunction)}(${p.id}::uuid, ${p.changesJson}::jsonb, ${p.deletedJson}::jsonb, ${ts(p.now)}, ${p.expectVersion}::integer, ${expectAttributes}::jsonb) AS r`,
+      sql`SELECT ${sql.raw(this.names.updateFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.changesJson}::jsonb, ${p.deletedJson}::jsonb, ${ts(p.now)}, ${p.expectVersion}::integer, ${expectAttributes}::jsonb, ${p.maxBytes}::integer)::text AS r`,
     );
-    const r = jsonValue(rows[0]?.r) as { updated: boolean; row: SessionRow } | null;
-    return r === null ? undefined : { updated: r.updated === true, row: r.row };
+    const text = rows[0]?.r;
+    if (text === null || text === undefined) return undefined;
+    const r = JSON.parse(text) as { updated: boolean; reason?: UpdateResult['reason']; size?: number; row: SessionRow };
+    // The row's share of the answer's text: what the cache weighs it by.
+    return { updated: r.updated === true, reason: r.reason, size: r.size, row: r.row, textLength: text.length };
   }
 
-  /** New token hash for the same row, in one statement. `by` selects the row by old token hash or by id. */
-  async rotate(p: {
-    by: { hash: string } | { id: string };
-    newHash: string;
-    now: number;
-    idleCutoff: number | null;
-  }): Promise<SessionRow | undefined> {
-    const where = 'hash' in p.by ? sql`token_hash = decode(${p.by.hash}, 'hex')` : sql`id = ${p.by.id}::uuid`;
-    const idle = p.idleCutoff === null ? sql`` : sql` AND last_accessed > ${ts(p.idleCutoff)}`;
-    const rows = await this.run<SessionRow>(
+  /**
+   * New token hash for the session that carries `hash` (only the current token can rotate), in one
+   * statement. `idleCutoff`: refuse when the stored last access is not after it (idle-expired).
+   */
+  async rotate(p: { hash: string; newHash: string; now: number; idleCutoff: number | null }): Promise<RowText | undefined> {
+    const idle = p.idleCutoff === null ? sql`` : sql` AND s.last_accessed > ${ts(p.idleCutoff)}`;
+    const rows = await this.run<{ r: string }>(
       'rotate',
-      sql`UPDATE ${this.#t} SET token_hash = decode(${p.newHash}, 'hex'), version = version + 1, updated_at = ${ts(p.now)}
-          WHERE ${where} AND expires_at > ${ts(p.now)}${idle} RETURNING ${COLUMNS}`,
+      sql`UPDATE ${this.#t} AS s SET token_hash = decode(${p.newHash}, 'hex'), version = s.version + 1, updated_at = ${ts(p.now)}
+          WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.expires_at > ${ts(p.now)}${idle}
+          RETURNING ${sql.raw(this.names.rowJsonFunction)}(s)::text AS r`,
     );
-    return rows[0];
+    const text = rows[0]?.r;
+    return text === undefined ? undefined : { row: JSON.parse(text) as SessionRow, textLength: text.length };
   }
 
   async deleteWhere(operation: string, where: SQL): Promise<string[]> {
@@ -201,24 +226,34 @@ export class Store {
   }
 
   /**
-   * One batch of touches; GREATEST (and the filter) so last_accessed never moves backwards. Entries that
-   * cannot name a session (not a UUID, not a time) are skipped. The batch travels as json (a json
-   * function's row estimate keeps the plan one index lookup per touch; with a batch's true size in view the
-   * planner may hash the whole table for every batch), with times as ms (cheaper to read than ISO text).
+   * One batch of touches: `[id, last, first]`, the newest and the oldest access since the session's last
+   * flush (first ≤ last). GREATEST (and the filter) so last_accessed never moves backwards. A touch never
+   * brings back a session that was already dead when it began: the session must not be past its absolute
+   * expiry, and — with `idleMs` — its first access must come before the stored last access + idleMs (each
+   * access of a coalesced run was checked against the one before it, so the run is alive if its first access
+   * was). Times later than `now` (the receiver's clock) are clamped to it. Entries that cannot name a session
+   * (not a UUID, not a time) are skipped. The batch travels as json (a json function's row estimate keeps
+   * the plan one index lookup per touch; with a batch's true size in view the planner may hash the whole
+   * table for every batch), with times as ms (cheaper to read than ISO text).
    */
-  async flushTouches(batch: [string, number][]): Promise<number> {
+  async flushTouches(batch: readonly TouchEntry[], now: number, idleMs: number | null): Promise<number> {
     const parts: string[] = [];
-    for (const [id, at] of batch) {
+    for (const [id, at, from] of batch) {
       // Whole ms within a Date's range, as a Date would keep them.
-      if (isUuid(id) && Math.abs(at) <= MAX_DATE_MS) parts.push(`{"id":"${id}","ms":${Math.trunc(at)}}`);
+      if (!isUuid(id) || !(Math.abs(at) <= MAX_DATE_MS)) continue;
+      const last = Math.trunc(Math.min(at, now));
+      const first = typeof from === 'number' && Math.abs(from) <= MAX_DATE_MS ? Math.trunc(Math.min(from, last)) : last;
+      parts.push(`{"id":"${id}","ms":${last},"f":${first}}`);
     }
     if (parts.length === 0) return 0;
+    const idle = idleMs === null || idleMs === 0 ? sql`` : sql` AND v.first < s.last_accessed + ${`${idleMs} milliseconds`}::interval`;
     const rows = await this.run<{ n: number }>(
       'flushTouches',
       sql`WITH u AS (
         UPDATE ${this.#t} AS s SET last_accessed = GREATEST(s.last_accessed, v.at)
-        FROM (SELECT t.id, to_timestamp(t.ms / 1000) AS at FROM json_to_recordset(${`[${parts.join(',')}]`}::json) AS t(id uuid, ms float8)) AS v
-        WHERE s.id = v.id AND s.last_accessed < v.at
+        FROM (SELECT t.id, to_timestamp(t.ms / 1000) AS at, to_timestamp(t.f / 1000) AS first
+              FROM json_to_recordset(${`[${parts.join(',')}]`}::json) AS t(id uuid, ms float8, f float8)) AS v
+        WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle}
         RETURNING 1
       ) SELECT count(*)::integer AS n FROM u`,
     );

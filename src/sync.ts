@@ -1,10 +1,20 @@
+import { ConfigError } from './errors.ts';
 import { type ChangePage, readChanges } from './feed.ts';
 import type { SessionManager } from './manager.ts';
 import { type FeedEvent, type FeedResponse, PATHS, type TouchBatch } from './protocol.ts';
 
 export interface SyncClientOptions {
-  /** Base URL of the sync worker, e.g. https://sessions-worker.internal:8787 */
+  /**
+   * Base URL of the sync worker, e.g. https://sessions-worker.example.com. Must be https (the secret and the
+   * feed cross the network), except on loopback (http://127.0.0.1, http://localhost, http://[::1]) or with
+   * `insecureHttp: true`.
+   */
   workerUrl: string;
+  /**
+   * Allow a plain-http `workerUrl` that is not loopback (a private network you trust, e.g. a sidecar or a
+   * service mesh that encrypts for you). Default false.
+   */
+  insecureHttp?: boolean;
   /** The worker's shared secret (sent as a bearer token). Omit only against an --insecure-dev worker. */
   secret?: string;
   /**
@@ -77,11 +87,8 @@ export class SyncClient {
 
   // biome-ignore lint/suspicious/noExplicitAny: any manager, whatever its attribute type
   constructor(manager: SessionManager<any>, options: SyncClientOptions) {
-    if (typeof options?.workerUrl !== 'string' || !/^https?:\/\//.test(options.workerUrl)) {
-      throw new TypeError('SyncClient: workerUrl must be an http(s) URL');
-    }
     this.#m = manager;
-    this.#url = options.workerUrl.replace(/\/+$/, '');
+    this.#url = checkWorkerUrl(options?.workerUrl, options?.insecureHttp);
     this.#headers = options.secret ? { authorization: `Bearer ${options.secret}` } : {};
     this.#mode = options.mode ?? 'poll';
     this.#interval = options.syncInterval ?? 250;
@@ -126,13 +133,15 @@ export class SyncClient {
   }
 
   async #poll(): Promise<void> {
-    this.#lastPoll = this.#now();
     const startedAt = this.#now();
+    this.#lastPoll = startedAt;
     try {
       const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
       const res = await this.#request(`${PATHS.changes}${q}`, { method: 'GET' });
       if (!res.ok) throw new Error(`sync worker answered ${res.status}`);
-      this.#apply((await res.json()) as FeedResponse, 'worker');
+      const r = (await res.json()) as FeedResponse;
+      // On our clock: never later than when we asked, minus how old the worker says its answer is.
+      this.#apply({ ...r, freshAsOf: startedAt - answerAge(r) }, 'worker');
     } catch (e) {
       this.#onError?.(e);
       if (!this.#direct) return;
@@ -147,6 +156,7 @@ export class SyncClient {
   }
 
   #apply(r: FeedResponse, source: 'worker' | 'stream' | 'database'): void {
+    if (!Number.isFinite(r.freshAsOf)) throw new Error('sync worker sent a feed answer without a valid freshAsOf');
     if (r.reset) this.#m.cache.clear();
     else if (r.ids.length > 0) this.#m.cache.invalidate(r.ids);
     this.#cursor = r.cursor;
@@ -181,12 +191,11 @@ export class SyncClient {
    */
   async pushTouches(): Promise<void> {
     this.#lastTouchPush = this.#now();
-    const touches = this.#m.takePendingTouches();
-    if (touches.size === 0) return;
-    const pairs = [...touches];
+    const pairs = this.#m.takePendingTouches();
+    if (pairs.length === 0) return;
     try {
       for (let i = 0; i < pairs.length; i += 20000) {
-        const body: TouchBatch = { touches: pairs.slice(i, i + 20000) };
+        const body: TouchBatch = { touches: pairs.slice(i, i + 20000) as TouchBatch['touches'] };
         const res = await this.#request(PATHS.touches, {
           method: 'POST',
           body: JSON.stringify(body),
@@ -234,12 +243,16 @@ export class SyncClient {
       this.#stream = ac;
       try {
         const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
+        const sentAt = this.#now();
         const res = await this.#fetch(`${this.#url}${PATHS.stream}${q}`, {
           headers: { ...this.#headers, accept: 'text/event-stream' },
           signal: ac.signal,
         });
         if (!res.ok || res.body === null) throw new Error(`sync worker stream answered ${res.status}`);
         let first = true;
+        // The worker's clock minus ours is at most this (set by the first event: it was answered after
+        // `sentAt`). Each event's freshAsOf is placed on our clock with it, never later than its arrival.
+        let offsetBound = Number.POSITIVE_INFINITY;
         // The worker sends an event on every read of the record (4 a second by default): a stream that
         // stays silent longer than streamIdleTimeout is dead (a half-open connection), so reconnect.
         let idle: ReturnType<typeof setTimeout> | undefined;
@@ -252,9 +265,12 @@ export class SyncClient {
           armIdle();
           const ev = JSON.parse(data) as FeedEvent;
           if (!first && ev.from !== this.#cursor) break; // a gap: reconnect with our cursor
+          const arrived = this.#now();
+          if (first) offsetBound = typeof ev.now === 'number' && Number.isFinite(ev.now) ? ev.now - sentAt : Number.POSITIVE_INFINITY;
           first = false;
           attempt = 0;
-          this.#apply(ev, 'stream');
+          const local = Number.isFinite(offsetBound) ? ev.freshAsOf - offsetBound : ev.freshAsOf;
+          this.#apply({ ...ev, freshAsOf: Math.min(local, arrived) }, 'stream');
         }
         clearTimeout(idle);
       } catch (e) {
@@ -267,6 +283,42 @@ export class SyncClient {
       await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
     }
   }
+}
+
+/**
+ * How old a feed answer's knowledge is by the worker's own clock (`now - freshAsOf`), never negative: a
+ * worker whose clock runs ahead (or that lies) cannot make a client trust its cache longer. 0 when the
+ * worker does not say (the answer then counts as fresh as of the request's send time).
+ */
+function answerAge(r: FeedResponse): number {
+  if (typeof r.now !== 'number' || !Number.isFinite(r.now) || !Number.isFinite(r.freshAsOf)) return 0;
+  return Math.max(0, r.now - r.freshAsOf);
+}
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/** The worker's base URL without trailing slashes; https, or http on loopback or when allowed. */
+function checkWorkerUrl(input: unknown, insecureHttp: unknown): string {
+  if (insecureHttp !== undefined && typeof insecureHttp !== 'boolean') {
+    throw new ConfigError('insecureHttp', `expected a boolean, got ${typeof insecureHttp}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(String(input));
+  } catch {
+    throw new ConfigError('workerUrl', 'expected an absolute http(s) URL of the sync worker');
+  }
+  if (typeof input !== 'string' || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw new ConfigError('workerUrl', 'expected an absolute http(s) URL of the sync worker');
+  }
+  if (url.username !== '' || url.password !== '') throw new ConfigError('workerUrl', 'must not carry credentials (use `secret`)');
+  if (url.protocol === 'http:' && !LOOPBACK_HOST.test(url.hostname) && insecureHttp !== true) {
+    throw new ConfigError(
+      'workerUrl',
+      `plain http to ${url.host} would send the secret and the feed unencrypted: use https, or set insecureHttp: true on a network you trust`,
+    );
+  }
+  return input.replace(/\/+$/, '');
 }
 
 /** Parses a text/event-stream body into the `data` of each event. */

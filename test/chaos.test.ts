@@ -397,7 +397,7 @@ describe('bugs the chaos run found (deterministic regressions)', () => {
       const { token } = await A.createSession('u', { x: 0 });
       const sA = await A.getSession(token);
       sA?.set('x', 1);
-      hold = /WITH upd AS/;
+      hold = /session_update/; // the update statement (drizzle/0006)
       const pending = A.updateSession(sA as NonNullable<typeof sA>);
       await sleep(50);
       const sB = await B.getSession(token, { forceRefresh: true });
@@ -414,7 +414,7 @@ describe('bugs the chaos run found (deterministic regressions)', () => {
       hold = /SET token_hash = decode/;
       const rotating = A.rotate(c.token);
       await sleep(50);
-      await B.deleteSession(c.session);
+      await B.deleteSessionById(c.session.id);
       A.cache.invalidate([c.session.id]); // the feed's event
       const rotated = await rotating;
       A.cache.markFresh(Date.now() + 5000);

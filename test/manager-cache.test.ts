@@ -12,6 +12,7 @@ const HOUR = 3_600_000;
 
 function record(id: string, version: number, value: unknown = version): SessionRecord {
   return {
+    size: 1500,
     id,
     userId: 'u',
     groupId: null,

@@ -476,6 +476,8 @@ describe.each(DRIVERS)('last-access touches (%s)', (driver) => {
     await a.getSession(token, { forceRefresh: true });
     clock.set(t0 + 15 * MINUTE);
     await b.getSession(token);
+    // Flushed once both clocks read past the touches (a flush clamps times to the flusher's clock).
+    clock.set(t0 + 25 * MINUTE);
     await a.flushTouches();
     await b.flushTouches();
     expect((await rawRow(fx, session.id))!.last_accessed).toBe(t0 + 20 * MINUTE);
@@ -520,14 +522,19 @@ describe.each(DRIVERS)('last-access touches (%s)', (driver) => {
     expect(m.pendingTouchCount).toBe(0);
   });
 
-  it('takePendingTouches / restoreTouches keep the newest time per session', async () => {
+  it('takePendingTouches / restoreTouches keep the newest and the oldest access per session', async () => {
     const clock = fakeClock();
     const m = fx.manager({ clock });
     const { session, token } = await m.createSession(uid());
+    const created = clock();
+    m.takePendingTouches();
+    clock.advance(5 * SECOND);
+    await m.getSession(token);
     clock.advance(5 * SECOND);
     await m.getSession(token);
     const taken = m.takePendingTouches();
-    expect([...taken]).toEqual([[session.id, clock()]]);
+    // [id, newest, oldest access of the run]
+    expect([...taken]).toEqual([[session.id, clock(), created + 5 * SECOND]]);
     expect(m.pendingTouchCount).toBe(0);
     m.restoreTouches([[session.id, clock() - SECOND]]);
     m.restoreTouches(taken);

@@ -146,7 +146,9 @@ describe('worker process and manager processes', () => {
   it('SIGTERM flushes pending touches and exits 0', async () => {
     const w = await startW({ PG_EDGE_SESSION_FLUSH_INTERVAL: '3600000' });
     const s = await manager.createSession('term-1', {});
-    const at = Date.now() + 5000;
+    // After the creation, not after the worker's clock (it clamps touches from the future).
+    await new Promise((r) => setTimeout(r, 50));
+    const at = Date.now();
     const r = await fetch(`${w.url}/v1/touches`, {
       method: 'POST',
       headers: auth,
@@ -164,7 +166,8 @@ describe('worker process and manager processes', () => {
     const w = await startW({ PG_EDGE_SESSION_FLUSH_INTERVAL: '200' });
     const s1 = await manager.createSession('killtouch-1', {});
     const s2 = await manager.createSession('killtouch-2', {});
-    const t1 = Date.now() + 1000;
+    await new Promise((r) => setTimeout(r, 50));
+    const t1 = Date.now() - 10;
     await fetch(`${w.url}/v1/touches`, { method: 'POST', headers: auth, body: JSON.stringify({ touches: [[s1.session.id, t1]] }) });
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && (await lastAccessed(s1.session.id)) !== t1) await new Promise((r) => setTimeout(r, 50));

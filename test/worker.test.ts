@@ -204,7 +204,9 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
   it('coalesces many touches of one session into one row update, with GREATEST', async () => {
     const w = await start();
     const a = await manager.createSession('w-u5', {});
-    const base = Date.now();
+    // Touch times lie between the creation and now (the worker clamps later ones to its clock).
+    await new Promise((r) => setTimeout(r, 100));
+    const base = Date.now() - 60;
     for (let i = 0; i < 50; i++) {
       const r = await fetch(`${w.url}/v1/touches`, {
         method: 'POST',
@@ -247,7 +249,9 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
       JSON.stringify({ touches: [[a.session.id]] }),
       JSON.stringify({ touches: [['not-a-uuid', Date.now()]] }),
       JSON.stringify({ touches: [[a.session.id, 'soon']] }),
-      JSON.stringify({ touches: [[a.session.id, Date.now() + 3_600_000]] }),
+      // a run whose first access comes after its last
+      JSON.stringify({ touches: [[a.session.id, Date.now(), Date.now() + 10]] }),
+      JSON.stringify({ touches: [[a.session.id, Date.now(), 'earlier']] }),
       JSON.stringify({
         touches: [
           [a.session.id, Date.now()],

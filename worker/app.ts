@@ -6,6 +6,7 @@ import { streamSSE } from 'hono/streaming';
 import { isCursor, readChanges } from '../src/feed.ts';
 import type { ObjectNames } from '../src/names.ts';
 import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../src/protocol.ts';
+import type { TouchEntry } from '../src/store.ts';
 import { isUuid } from '../src/token.ts';
 import type { ResolvedWorkerOptions } from './config.ts';
 import type { WorkerDb } from './db.ts';
@@ -15,8 +16,6 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { TouchBuffer } from './touches.ts';
 
-/** Touches may come from isolates whose clocks run a little ahead; further ahead is refused. */
-export const MAX_TOUCH_CLOCK_SKEW_MS = 60_000;
 /** Events queued for one slow stream subscriber before it is disconnected (bounded memory). */
 export const MAX_SUBSCRIBER_QUEUE = 256;
 
@@ -105,8 +104,9 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
     return { ...page, freshAsOf: startedAt };
   };
 
-  // A missing or malformed cursor is not an error: the answer is a reset and a new cursor.
-  app.get(PATHS.changes, async (c) => c.json(await answer(c.req.query('after'))));
+  // A missing or malformed cursor is not an error: the answer is a reset and a new cursor. `now` lets the
+  // client place freshAsOf on its own clock (see FeedResponse.now).
+  app.get(PATHS.changes, async (c) => c.json({ ...(await answer(c.req.query('after'))), now: Date.now() }));
 
   app.get(PATHS.stream, (c) => {
     const after = c.req.query('after');
@@ -131,7 +131,7 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
       d.shutdown.addEventListener('abort', close, { once: true });
       try {
         const first = await answer(after && isCursor(after) ? after : undefined);
-        await stream.writeSSE({ event: 'changes', data: JSON.stringify({ ...first, from: after ?? '' }) });
+        await stream.writeSSE({ event: 'changes', data: JSON.stringify({ ...first, from: after ?? '', now: Date.now() }) });
         while (!closed && !d.shutdown.aborted) {
           if (queue.length === 0) await new Promise<void>((r) => (wake = r));
           wake = undefined;
@@ -169,21 +169,31 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
   return app;
 }
 
-/** Validates a touch batch; returns the pairs, or a message saying what is wrong. Nothing partial. */
-export function parseTouches(body: unknown, now: number): [string, number][] | string {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected {"touches": [[sessionId, ms], ...]}';
+/**
+ * Validates a touch batch; returns `[id, last, first]` entries, or a message saying what is wrong (nothing
+ * partial). Times are clamped to `now`, the receiver's clock: an isolate whose clock runs ahead (or a
+ * client that lies) cannot push a last access into the future, where it would keep a session alive past
+ * its idle timeout.
+ */
+export function parseTouches(body: unknown, now: number): TouchEntry[] | string {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected {"touches": [[sessionId, ms, firstMs?], ...]}';
   const t = (body as { touches?: unknown }).touches;
   if (!Array.isArray(t)) return '"touches" must be an array';
   if (t.length > MAX_TOUCHES_PER_BATCH) return `at most ${MAX_TOUCHES_PER_BATCH} touches per request`;
-  const out: [string, number][] = [];
+  const out: TouchEntry[] = [];
   for (let i = 0; i < t.length; i++) {
     const p = t[i];
-    if (!Array.isArray(p) || p.length !== 2) return `touches[${i}] must be [sessionId, ms]`;
-    const [id, at] = p;
+    if (!Array.isArray(p) || (p.length !== 2 && p.length !== 3)) return `touches[${i}] must be [sessionId, ms] or [sessionId, ms, firstMs]`;
+    const [id, at, from = at] = p;
     if (!isUuid(id)) return `touches[${i}][0] is not a session id`;
-    if (typeof at !== 'number' || !Number.isInteger(at) || at <= 0) return `touches[${i}][1] must be ms since the epoch`;
-    if (at > now + MAX_TOUCH_CLOCK_SKEW_MS) return `touches[${i}][1] is in the future`;
-    out.push([id.toLowerCase(), at]);
+    if (!isTime(at)) return `touches[${i}][1] must be ms since the epoch`;
+    if (!isTime(from) || from > at) return `touches[${i}][2] must be ms since the epoch, not after touches[${i}][1]`;
+    const last = Math.min(at, now);
+    out.push([id.toLowerCase(), last, Math.min(from, last)]);
   }
   return out;
+}
+
+function isTime(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 8.64e15;
 }

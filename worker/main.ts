@@ -60,7 +60,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const metrics = createMetrics();
   const hub = new Hub();
   const listener = new Listener(o, db, names, channelName(names), hub, metrics, log);
-  const touches = new TouchBuffer(new Store(db.pool, names), o.lastAccessUpdateBatchSize, o.maxPendingTouches, metrics, log);
+  const touches = new TouchBuffer(
+    new Store(db.pool, names),
+    o.lastAccessUpdateBatchSize,
+    o.maxPendingTouches,
+    o.inactivityDuration,
+    metrics,
+    log,
+  );
   const shutdown = new AbortController();
   let accepting = true;
   const app = createWorkerApp({

@@ -1,18 +1,22 @@
-// Touches from isolates, coalesced in memory (newest time per session) and written every interval in
-// batches, one statement each, with GREATEST so last_accessed never moves backwards. A failed batch
-// goes back into the buffer and is retried at the next flush.
-import type { Store } from '../src/store.ts';
+// Touches from isolates, coalesced in memory (per session the newest and the oldest access since the last
+// flush) and written every interval in batches, one statement each, with GREATEST so last_accessed never
+// moves backwards, and never extending a session that was idle-expired when its run of accesses began. A
+// failed batch goes back into the buffer and is retried at the next flush.
+import type { Store, TouchEntry } from '../src/store.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 
 export class TouchBuffer {
-  #pending = new Map<string, number>();
+  /** id → [last, first] */
+  #pending = new Map<string, [number, number]>();
   #flushing: Promise<void> | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly batchSize: number,
     private readonly maxPending: number,
+    /** The sessions' idle timeout (inactivityDuration; 0 = none): flushes never extend an idle-expired session. */
+    private readonly idleMs: number,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
@@ -22,15 +26,22 @@ export class TouchBuffer {
   }
 
   /** Adds touches; returns false (nothing added) when the buffer is full. */
-  add(touches: [string, number][]): boolean {
+  add(touches: readonly TouchEntry[]): boolean {
     if (this.#pending.size + touches.length > this.maxPending) return false;
-    for (const [id, at] of touches) {
-      const cur = this.#pending.get(id);
-      if (cur === undefined || at > cur) this.#pending.set(id, at);
-    }
+    for (const t of touches) this.#merge(t);
     this.metrics.touchesReceived.inc(touches.length);
     this.metrics.pendingTouches.set(this.#pending.size);
     return true;
+  }
+
+  /** Widens the pending run of `id` to cover [first, last]. */
+  #merge([id, last, first = last]: TouchEntry): void {
+    const cur = this.#pending.get(id);
+    if (cur === undefined) this.#pending.set(id, [last, first]);
+    else {
+      if (last > cur[0]) cur[0] = last;
+      if (first < cur[1]) cur[1] = first;
+    }
   }
 
   /** Writes everything pending. Concurrent calls share one flush. Throws if a batch failed (kept for retry). */
@@ -45,22 +56,20 @@ export class TouchBuffer {
 
   async #flush(): Promise<void> {
     if (this.#pending.size === 0) return;
-    const all = [...this.#pending];
+    const all: TouchEntry[] = [];
+    for (const [id, [last, first]] of this.#pending) all.push([id, last, first]);
     this.#pending = new Map();
     const end = this.metrics.flushDuration.startTimer();
     let i = 0;
     try {
       for (; i < all.length; i += this.batchSize) {
-        const rows = await this.store.flushTouches(all.slice(i, i + this.batchSize));
+        const rows = await this.store.flushTouches(all.slice(i, i + this.batchSize), Date.now(), this.idleMs === 0 ? null : this.idleMs);
         this.metrics.flushBatches.inc();
         this.metrics.flushRows.inc(rows);
       }
     } catch (err) {
       this.metrics.flushFailures.inc();
-      for (const [id, at] of all.slice(i)) {
-        const cur = this.#pending.get(id);
-        if (cur === undefined || at > cur) this.#pending.set(id, at);
-      }
+      for (const t of all.slice(i)) this.#merge(t);
       this.log('warn', 'touch flush failed; will retry', { err, pending: this.#pending.size });
       throw err;
     } finally {

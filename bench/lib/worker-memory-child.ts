@@ -13,7 +13,7 @@ const out: number[] = [];
 let keep: TouchBuffer | undefined;
 for (let r = 0; r <= reps; r++) {
   keep = undefined;
-  const buffer = new TouchBuffer({} as Store, 5000, 10_000_000, createMetrics(), () => {});
+  const buffer = new TouchBuffer({} as Store, 5000, 10_000_000, 0, createMetrics(), () => {});
   gc();
   gc();
   const before = process.memoryUsage().heapUsed;
