@@ -1,6 +1,8 @@
 /**
  * The wire protocol between isolates (the sync client) and the sync worker. Shared by both sides.
- * Every endpoint but /healthz and /readyz needs `Authorization: Bearer <secret>`.
+ * Every endpoint but /healthz and /readyz needs `Authorization: Bearer <secret>` (the scheme in any case).
+ * The two probes are open to orchestrators and reveal nothing else: /healthz answers 200 while the process
+ * runs, /readyz 200 `{"ready":true}` while the worker can serve the feed, else 503 `{"ready":false}`.
  */
 
 export const PATHS = {
@@ -10,7 +12,9 @@ export const PATHS = {
   stream: '/v1/stream',
   /** POST TouchBatch → { accepted: number } */
   touches: '/v1/touches',
+  /** GET, open: 200 while the process runs */
   healthz: '/healthz',
+  /** GET, open: 200 { ready: true } or 503 { ready: false } */
   readyz: '/readyz',
   metrics: '/metrics',
 } as const;

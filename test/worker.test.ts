@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
+import { HELP } from '../worker/config.ts';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 
@@ -98,18 +99,57 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
     });
   });
 
-  it('answers 401 without the right secret, except /healthz', async () => {
+  it('answers 401 without the right secret, except the probes /healthz and /readyz; Bearer is case-insensitive', async () => {
     const w = await start();
     expect((await fetch(`${w.url}/healthz`)).status).toBe(200);
-    for (const path of ['/v1/changes', '/readyz', '/metrics']) {
+    for (const path of ['/v1/changes', '/metrics']) {
       expect((await fetch(`${w.url}${path}`)).status).toBe(401);
       expect((await fetch(`${w.url}${path}`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
       expect((await fetch(`${w.url}${path}`, { headers: { authorization: `Bearer ${SECRET}x` } })).status).toBe(401);
+      expect((await fetch(`${w.url}${path}`, { headers: { authorization: `Basic ${SECRET}` } })).status).toBe(401);
+      // RFC 7235: the auth scheme is case-insensitive; the secret is not.
+      for (const scheme of ['bearer', 'BEARER', 'bEaReR']) {
+        expect((await fetch(`${w.url}${path}`, { headers: { authorization: `${scheme} ${SECRET}` } })).status).toBe(200);
+      }
+      expect((await fetch(`${w.url}${path}`, { headers: { authorization: `Bearer ${SECRET.toUpperCase()}` } })).status).toBe(401);
     }
     const r = await fetch(`${w.url}/v1/touches`, { method: 'POST', body: '{"touches":[]}' });
     expect(r.status).toBe(401);
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
-    expect((await fetch(`${w.url}/readyz`, { headers: auth })).status).toBe(200);
+  });
+
+  it('/readyz is open to an orchestrator probe (no secret) and reveals nothing but ready / not ready', async () => {
+    const w = await start();
+    // What --help, the README and src/protocol.ts promise: no secret needed.
+    expect(HELP).toMatch(/All but \/healthz and \/readyz need "Authorization: Bearer <secret>"/);
+    const open = await fetch(`${w.url}/readyz`);
+    expect(open.status).toBe(200);
+    expect(await open.json()).toEqual({ ready: true });
+    // A wrong secret does not matter either: the probe carries none.
+    expect((await fetch(`${w.url}/readyz`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(200);
+    await w.close();
+    const closed = await fetch(`${w.url}/readyz`).catch(() => undefined);
+    // Closed: refused outright, or a bare "not ready".
+    if (closed !== undefined) {
+      expect(closed.status).toBe(503);
+      expect(await closed.json()).toEqual({ ready: false });
+    }
+  });
+
+  it('refuses --insecure-dev on a host that is not loopback (every request would be accepted from the network)', async () => {
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', 'example.com']) {
+      await expect(
+        startWorker({ databaseUrl: databaseUrl(), schemaName, insecureDev: true, host, port: 0, log: 'silent' }),
+      ).rejects.toMatchObject({
+        code: 'CONFIG_INVALID',
+        option: 'insecureDev',
+      });
+    }
+    for (const host of ['127.0.0.1', '::1', 'localhost']) {
+      const w = await start({ secret: undefined, insecureDev: true, host });
+      expect((await fetch(`${w.url}/v1/changes`)).status).toBe(200);
+      await w.close();
+    }
   });
 
   it('delivers library changes and plain-SQL changes through the feed, with compatible cursors', async () => {

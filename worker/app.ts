@@ -59,20 +59,20 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
 
   app.get(PATHS.healthz, (c) => c.json({ ok: true }));
 
-  // Everything below needs the shared secret (compared in constant time, over equal-length digests).
+  // Readiness is probed by orchestrators, which carry no secret: open, and it says nothing but ready or not.
+  app.get(PATHS.readyz, (c) => (d.listener.ready && d.accepting() ? c.json({ ready: true }) : c.json({ ready: false }, 503)));
+
+  // Everything below needs the shared secret (compared in constant time, over equal-length digests). The
+  // scheme is case-insensitive (RFC 7235 §2.1); the secret is not.
   app.use('*', async (c, next) => {
     if (secretDigest === undefined) return next();
     const h = c.req.header('authorization') ?? '';
-    const m = /^Bearer (.+)$/.exec(h);
+    const m = /^Bearer +(.+)$/i.exec(h);
     if (m === null || !timingSafeEqual(digest(m[1] as string), secretDigest)) {
       return c.json(err('UNAUTHORIZED', 'missing or wrong bearer secret'), 401);
     }
     return next();
   });
-
-  app.get(PATHS.readyz, (c) =>
-    d.listener.ready && d.accepting() ? c.json({ ready: true }) : c.json({ ready: false, listener: d.listener.ready }, 503),
-  );
 
   app.get(PATHS.metrics, async (c) => {
     const latest = d.hub.latest;

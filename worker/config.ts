@@ -8,7 +8,10 @@ export interface WorkerOptions {
   databaseUrl: string;
   /** Shared secret isolates send as `Authorization: Bearer …`; at least 32 bytes. Required unless insecureDev. */
   secret?: string;
-  /** Run without a secret (local development only; every request is accepted). Default false. */
+  /**
+   * Run without a secret (local development only; every request is accepted). Default false. Refused with a
+   * `host` that is not loopback (127.0.0.0/8, ::1, localhost): the network could then do anything the isolates can.
+   */
   insecureDev?: boolean;
   /** 'pg' (node-postgres over TCP) or 'neon' (@neondatabase/serverless over WebSocket). Default: 'neon' for *.neon.tech hosts, else 'pg'. */
   driver?: 'pg' | 'neon';
@@ -79,6 +82,13 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
       'no secret configured: set PG_EDGE_SESSION_SECRET (≥ 32 bytes), or pass --insecure-dev for local development',
     );
   }
+  const host = o.host ?? '127.0.0.1';
+  if (insecureDev && !isLoopback(host)) {
+    throw new ConfigError(
+      'insecureDev',
+      `--insecure-dev accepts every request without a secret, so it is only allowed on a loopback host (127.0.0.1, ::1, localhost), not ${host}; set a secret instead`,
+    );
+  }
   const num = (name: keyof WorkerOptions, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const x = v === undefined ? def : v;
     if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max)
@@ -95,7 +105,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     driver,
     neonWsProxy: o.neonWsProxy,
     port: num('port', o.port, 8787, 0, 65535),
-    host: o.host ?? '127.0.0.1',
+    host,
     schemaName: validateSchemaName(o.schemaName ?? 'public'),
     tablePrefix: validateTablePrefix(o.tablePrefix ?? ''),
     migrate: o.migrate === true,
@@ -113,6 +123,12 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   };
 }
 
+/** 127.0.0.0/8, ::1 (also written out) and localhost: addresses only this machine can reach. */
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || /^127(\.\d{1,3}){3}$/.test(h) || h === '::1' || h === '0:0:0:0:0:0:0:1';
+}
+
 export const HELP = `pg-edge-session-worker — the sync worker of pg-edge-session
 
 Holds the LISTEN connection, serves the invalidation feed to isolates, batches their touches into
@@ -123,7 +139,7 @@ Usage: pg-edge-session-worker [flags]
 Flags (each also read from the environment variable in brackets; flags win):
   --database-url URL          PostgreSQL URL; on Neon the DIRECT endpoint, not -pooler [DATABASE_URL] (required)
   --secret S                  shared secret, >= 32 bytes [PG_EDGE_SESSION_SECRET] (required unless --insecure-dev)
-  --insecure-dev              accept requests without a secret (local development only)
+  --insecure-dev              accept requests without a secret (local development only; loopback --host only)
   --port N                    HTTP port [PORT] (default 8787)
   --host H                    HTTP host [HOST] (default 127.0.0.1)
   --schema NAME               schema of the session tables [PG_EDGE_SESSION_SCHEMA] (default public)
@@ -141,7 +157,8 @@ Flags (each also read from the environment variable in brackets; flags win):
   --help                      print this and exit
 
 Endpoints: GET /healthz, GET /readyz, GET /metrics, GET /v1/changes?after=CURSOR, GET /v1/stream?after=CURSOR,
-POST /v1/touches. All but /healthz and /readyz need "Authorization: Bearer <secret>".
+POST /v1/touches. All but /healthz and /readyz need "Authorization: Bearer <secret>". The two probes are
+open and say nothing but alive (/healthz) and ready or not (/readyz: 200 {"ready":true} or 503 {"ready":false}).
 SIGTERM/SIGINT: stop accepting, flush pending touches, exit 0.
 `;
 
