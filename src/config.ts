@@ -65,6 +65,17 @@ export interface SessionConfig {
    * `0` means every read goes to the database. Default 1000.
    */
   maxStaleness?: number;
+  /**
+   * Record every session end (logout, revocation, rotation, eviction, expiry, bulk deletes) in the
+   * `session_audit` table, in the same statement that ends it, with the session's device metadata and
+   * the reason. Read it with `listSessionEnds` / `sessionEnd`. Default false (no audit write at all).
+   */
+  audit?: boolean;
+  /**
+   * How long audit rows are kept, in ms; `deleteExpired()` (and the worker's cleanup) prunes older ones,
+   * also with `audit` off (rows written while it was on). Default 365 days.
+   */
+  auditRetention?: number;
   /** The clock, in ms since the epoch. Inject a fake one in tests. Default `Date.now`. */
   clock?: () => number;
 }
@@ -83,6 +94,8 @@ export interface ResolvedConfig {
   lastAccessUpdateInterval: number;
   lastAccessUpdateBatchSize: number;
   maxStaleness: number;
+  audit: boolean;
+  auditRetention: number;
   clock: () => number;
 }
 
@@ -100,6 +113,8 @@ export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock'>> = Object.freeze({
   lastAccessUpdateInterval: 10 * 60_000,
   lastAccessUpdateBatchSize: 5000,
   maxStaleness: 1000,
+  audit: false,
+  auditRetention: 365 * 24 * HOUR,
 });
 
 const KNOWN = new Set([...Object.keys(DEFAULTS), 'clock']);
@@ -120,6 +135,11 @@ function duration(option: string, v: unknown, min: number): number {
     throw new ConfigError(option, `expected a finite number of milliseconds, got ${show(v)}`);
   if (v < min) throw new ConfigError(option, `must be at least ${min} ms, got ${v}`);
   if (v > 100 * 365 * 24 * HOUR) throw new ConfigError(option, `must be at most 100 years in ms, got ${v}`);
+  return v;
+}
+
+function flag(option: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new ConfigError(option, `expected a boolean, got ${show(v)}`);
   return v;
 }
 
@@ -186,6 +206,8 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
     lastAccessUpdateInterval: duration('lastAccessUpdateInterval', pick('lastAccessUpdateInterval'), 1),
     lastAccessUpdateBatchSize: int('lastAccessUpdateBatchSize', pick('lastAccessUpdateBatchSize'), 1, 50_000),
     maxStaleness: duration('maxStaleness', pick('maxStaleness'), 0),
+    audit: flag('audit', pick('audit')),
+    auditRetention: duration('auditRetention', pick('auditRetention'), 1),
     clock: clock as () => number,
   };
 }

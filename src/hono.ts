@@ -40,15 +40,18 @@
  * Edge-safe: Web APIs and `hono` only.
  */
 import type { Context, ExecutionContext, MiddlewareHandler } from 'hono';
-import { deleteCookie, setCookie } from 'hono/cookie';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
+import { type ClientIpOption, resolveClientIp } from './client-ip.ts';
+import type { DeviceInfo } from './device.ts';
 import { ConfigError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
 import type { Attributes, Session } from './session.ts';
+import type { SessionEndReason } from './store.ts';
 import { SyncClient } from './sync.ts';
-import { isWellFormedToken } from './token.ts';
+import { isUuid, isWellFormedToken } from './token.ts';
 
 // ---- public types -------------------------------------------------------------------------------
 
@@ -185,6 +188,12 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
    */
   csrf?: boolean | CsrfOptions;
   /**
+   * Where `login()` takes the client IP it records with the session (shown by `listUserSessions`).
+   * Default `'platform'`: the address the runtime saw, never a header a client could set. Behind your own
+   * proxies, list them: `{ trustedProxies: [...] }`. See `ClientIpOption`.
+   */
+  clientIp?: ClientIpOption;
+  /**
    * Receives errors of work done after the response (a touch callback). Default: `console.error`.
    * Errors of the request's own work (loading, saving, login, rotate, destroy) are not sent here: they
    * are thrown, and Hono's `app.onError` sees them (branch on `error.code`).
@@ -224,9 +233,20 @@ export interface SessionHandle<A extends Attributes = Attributes> {
    * is always issued and the session the request's cookie named (if any) is deleted first — with several
    * cookies of the name, every session they name (the first 3 distinct well-formed values), so no planted
    * or stale duplicate survives to make the next request ambiguous; copy what you want to keep
-   * (`(await get())?.toObject()`) into `attributes`. Returns the new session.
+   * (`(await get())?.toObject()`) into `attributes`. Records the request's device with the session: its
+   * User-Agent and the client IP from the `clientIp` option (`options.device` overrides either or adds a
+   * `label`). Returns the new session.
    */
   login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>>;
+  /**
+   * Why the session this browser had ended, when the request's cookie names no live session any more and
+   * the manager's `audit` option is on: `{ reason, endedAt }` (`'revoked'` from another device, `'expired'`,
+   * `'idle_expired'`, `'logout'` elsewhere...), or null. With `audit` on, the middleware keeps the session's
+   * id (not a credential) in a second cookie, `<cookie name>.id`, next to the token, and clears both
+   * together; this reads it and costs one query, only when called on such a request. Lets a sign-in page
+   * say "This session was revoked from another device" instead of nothing.
+   */
+  ended(): Promise<{ reason: SessionEndReason; endedAt: Date } | null>;
   /**
    * Issues a new token for the current session (same data, id and expiry) and sets the cookie; the old
    * token stops working at once (do it on privilege changes). Changes made in this request and not yet
@@ -266,7 +286,7 @@ const MAX_COOKIE_AGE_SECONDS = 400 * 24 * 3600;
 const COOKIE_NAME_RE = /^[\w!#$%&'*.^`|~+-]+$/;
 /** Printable ASCII but ";": what an attribute value may hold without starting another attribute. */
 const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
-const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf']);
+const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf', 'clientIp']);
 const CSRF_KEYS = new Set(['trustedOrigins']);
 const SAFE_METHOD_RE = /^(GET|HEAD|OPTIONS)$/;
 /**
@@ -448,7 +468,14 @@ function newer(a: { createdAt: Date; id: string }, b: { createdAt: Date; id: str
 const CLEAR = Symbol('clear');
 
 /** What the response must do with the cookie: nothing, clear it, or set a token. */
-type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: number };
+type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: number; sessionId: string };
+
+/** What a request offers the session state beyond its cookie: its device, and the ended session's id. */
+interface RequestInfo {
+  device(): DeviceInfo;
+  /** The `<name>.id` cookie's session id (set with the token when `audit` is on), if well-formed. */
+  endedSessionId(): string | undefined;
+}
 
 /**
  * One request's session state. Knows nothing of Hono: the middleware gives it a cookie reader and,
@@ -475,12 +502,20 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   #saveFailed = false;
 
   readonly #beforeRead: (() => Promise<void>) | undefined;
+  readonly #request: RequestInfo;
 
-  constructor(manager: SessionManager<A>, readCookies: () => string[], touchInManager: boolean, beforeRead?: () => Promise<void>) {
+  constructor(
+    manager: SessionManager<A>,
+    readCookies: () => string[],
+    touchInManager: boolean,
+    beforeRead: (() => Promise<void>) | undefined,
+    request: RequestInfo,
+  ) {
     this.#manager = manager;
     this.#readCookies = readCookies;
     this.#touchInManager = touchInManager;
     this.#beforeRead = beforeRead;
+    this.#request = request;
   }
 
   #incomingValues(): string[] {
@@ -564,14 +599,24 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   async login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>> {
     this.#assertOpen('login');
     await this.#settle();
-    await this.#deleteCurrent();
+    await this.#deleteCurrent('replaced');
     // The old session is gone from here on, whatever happens next.
     this.#settleTo(null);
     this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
-    const { session, token } = await this.#manager.createSession(userId, attributes, options);
+    const device: DeviceInfo = { ...this.#request.device(), ...options?.device };
+    const { session, token } = await this.#manager.createSession(userId, attributes, { ...options, device });
     this.#settleTo(session);
-    this.#cookie = { token, expiresAt: session.expiresAt.getTime() };
+    this.#cookie = { token, expiresAt: session.expiresAt.getTime(), sessionId: session.id };
     return session;
+  }
+
+  async ended(): Promise<{ reason: SessionEndReason; endedAt: Date } | null> {
+    if (!this.#manager.config.audit || this.#incomingValues().length === 0) return null;
+    if ((await this.get()) !== null) return null;
+    const id = this.#request.endedSessionId();
+    if (id === undefined) return null;
+    const end = await this.#manager.sessionEnd(id);
+    return end === null ? null : { reason: end.reason, endedAt: end.endedAt };
   }
 
   async rotate(): Promise<Session<A> | null> {
@@ -586,7 +631,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
       this.#clearCookie();
       return null;
     }
-    this.#cookie = { token: rotated.token, expiresAt: session.expiresAt.getTime() };
+    this.#cookie = { token: rotated.token, expiresAt: session.expiresAt.getTime(), sessionId: session.id };
     return session;
   }
 
@@ -594,7 +639,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
     this.#assertOpen('destroy');
     await this.#settle();
     // If the delete fails, the cookie stays: the user can still sign out (retry) with it.
-    const deleted = await this.#deleteCurrent();
+    const deleted = await this.#deleteCurrent('logout');
     this.#settleTo(null);
     // A session issued earlier in this request never reached the browser: nothing to clear then.
     this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
@@ -624,7 +669,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
    * or planted one included, so that none survives a sign-in or sign-out. deleteSession rejects a
    * malformed token without a query. Returns whether anything was deleted.
    */
-  async #deleteCurrent(): Promise<boolean> {
+  async #deleteCurrent(reason: 'logout' | 'replaced'): Promise<boolean> {
     const targets: Array<string | Session<A>> = [];
     if (this.#session) targets.push(this.#session);
     if (!this.#cookieSessionsDeleted) {
@@ -636,7 +681,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
         for (const t of cookieCandidates(values).tokens) if (!(this.#session && t === this.#loadedToken)) targets.push(t);
       }
     }
-    const deleted = await Promise.all(targets.map((t) => this.#manager.deleteSession(t)));
+    const deleted = await Promise.all(targets.map((t) => this.#manager.deleteSession(t, { reason })));
     this.#cookieSessionsDeleted = true;
     return deleted.includes(true);
   }
@@ -741,6 +786,9 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   const sync = options.sync;
   if (sync !== undefined && !(sync instanceof SyncClient)) throw new ConfigError('sync', `expected a SyncClient, got ${show(sync)}`);
   const sameOrigin = resolveCsrf(options.csrf);
+  const clientIp = resolveClientIp(options.clientIp);
+  // With audit on, the session's id rides next to the token so a dead cookie can be told why it died.
+  const idCookie = manager.config.audit ? `${cookie.name}.id` : undefined;
 
   const writeCookie = (c: Context, change: CookieChange): void => {
     if (change === undefined) return;
@@ -749,6 +797,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
     c.header('Cache-Control', 'no-store');
     if (change === CLEAR) {
       deleteCookie(c, cookie.name, cookie.attributes);
+      if (idCookie !== undefined && getCookie(c, idCookie) !== undefined) deleteCookie(c, idCookie, cookie.attributes);
       return;
     }
     const opts: CookieOptions = { ...cookie.attributes };
@@ -757,6 +806,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       opts.maxAge = Math.max(0, Math.min(left, MAX_COOKIE_AGE_SECONDS));
     }
     setCookie(c, cookie.name, change.token, opts);
+    if (idCookie !== undefined) setCookie(c, idCookie, change.sessionId, opts);
   };
 
   return createMiddleware<SessionEnv<A>>(async function session(c, next) {
@@ -782,6 +832,13 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       () => cookieValues(c.req.raw.headers.get('cookie'), cookie.name),
       touch === 'manager',
       beforeRead,
+      {
+        device: () => ({ userAgent: c.req.header('user-agent'), ip: clientIp(c) }),
+        endedSessionId: () => {
+          const id = idCookie === undefined ? undefined : getCookie(c, idCookie);
+          return id !== undefined && isUuid(id) ? id : undefined;
+        },
+      },
     );
     c.set('session', handle);
     let failed = true;
@@ -805,3 +862,4 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
     }
   });
 }
+export type { ClientIpOption } from './client-ip.ts';

@@ -5,15 +5,20 @@ export { SessionCache } from './cache.ts';
 export type { SessionConfig } from './config.ts';
 export { DEFAULTS } from './config.ts';
 export type { SqlExecutor, TransactionalDatabase } from './db.ts';
+export { type DeviceInfo, describeUserAgent, MAX_DEVICE_LABEL_LENGTH, MAX_USER_AGENT_LENGTH } from './device.ts';
 export * from './errors.ts';
 export { type ChangePage, readChanges } from './feed.ts';
 export type {
   CleanupResult,
   CreatedSession,
   CreateSessionOptions,
+  DeleteSessionByIdOptions,
+  DeleteSessionOptions,
   DeleteUserSessionsOptions,
   FlushResult,
   GetSessionOptions,
+  ListUserSessionsOptions,
+  SessionEndInfo,
   SessionInfo,
   UpdateSessionOptions,
 } from './manager.ts';
@@ -22,5 +27,6 @@ export { type MigrateResult, type MigrationSqlOptions, migrate, migrationSql, mi
 export type { FeedEvent, FeedResponse, TouchBatch } from './protocol.ts';
 export type { Attributes, SetAttributeOptions } from './session.ts';
 export { Session } from './session.ts';
+export type { SessionEndReason, TouchEntry } from './store.ts';
 export { SyncClient, type SyncClientOptions } from './sync.ts';
 export { isWellFormedToken } from './token.ts';

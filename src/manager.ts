@@ -4,11 +4,12 @@ import { prepareValue, validateKey } from './attributes.ts';
 import { recordWeight, SessionCache, type SessionRecord } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
+import { type DeviceInfo, prepareDevice } from './device.ts';
 import { InvalidArgumentError, SessionNotFoundError, SessionTooLargeError, VersionConflictError } from './errors.ts';
 import { recordReset } from './feed.ts';
 import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
-import { rowToRecord, Store, type TouchEntry } from './store.ts';
+import { type AuditRow, rowToRecord, type SessionEndReason, Store, type TouchEntry } from './store.ts';
 import { generateToken, hashToken, isUuid, isWellFormedToken } from './token.ts';
 
 export interface CreateSessionOptions {
@@ -16,6 +17,30 @@ export interface CreateSessionOptions {
   groupId?: string;
   /** Absolute expiry; default now + sessionExpiration. Must be in the future. */
   expiresAt?: number | Date;
+  /**
+   * Device metadata stored with the session and shown by `listUserSessions` (the middleware's `login()`
+   * fills it from the request). Written by the same statement that creates the session.
+   */
+  device?: DeviceInfo;
+}
+
+export interface DeleteSessionOptions {
+  /** Why, for the audit record: `'logout'` (default) or `'replaced'` (a new sign-in replaced it). */
+  reason?: 'logout' | 'replaced';
+}
+
+export interface DeleteSessionByIdOptions {
+  /**
+   * Only delete the session if it belongs to this user (a user revoking one of their own devices): a
+   * session of another user is not found and nothing is deleted. Recorded as `'revoked'`; without it the
+   * delete is an administrator's (`'admin_revoked'`).
+   */
+  userId?: string;
+}
+
+export interface ListUserSessionsOptions {
+  /** The caller's own session (a Session, or its id): its entry gets `current: true`. */
+  current?: Session<Attributes> | string;
 }
 
 export interface GetSessionOptions {
@@ -48,6 +73,31 @@ export interface SessionInfo {
   /** Newest known last access, including touches this manager has not written yet. */
   lastAccessedAt: Date;
   expiresAt: Date;
+  /** The user agent the session was created with (at most 512 characters), or null. */
+  userAgent: string | null;
+  /** A short label derived from it ("Firefox on Linux"), or null. */
+  device: string | null;
+  /** The client IP recorded at creation, or null. */
+  ip: string | null;
+  /** The app's own label, or null. */
+  label: string | null;
+  /** True for the session given as `current`. */
+  current: boolean;
+}
+
+/** One recorded session end (see the `audit` option). Never a token or a token hash. */
+export interface SessionEndInfo {
+  sessionId: string;
+  userId: string;
+  groupId: string | null;
+  reason: SessionEndReason;
+  endedAt: Date;
+  createdAt: Date;
+  lastAccessedAt: Date;
+  userAgent: string | null;
+  device: string | null;
+  ip: string | null;
+  label: string | null;
 }
 
 export interface CreatedSession<A extends Attributes> {
@@ -66,6 +116,8 @@ export interface FlushResult {
 export interface CleanupResult {
   sessions: number;
   attributes: number;
+  /** Audit rows pruned (older than auditRetention). */
+  audit: number;
   batches: number;
 }
 
@@ -166,6 +218,7 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (attributes === null || typeof attributes !== 'object' || Array.isArray(attributes)) {
       throw new InvalidArgumentError('attributes', 'expected a plain object of attribute values');
     }
+    const device = prepareDevice(options.device);
     const now = this.#clock();
     const expiresAt = toMillis(options.expiresAt) ?? now + this.config.sessionExpiration;
     if (expiresAt <= now) throw new InvalidArgumentError('expiresAt', 'must be in the future');
@@ -201,6 +254,8 @@ export class SessionManager<A extends Attributes = Attributes> {
       maxSessions: this.config.maxSessions,
       maxBytes,
       known: this.#knownAccesses(userId),
+      device,
+      audit: this.config.audit,
     });
     if ('tooLarge' in created) throw new SessionTooLargeError(created.tooLarge, maxBytes);
     if (created.evicted.length > 0) this.cache.invalidate(created.evicted);
@@ -390,7 +445,7 @@ export class SessionManager<A extends Attributes = Attributes> {
     const lastKnown = knownId === undefined ? undefined : this.#touched.peek(knownId)?.at;
     const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
     const epoch = this.cache.begin();
-    const rotated = await this.#store.rotate({ hash, newHash, now, idleCutoff });
+    const rotated = await this.#store.rotate({ hash, newHash, now, idleCutoff, audit: this.config.audit });
     if (rotated === undefined) {
       if (target instanceof Session) this.cache.invalidate([target.id]);
       else this.cache.invalidateToken(oldToken);
@@ -405,15 +460,20 @@ export class SessionManager<A extends Attributes = Attributes> {
 
   // ---- delete -----------------------------------------------------------------------------------
 
-  /** Deletes the session of a token or a Session. Missing sessions are fine: returns whether one was deleted. */
-  async deleteSession(target: string | Session<A>): Promise<boolean> {
-    // A Session deletes through its own token too: one loaded by a token rotated away since deletes nothing.
+  /**
+   * Deletes the session of a token or a Session (a Session deletes through its own token: one loaded by a
+   * token rotated away since deletes nothing). Missing sessions are fine: returns whether one was deleted.
+   */
+  async deleteSession(target: string | Session<A>, options: DeleteSessionOptions = {}): Promise<boolean> {
+    const reason = options.reason ?? 'logout';
+    if (reason !== 'logout' && reason !== 'replaced') throw new InvalidArgumentError('reason', 'expected "logout" or "replaced"');
     const token = target instanceof Session ? target._token() : target;
     if (!isWellFormedToken(token)) return false;
     const byToken = sql`token_hash = decode(${await hashToken(token)}, 'hex')`;
     const ids = await this.#store.deleteWhere(
       'deleteSession',
       target instanceof Session ? sql`${byToken} AND id = ${target.id}::uuid` : byToken,
+      this.#audit(reason),
     );
     this.cache.invalidate(ids);
     if (target instanceof Session) this.cache.invalidate([target.id]);
@@ -421,11 +481,21 @@ export class SessionManager<A extends Attributes = Attributes> {
     return ids.length > 0;
   }
 
-  /** Deletes by internal id (as listed by listUserSessions). Returns whether one was deleted. */
-  async deleteSessionById(id: string): Promise<boolean> {
+  /**
+   * Deletes by internal id (as listed by listUserSessions), in one statement. With `{ userId }` only that
+   * user's session is deleted (a "your devices" page: a session of another user is not found and nothing
+   * is deleted). Returns whether one was deleted.
+   */
+  async deleteSessionById(id: string, options: DeleteSessionByIdOptions = {}): Promise<boolean> {
     if (!isUuid(id)) throw new InvalidArgumentError('id', 'expected a session id (UUID)');
-    const ids = await this.#store.deleteWhere('deleteSessionById', sql`id = ${id}::uuid`);
-    this.cache.invalidate([id]);
+    const owner = options.userId;
+    if (owner !== undefined) checkUserId(owner, 'userId');
+    const ids = await this.#store.deleteWhere(
+      'deleteSessionById',
+      owner === undefined ? sql`id = ${id}::uuid` : sql`id = ${id}::uuid AND user_id = ${owner}`,
+      this.#audit(owner === undefined ? 'admin_revoked' : 'revoked'),
+    );
+    this.cache.invalidate(ids);
     return ids.length > 0;
   }
 
@@ -437,6 +507,7 @@ export class SessionManager<A extends Attributes = Attributes> {
     const ids = await this.#store.deleteWhere(
       'deleteAllUserSessions',
       except === undefined ? sql`user_id = ${userId}` : sql`user_id = ${userId} AND id <> ${except}::uuid`,
+      this.#audit('user_sessions_deleted'),
     );
     this.cache.invalidate(ids);
     return ids.length;
@@ -445,16 +516,21 @@ export class SessionManager<A extends Attributes = Attributes> {
   /** Deletes every session of a group. Returns how many. */
   async deleteSessionsByGroup(groupId: string): Promise<number> {
     checkUserId(groupId, 'groupId');
-    const ids = await this.#store.deleteWhere('deleteSessionsByGroup', sql`group_id = ${groupId}`);
+    const ids = await this.#store.deleteWhere('deleteSessionsByGroup', sql`group_id = ${groupId}`, this.#audit('group_deleted'));
     this.cache.invalidate(ids);
     return ids.length;
   }
 
   /** Deletes every session in the store. Returns how many. */
   async deleteAllSessions(): Promise<number> {
-    const n = await this.#store.deleteAll();
+    const n = await this.#store.deleteAll(this.#audit('all_deleted'));
     this.cache.clear();
     return n;
+  }
+
+  /** The audit record a delete of this kind writes (undefined with `audit` off: nothing is written). */
+  #audit(reason: SessionEndReason): { reason: SessionEndReason; endedAt: number } | undefined {
+    return this.config.audit ? { reason, endedAt: this.#clock() } : undefined;
   }
 
   /** Removes one attribute from every session of a user. Returns how many sessions changed. */
@@ -466,9 +542,14 @@ export class SessionManager<A extends Attributes = Attributes> {
     return ids.length;
   }
 
-  /** The user's live sessions, most recently used first: metadata only. */
-  async listUserSessions(userId: string): Promise<SessionInfo[]> {
+  /**
+   * The user's live sessions, most recently used first (by the newest known access): metadata and device
+   * only, never tokens or attributes. `current` marks the caller's own session.
+   */
+  async listUserSessions(userId: string, options: ListUserSessionsOptions = {}): Promise<SessionInfo[]> {
     checkUserId(userId, 'userId');
+    const current = options.current instanceof Session ? options.current.id : options.current;
+    if (current !== undefined && !isUuid(current)) throw new InvalidArgumentError('current', 'expected a Session or a session id (UUID)');
     const now = this.#clock();
     const rows = await this.#store.listByUser(userId, now);
     const idle = this.config.inactivityDuration;
@@ -485,10 +566,39 @@ export class SessionManager<A extends Attributes = Attributes> {
         updatedAt: new Date(Number(r.updated_at)),
         lastAccessedAt: new Date(last),
         expiresAt: new Date(Number(r.expires_at)),
+        userAgent: r.user_agent ?? null,
+        device: r.device ?? null,
+        ip: r.ip ?? null,
+        label: r.label ?? null,
+        current: r.id === current?.toLowerCase(),
       });
     }
     // The database orders by the stored last access; touches not yet written can reorder (stable sort).
     return out.sort((a, b) => b.lastAccessedAt.getTime() - a.lastAccessedAt.getTime());
+  }
+
+  /**
+   * The user's recorded session ends (the `audit` option), newest first: at most `limit` (default 50,
+   * at most 1000), ended before `before` when given (to page back).
+   */
+  async listSessionEnds(userId: string, options: { limit?: number; before?: Date | number } = {}): Promise<SessionEndInfo[]> {
+    checkUserId(userId, 'userId');
+    const limit = options.limit ?? 50;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new InvalidArgumentError('limit', 'expected an integer from 1 to 1000');
+    const before = toMillis(options.before, 'before');
+    return (await this.#store.listAudit(userId, limit, before)).map(toEndInfo);
+  }
+
+  /**
+   * Why a session ended, by its id: its final end when recorded (a rotation only ended an old token), or
+   * null when nothing is recorded (audit off, pruned, or still alive). Lets an app tell a signed-out
+   * browser "revoked from another device" or "expired" (see the middleware's `endedReason()`).
+   */
+  async sessionEnd(sessionId: string): Promise<SessionEndInfo | null> {
+    if (!isUuid(sessionId)) throw new InvalidArgumentError('sessionId', 'expected a session id (UUID)');
+    const row = await this.#store.auditOf(sessionId);
+    return row === undefined ? null : toEndInfo(row);
   }
 
   // ---- touches and cleanup ----------------------------------------------------------------------
@@ -587,7 +697,15 @@ export class SessionManager<A extends Attributes = Attributes> {
       while (from < end && options.signal?.aborted !== true) {
         const to = from + CLEANUP_RANGE_BLOCKS;
         const t0 = performance.now();
-        const r = await this.#store.cleanupRange({ kind, now, idleCutoff, fromBlock: from, toBlock: to, limit: size });
+        const r = await this.#store.cleanupRange({
+          kind,
+          now,
+          idleCutoff,
+          fromBlock: from,
+          toBlock: to,
+          limit: size,
+          audit: this.config.audit && kind === 'sessions' ? { idleMs: idle === 0 ? null : idle } : undefined,
+        });
         const ms = performance.now() - t0;
         batches++;
         counts[kind] += r.ids.length;
@@ -601,7 +719,15 @@ export class SessionManager<A extends Attributes = Attributes> {
         if (pause > 0 && from < end) await sleep(ms * pause, options.signal);
       }
     }
-    return { sessions: counts.sessions, attributes: counts.attributes, batches };
+    // Audit rows past their retention (also those written while `audit` was on, if it is off now).
+    let audit = 0;
+    const cutoff = now - this.config.auditRetention;
+    while (options.signal?.aborted !== true) {
+      const n = await this.#store.pruneAudit(cutoff, size);
+      audit += n;
+      if (n < size) break;
+    }
+    return { sessions: counts.sessions, attributes: counts.attributes, audit, batches };
   }
 
   /** Clears this manager's cache only. */
@@ -660,6 +786,22 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     const timer = setTimeout(done, Math.min(ms, 2 ** 31 - 1));
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+function toEndInfo(r: AuditRow): SessionEndInfo {
+  return {
+    sessionId: r.session_id,
+    userId: r.user_id,
+    groupId: r.group_id,
+    reason: r.reason,
+    endedAt: new Date(Number(r.ended_at)),
+    createdAt: new Date(Number(r.created_at)),
+    lastAccessedAt: new Date(Number(r.last_accessed)),
+    userAgent: r.user_agent,
+    device: r.device,
+    ip: r.ip,
+    label: r.label,
+  };
 }
 
 function checkUserId(v: unknown, name: string): asserts v is string {

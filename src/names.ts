@@ -8,6 +8,7 @@ const QUALIFIED = new Set([
   'session_update',
   'session_row_json',
   'session_changes',
+  'session_audit',
   'session_changes_horizon',
   'session_changes_wake',
   'session_changes_capture_update',
@@ -37,6 +38,8 @@ export interface ObjectNames {
   migrations: string;
   /** `"schema"."prefixsession_changes"` */
   changes: string;
+  /** `"schema"."prefixsession_audit"` */
+  audit: string;
   /** `"schema"` */
   schema: string;
 }
@@ -55,6 +58,7 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
     rowJsonFunction: q('session_row_json'),
     migrations: q('session_migrations'),
     changes: q('session_changes'),
+    audit: q('session_audit'),
     schema: `"${schemaName}"`,
   };
 }

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { customType, index, integer, jsonb, pgSchema, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, customType, index, integer, jsonb, pgSchema, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { validateSchemaName, validateTablePrefix } from './config.ts';
 
 /** PostgreSQL `bytea`, read and written as lower-case hex by the library's own SQL. */
@@ -53,6 +53,14 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
       updatedAt: timestamp('updated_at', { withTimezone: true, precision: 3 }).notNull(),
       lastAccessed: timestamp('last_accessed', { withTimezone: true, precision: 3 }).notNull(),
       expiresAt: timestamp('expires_at', { withTimezone: true, precision: 3 }).notNull(),
+      /** The User-Agent of the request that created the session (at most 512 characters). */
+      userAgent: text('user_agent'),
+      /** A short label derived from the user agent ("Firefox on Linux"). */
+      device: text('device'),
+      /** The client IP the app declared at creation (see the middleware's `clientIp`). */
+      ip: text('ip'),
+      /** A label of the app's own for the session ("Work laptop"). */
+      label: text('label'),
     },
     (t) => [
       uniqueIndex(`${p}sessions_token_hash_idx`).on(t.tokenHash),
@@ -79,6 +87,35 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
     },
     (t) => [index(`${p}session_changes_xid_idx`).on(t.xid)],
   );
+  /**
+   * Why sessions ended (drizzle/0007), when the manager's `audit` option is on: one row per session end —
+   * logout, revocation, rotation (the old token's end), eviction, expiry, bulk deletes — with the session's
+   * device metadata. No token and no token hash: a dump of it authenticates nobody. Pruned by the worker's
+   * cleanup after `auditRetention`.
+   */
+  const audit = table(
+    `${p}session_audit`,
+    {
+      id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+      sessionId: uuid('session_id').notNull(),
+      userId: text('user_id').notNull(),
+      groupId: text('group_id'),
+      /** One of SESSION_END_REASONS. */
+      reason: text('reason').notNull(),
+      endedAt: timestamp('ended_at', { withTimezone: true, precision: 3 }).notNull(),
+      createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull(),
+      lastAccessed: timestamp('last_accessed', { withTimezone: true, precision: 3 }).notNull(),
+      userAgent: text('user_agent'),
+      device: text('device'),
+      ip: text('ip'),
+      label: text('label'),
+    },
+    (t) => [
+      index(`${p}session_audit_user_idx`).on(t.userId, t.endedAt),
+      index(`${p}session_audit_session_idx`).on(t.sessionId),
+      index(`${p}session_audit_ended_idx`).on(t.endedAt),
+    ],
+  );
   /** One row: change records with xid below `pruned_below` may have been pruned (cursors older → reset). */
   const horizon = table(`${p}session_changes_horizon`, {
     id: integer('id').primaryKey().default(1),
@@ -93,8 +130,8 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
     tag: text('tag').primaryKey(),
     appliedAt: timestamp('applied_at', { withTimezone: true }).notNull().defaultNow(),
   });
-  return { schemaName, tablePrefix: p, sessions, changes, horizon, migrations };
+  return { schemaName, tablePrefix: p, sessions, changes, horizon, audit, migrations };
 }
 
 /** The tables for the default configuration (schema 'public', no prefix); drizzle-kit generates from these. */
-export const { sessions, changes, horizon } = createSessionTables();
+export const { sessions, changes, horizon, audit } = createSessionTables();

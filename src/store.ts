@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import { parseStoredAttributes } from './attributes.ts';
 import type { SessionRecord } from './cache.ts';
 import { rowsOf, type SqlExecutor } from './db.ts';
+import type { StoredDevice } from './device.ts';
 import { classifyDatabaseError } from './errors.ts';
 import type { ObjectNames } from './names.ts';
 import { isUuid } from './token.ts';
@@ -14,6 +15,11 @@ import { isUuid } from './token.ts';
 
 export interface SessionRow {
   id: string;
+  /** Listings only (META_COLUMNS). */
+  user_agent?: string | null;
+  device?: string | null;
+  ip?: string | null;
+  label?: string | null;
   user_id: string;
   group_id: string | null;
   attributes: unknown;
@@ -44,10 +50,59 @@ export interface UpdateResult extends RowText {
 const ms = (col: string) => `(extract(epoch from ${col}) * 1000)::float8 AS ${col}`;
 /** A session's columns without attributes (listings). */
 const META_COLUMNS = sql.raw(
-  ['id::text AS id', 'user_id', 'group_id', 'version', ms('created_at'), ms('updated_at'), ms('last_accessed'), ms('expires_at')].join(
-    ', ',
-  ),
+  [
+    'id::text AS id',
+    'user_id',
+    'group_id',
+    'version',
+    ms('created_at'),
+    ms('updated_at'),
+    ms('last_accessed'),
+    ms('expires_at'),
+    'user_agent',
+    'device',
+    'ip',
+    'label',
+  ].join(', '),
 );
+
+/** What a deleting statement returns (as CTE `d`) for its audit rows. */
+const AUDIT_SOURCE = sql.raw('id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label');
+const AUDIT_SOURCE_OF_S = 's.id, s.user_id, s.group_id, s.created_at, s.last_accessed, s.user_agent, s.device, s.ip, s.label';
+
+/** Why a session ended, as recorded in the audit table. */
+export type SessionEndReason =
+  | 'logout'
+  | 'replaced'
+  | 'revoked'
+  | 'admin_revoked'
+  | 'rotated'
+  | 'evicted'
+  | 'idle_expired'
+  | 'expired'
+  | 'user_sessions_deleted'
+  | 'group_deleted'
+  | 'all_deleted';
+
+/** The reason and end time of the audit rows a deleting statement writes (literal, or SQL over `d`). */
+export interface AuditEnd {
+  reason: SessionEndReason | SQL;
+  endedAt: number | SQL;
+}
+
+export interface AuditRow {
+  session_id: string;
+  user_id: string;
+  group_id: string | null;
+  reason: SessionEndReason;
+  ended_at: number;
+  created_at: number;
+  last_accessed: number;
+  user_agent: string | null;
+  device: string | null;
+  ip: string | null;
+  label: string | null;
+}
 
 /**
  * Added to every read: a volatile function makes the query uncacheable by Cloudflare Hyperdrive (which
@@ -137,11 +192,14 @@ export class Store {
     maxSessions: number;
     maxBytes: number;
     known: [string, number][];
+    device: StoredDevice | null;
+    audit: boolean;
   }): Promise<{ evicted: string[] } | { tooLarge: number }> {
     const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
+    const d = p.device;
     const rows = await this.run<{ id: string | null; too_large: number | null }>(
       'createSession',
-      sql`SELECT evicted_id::text AS id, too_large FROM ${sql.raw(this.names.createFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.userId}::text, ${p.groupId}::text, ${p.attributesJson}::jsonb, ${ts(p.now)}, ${ts(p.expiresAt)}, ${p.maxSessions}::integer, ${p.maxBytes}::integer, ${known}::json)`,
+      sql`SELECT evicted_id::text AS id, too_large FROM ${sql.raw(this.names.createFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.userId}::text, ${p.groupId}::text, ${p.attributesJson}::jsonb, ${ts(p.now)}, ${ts(p.expiresAt)}, ${p.maxSessions}::integer, ${p.maxBytes}::integer, ${known}::json, ${d?.userAgent ?? null}::text, ${d?.device ?? null}::text, ${d?.ip ?? null}::text, ${d?.label ?? null}::text, ${p.audit}::boolean)`,
     );
     const refused = rows.find((r) => r.too_large !== null);
     if (refused !== undefined) return { tooLarge: Number(refused.too_large) };
@@ -184,27 +242,87 @@ export class Store {
    * New token hash for the session that carries `hash` (only the current token can rotate), in one
    * statement. `idleCutoff`: refuse when the stored last access is not after it (idle-expired).
    */
-  async rotate(p: { hash: string; newHash: string; now: number; idleCutoff: number | null }): Promise<RowText | undefined> {
+  async rotate(p: { hash: string; newHash: string; now: number; idleCutoff: number | null; audit: boolean }): Promise<RowText | undefined> {
     const idle = p.idleCutoff === null ? sql`` : sql` AND s.last_accessed > ${ts(p.idleCutoff)}`;
+    const update = sql`UPDATE ${this.#t} AS s SET token_hash = decode(${p.newHash}, 'hex'), version = s.version + 1, updated_at = ${ts(p.now)}
+          WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.expires_at > ${ts(p.now)}${idle}`;
+    const rowJson = sql.raw(`${this.names.rowJsonFunction}(s)::text AS r`);
     const rows = await this.run<{ r: string }>(
       'rotate',
-      sql`UPDATE ${this.#t} AS s SET token_hash = decode(${p.newHash}, 'hex'), version = s.version + 1, updated_at = ${ts(p.now)}
-          WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.expires_at > ${ts(p.now)}${idle}
-          RETURNING ${sql.raw(this.names.rowJsonFunction)}(s)::text AS r`,
+      p.audit
+        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${sql.raw(AUDIT_SOURCE_OF_S)}), a AS (${this.#auditInsert({ reason: 'rotated', endedAt: p.now })})
+              SELECT r FROM d`
+        : sql`${update} RETURNING ${rowJson}`,
     );
     const text = rows[0]?.r;
     return text === undefined ? undefined : { row: JSON.parse(text) as SessionRow, textLength: text.length };
   }
 
-  async deleteWhere(operation: string, where: SQL): Promise<string[]> {
-    const rows = await this.run<{ id: string }>(operation, sql`DELETE FROM ${this.#t} WHERE ${where} RETURNING id::text AS id`);
+  /**
+   * Deletes the sessions `where` selects, in one statement; with `audit`, the same statement records why in
+   * the audit table (one row per deleted session, so each end is recorded exactly once). Returns the ids.
+   */
+  async deleteWhere(operation: string, where: SQL, audit?: AuditEnd): Promise<string[]> {
+    if (audit === undefined) {
+      const rows = await this.run<{ id: string }>(operation, sql`DELETE FROM ${this.#t} WHERE ${where} RETURNING id::text AS id`);
+      return rows.map((r) => r.id);
+    }
+    const rows = await this.run<{ id: string }>(
+      operation,
+      sql`WITH d AS (DELETE FROM ${this.#t} WHERE ${where} RETURNING ${AUDIT_SOURCE}), a AS (${this.#auditInsert(audit)})
+          SELECT id::text AS id FROM d`,
+    );
     return rows.map((r) => r.id);
   }
 
-  async deleteAll(): Promise<number> {
+  async deleteAll(audit?: AuditEnd): Promise<number> {
     const rows = await this.run<{ n: number }>(
       'deleteAllSessions',
-      sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n FROM d`,
+      audit === undefined
+        ? sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n FROM d`
+        : sql`WITH d AS (DELETE FROM ${this.#t} RETURNING ${AUDIT_SOURCE}), a AS (${this.#auditInsert(audit)})
+              SELECT count(*)::integer AS n FROM d`,
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  /** The INSERT of audit rows for the sessions in CTE `d` (columns AUDIT_SOURCE). */
+  #auditInsert(audit: AuditEnd): SQL {
+    const reason = typeof audit.reason === 'string' ? sql`${audit.reason}::text` : audit.reason;
+    const endedAt = typeof audit.endedAt === 'number' ? ts(audit.endedAt) : audit.endedAt;
+    return sql`INSERT INTO ${sql.raw(this.names.audit)} (session_id, user_id, group_id, reason, ended_at, created_at, last_accessed, user_agent, device, ip, label)
+      SELECT d.id, d.user_id, d.group_id, ${reason}, ${endedAt}, d.created_at, d.last_accessed, d.user_agent, d.device, d.ip, d.label FROM d`;
+  }
+
+  /** A user's recorded session ends, newest first (at most `limit`, before `before` when given). */
+  async listAudit(userId: string, limit: number, before: number | null): Promise<AuditRow[]> {
+    const until = before === null ? sql`` : sql` AND ended_at < ${ts(before)}`;
+    return this.run<AuditRow>(
+      'listSessionEnds',
+      sql`SELECT session_id::text AS session_id, user_id, group_id, reason, ${sql.raw(ms('ended_at'))}, ${sql.raw(ms('created_at'))},
+            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, ${UNCACHEABLE}
+          FROM ${sql.raw(this.names.audit)} WHERE user_id = ${userId}${until} ORDER BY ended_at DESC, id DESC LIMIT ${limit}::integer`,
+    );
+  }
+
+  /** Why a session ended, by its id (the newest record: rotations come before the final end). */
+  async auditOf(sessionId: string): Promise<AuditRow | undefined> {
+    const rows = await this.run<AuditRow>(
+      'sessionEnd',
+      sql`SELECT session_id::text AS session_id, user_id, group_id, reason, ${sql.raw(ms('ended_at'))}, ${sql.raw(ms('created_at'))},
+            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, ${UNCACHEABLE}
+          FROM ${sql.raw(this.names.audit)} WHERE session_id = ${sessionId}::uuid ORDER BY (reason <> 'rotated') DESC, ended_at DESC, id DESC LIMIT 1`,
+    );
+    return rows[0];
+  }
+
+  /** Deletes audit rows that ended before `cutoff`, at most `limit`; returns how many. */
+  async pruneAudit(cutoff: number, limit: number): Promise<number> {
+    const a = sql.raw(this.names.audit);
+    const rows = await this.run<{ n: number }>(
+      'pruneAudit',
+      sql`WITH d AS (DELETE FROM ${a} WHERE id IN (SELECT id FROM ${a} WHERE ended_at < ${ts(cutoff)} LIMIT ${limit}::integer) RETURNING 1)
+          SELECT count(*)::integer AS n FROM d`,
     );
     return Number(rows[0]?.n ?? 0);
   }
@@ -278,14 +396,28 @@ export class Store {
     fromBlock: number;
     toBlock: number;
     limit: number;
+    /** Record each deleted session in the audit table (expired or idle_expired, ending when it expired). */
+    audit?: { idleMs: number | null };
   }): Promise<{ ids: string[]; picked: number; lastBlock: number; blocks: number }> {
     const range = sql`ctid >= ${`(${p.fromBlock},0)`}::tid AND ctid < ${`(${p.toBlock},0)`}::tid`;
     let pick: SQL;
     let change: SQL;
+    let audited = sql``;
     if (p.kind === 'sessions') {
       const idle = p.idleCutoff === null ? sql`` : sql` OR last_accessed <= ${ts(p.idleCutoff)}`;
       pick = sql`expires_at <= ${ts(p.now)}${idle}`;
       change = sql`DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c)) RETURNING id`;
+      if (p.audit !== undefined) {
+        const expired = sql`d.expires_at <= ${ts(p.now)}`;
+        const idleEnd = p.audit.idleMs === null ? sql`d.expires_at` : sql`d.last_accessed + ${`${p.audit.idleMs} milliseconds`}::interval`;
+        // Data-modifying CTEs must be at the top level: the delete and its audit rows come before `m`.
+        audited = sql`d AS (DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c)) RETURNING ${AUDIT_SOURCE}, expires_at),
+          a AS (${this.#auditInsert({
+            reason: sql`CASE WHEN ${expired} THEN 'expired' ELSE 'idle_expired' END`,
+            endedAt: sql`CASE WHEN ${expired} THEN d.expires_at ELSE LEAST(${idleEnd}, d.expires_at) END`,
+          })}),`;
+        change = sql`SELECT id FROM d`;
+      }
     } else {
       // A cheap filter, then exactly the complement of what the UPDATE keeps (so a picked row always stops
       // matching once changed, and the walk always moves on).
@@ -304,7 +436,7 @@ export class Store {
       'deleteExpired',
       sql`WITH c AS MATERIALIZED (
             SELECT ctid AS tid FROM ${this.#t} WHERE ${range} AND (${pick}) LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
-          ), m AS (${change})
+          ), ${audited} m AS (${change})
           SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS last_block, NULL::float8 AS blocks FROM m
           UNION ALL
           SELECT NULL, count(*)::float8, max((tid::text::point)[0]), (pg_relation_size(${sql.raw(`'${this.names.sessions}'`)}::regclass) / current_setting('block_size')::integer)::float8 FROM c`,

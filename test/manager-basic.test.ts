@@ -198,6 +198,11 @@ describe.each(DRIVERS)('SessionManager basics (%s)', (driver) => {
       updatedAt: new Date(clock() - 2000),
       lastAccessedAt: new Date(clock() - 2000),
       expiresAt: first.session.expiresAt,
+      userAgent: null,
+      device: null,
+      ip: null,
+      label: null,
+      current: false,
     });
     const text = JSON.stringify(list);
     for (const { token } of [first, second]) {
@@ -208,11 +213,16 @@ describe.each(DRIVERS)('SessionManager basics (%s)', (driver) => {
     for (const info of list)
       expect(Object.keys(info).sort()).toEqual([
         'createdAt',
+        'current',
+        'device',
         'expiresAt',
         'groupId',
         'id',
+        'ip',
+        'label',
         'lastAccessedAt',
         'updatedAt',
+        'userAgent',
         'userId',
         'version',
       ]);

@@ -271,7 +271,7 @@ describe.each(DRIVERS)('deleteExpired (%s)', (driver) => {
       await m.updateSession(survivor.session);
       clock.advance(SECOND);
       const result = await m.deleteExpired();
-      expect(result).toEqual({ sessions: 5, attributes: 1, batches: 4 }); // sessions 2 + 2 + 1, attributes 1
+      expect(result).toEqual({ sessions: 5, attributes: 1, audit: 0, batches: 4 }); // sessions 2 + 2 + 1, attributes 1
       for (const { session } of doomed) expect(await rawRow(fx, session.id)).toBeUndefined();
       const cached = m.cache.ids();
       for (const { session } of doomed) expect(cached).not.toContain(session.id);
@@ -404,9 +404,9 @@ describe.each(DRIVERS)('deleteExpired with a signal (%s)', (driver) => {
       onBatch: () => setTimeout(() => stop.abort(), 50),
     });
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect(result).toEqual({ sessions: 10, attributes: 0, batches: 1 });
+    expect(result).toEqual({ sessions: 10, attributes: 0, audit: 0, batches: 1 });
     expect(await count()).toBe(20);
-    expect(await m.deleteExpired({ signal: stop.signal })).toEqual({ sessions: 0, attributes: 0, batches: 0 });
+    expect(await m.deleteExpired({ signal: stop.signal })).toEqual({ sessions: 0, attributes: 0, audit: 0, batches: 0 });
     expect((await m.deleteExpired({ batchSize: 10, pause: 0 })).sessions).toBe(20);
     expect(await count()).toBe(0);
   });

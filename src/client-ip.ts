@@ -1,0 +1,98 @@
+/**
+ * Where the session middleware takes the client IP it records at sign-in. Never from a header a client
+ * can set, unless the app says which proxies in front of it are trusted to set it. Edge-safe.
+ */
+import type { Context } from 'hono';
+import { isIpAddress, parseCidr } from './device.ts';
+import { ConfigError } from './errors.ts';
+
+/**
+ * - `'platform'` (default): the address the runtime itself saw, which a client cannot forge — on
+ *   Cloudflare Workers the `CF-Connecting-IP` header (Cloudflare's edge sets it and overwrites any the
+ *   client sent), on Node (`@hono/node-server`) the socket's remote address, on Bun the server's
+ *   `requestIP`, on Deno the connection's `remoteAddr`; none elsewhere. Behind your own proxy or load
+ *   balancer this is the proxy's address: use `trustedProxies`.
+ * - `{ trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '203.0.113.7'] }`: `X-Forwarded-For`, but only the
+ *   part your proxies wrote — read from the right, starting at the platform's address, skipping every
+ *   address in the list; the first one outside it is the client. A request that did not come through a
+ *   listed proxy is taken at its platform address, whatever its header says.
+ * - `'none'`: record no IP.
+ * - a function `(c) => string | undefined`: your own rule (it must return an IP address or undefined).
+ */
+export type ClientIpOption = 'platform' | 'none' | { trustedProxies: string[] } | ((c: Context) => string | undefined);
+
+const isWorkers = typeof navigator !== 'undefined' && (navigator as { userAgent?: string }).userAgent === 'Cloudflare-Workers';
+
+/** The address the runtime saw (see ClientIpOption), or undefined. */
+export function platformIp(c: Context): string | undefined {
+  if (isWorkers) return c.req.header('cf-connecting-ip') || undefined;
+  const env = c.env as
+    | {
+        incoming?: { socket?: { remoteAddress?: unknown } };
+        requestIP?: (req: Request) => { address?: unknown } | null;
+        remoteAddr?: { hostname?: unknown };
+      }
+    | undefined;
+  let ip: unknown;
+  try {
+    ip = env?.incoming?.socket?.remoteAddress ?? env?.requestIP?.(c.req.raw)?.address ?? env?.remoteAddr?.hostname;
+  } catch {
+    return undefined;
+  }
+  return typeof ip === 'string' && ip !== '' ? ip : undefined;
+}
+
+/** Validates the option once and returns the function the middleware calls at sign-in. */
+export function resolveClientIp(option: unknown): (c: Context) => string | undefined {
+  if (option === undefined || option === 'platform') return platformIp;
+  if (option === 'none') return () => undefined;
+  if (typeof option === 'function') {
+    const fn = option as (c: Context) => unknown;
+    return (c) => {
+      const ip = fn(c);
+      return typeof ip === 'string' && isIpAddress(ip) ? ip : undefined;
+    };
+  }
+  if (option !== null && typeof option === 'object' && !Array.isArray(option)) {
+    const keys = Object.keys(option);
+    const unknown = keys.find((k) => k !== 'trustedProxies');
+    if (unknown !== undefined) throw new ConfigError(`clientIp.${unknown}`, 'unknown option');
+    const list = (option as { trustedProxies?: unknown }).trustedProxies;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new ConfigError('clientIp.trustedProxies', 'expected a non-empty array of IP addresses or CIDR ranges');
+    }
+    const matchers = list.map((entry, i) => {
+      if (typeof entry !== 'string') throw new ConfigError(`clientIp.trustedProxies[${i}]`, 'expected a string');
+      try {
+        return parseCidr(entry);
+      } catch (e) {
+        throw new ConfigError(`clientIp.trustedProxies[${i}]`, (e as Error).message);
+      }
+    });
+    const trusted = (ip: string) => matchers.some((m) => m(ip));
+    return (c) => forwardedClient(platformIp(c), c.req.header('x-forwarded-for'), trusted);
+  }
+  throw new ConfigError('clientIp', 'expected "platform", "none", { trustedProxies: [...] } or a function (c) => string | undefined');
+}
+
+/**
+ * The client address from the platform's address and X-Forwarded-For: the rightmost address that is not a
+ * trusted proxy, walking left only while each hop is trusted. Undefined when a hop is malformed.
+ */
+export function forwardedClient(
+  peer: string | undefined,
+  header: string | undefined,
+  trusted: (ip: string) => boolean,
+): string | undefined {
+  if (peer === undefined) return undefined;
+  let client = peer;
+  if (!trusted(client) || header === undefined) return client;
+  const hops = header.split(',').map((h) => h.trim());
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i] as string;
+    if (!isIpAddress(hop)) return undefined;
+    client = hop;
+    if (!trusted(hop)) return hop;
+  }
+  return client;
+}

@@ -1,0 +1,166 @@
+/**
+ * Device metadata recorded when a session is created: the raw user agent (bounded), a short human label
+ * derived from it ("Firefox on Linux"), the client IP from a source the app declares, and an optional
+ * label of the app's own. Pure functions, edge-safe.
+ */
+import { InvalidArgumentError } from './errors.ts';
+
+/** What `createSession(..., { device })` records. Every field is optional. */
+export interface DeviceInfo {
+  /** The request's User-Agent, stored as given up to MAX_USER_AGENT_LENGTH characters (cut beyond). */
+  userAgent?: string | undefined;
+  /** The client's IP address (v4 or v6). Anything that is not an IP address is refused. */
+  ip?: string | undefined;
+  /** A label of the app's own ("Work laptop", "API key #3"), at most MAX_DEVICE_LABEL_LENGTH characters. */
+  label?: string | undefined;
+}
+
+/** What the library stores and lists: `DeviceInfo` plus the label derived from the user agent. */
+export interface StoredDevice {
+  userAgent: string | null;
+  /** "Firefox on Linux", "Safari on iPhone", "curl"; null without a user agent. See `describeUserAgent`. */
+  device: string | null;
+  ip: string | null;
+  label: string | null;
+}
+
+export const MAX_USER_AGENT_LENGTH = 512;
+export const MAX_DEVICE_LABEL_LENGTH = 128;
+
+/**
+ * Browsers and clients, most specific first (Edge and Opera also say "Chrome", Chrome also says "Safari").
+ * A small documented table rather than a parser dependency: the label is for people reading a device
+ * list, and an unknown agent still gets a sensible "<OS>" or "Unknown browser" label.
+ */
+const BROWSERS: [RegExp, string][] = [
+  [/\bEdg(?:e|A|iOS)?\//, 'Edge'],
+  [/\bOPR\/|\bOpera\b/, 'Opera'],
+  [/\bSamsungBrowser\//, 'Samsung Internet'],
+  [/\bVivaldi\//, 'Vivaldi'],
+  [/\bYaBrowser\//, 'Yandex Browser'],
+  [/\bFirefox\/|\bFxiOS\//, 'Firefox'],
+  [/\bCriOS\/|\bChrome\/|\bChromium\/|HeadlessChrome\//, 'Chrome'],
+  [/\bVersion\/[\d.]+.*\bSafari\/|\bMobile\/\w+ Safari\/|AppleWebKit\/.*\(KHTML, like Gecko\)(?!.*Chrome)/, 'Safari'],
+  [/^curl\//, 'curl'],
+  [/^Wget\//i, 'Wget'],
+  [/^PostmanRuntime\//, 'Postman'],
+  [/^okhttp\//, 'OkHttp'],
+  [/^python-requests\/|^python-httpx\/|^aiohttp\//, 'Python'],
+  [/^node-fetch\/|^undici\b|^node\b/i, 'Node.js'],
+  [/^Go-http-client\//, 'Go'],
+];
+
+const SYSTEMS: [RegExp, string][] = [
+  [/\biPhone\b/, 'iPhone'],
+  [/\biPad\b/, 'iPad'],
+  [/\bAndroid\b/, 'Android'],
+  [/\bCrOS\b/, 'ChromeOS'],
+  [/\bWindows\b/, 'Windows'],
+  [/\bMac OS X\b|\bMacintosh\b/, 'macOS'],
+  [/\bLinux\b|\bX11\b/, 'Linux'],
+];
+
+/**
+ * A short human label for a user agent: "<browser> on <system>", or the one that is known, or
+ * "Unknown device". Table-driven (see BROWSERS and SYSTEMS); never throws.
+ */
+export function describeUserAgent(userAgent: string): string {
+  const ua = userAgent.slice(0, MAX_USER_AGENT_LENGTH);
+  const browser = BROWSERS.find(([re]) => re.test(ua))?.[1];
+  const system = SYSTEMS.find(([re]) => re.test(ua))?.[1];
+  if (browser !== undefined && system !== undefined) return `${browser} on ${system}`;
+  return browser ?? system ?? 'Unknown device';
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** True for a textual IPv4 or IPv6 address (no zone, no port, no brackets). */
+export function isIpAddress(v: string): boolean {
+  return IPV4.test(v) || ipv6Groups(v) !== undefined;
+}
+
+/** The eight 16-bit groups of a textual IPv6 address (an embedded dotted IPv4 tail allowed), or undefined. */
+function ipv6Groups(v: string): number[] | undefined {
+  if (v.length > 45 || !v.includes(':') || !/^[0-9A-Fa-f:.]+$/.test(v)) return undefined;
+  let s = v;
+  const v4 = /:((?:\d{1,3}\.){3}\d{1,3})$/.exec(s);
+  if (v4 !== null) {
+    if (!IPV4.test(v4[1] as string)) return undefined;
+    const [a = 0, b = 0, c = 0, d = 0] = (v4[1] as string).split('.').map(Number);
+    s = `${s.slice(0, v4.index)}:${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  } else if (s.includes('.')) return undefined;
+  const halves = s.split('::');
+  if (halves.length > 2) return undefined;
+  const parse = (half: string): number[] | undefined => {
+    if (half === '') return [];
+    const out: number[] = [];
+    for (const g of half.split(':')) {
+      if (!/^[0-9A-Fa-f]{1,4}$/.test(g)) return undefined;
+      out.push(Number.parseInt(g, 16));
+    }
+    return out;
+  };
+  const left = parse(halves[0] as string);
+  const right = halves.length === 2 ? parse(halves[1] as string) : [];
+  if (left === undefined || right === undefined) return undefined;
+  if (halves.length === 1) return left.length === 8 ? left : undefined;
+  const fill = 8 - left.length - right.length;
+  return fill >= 1 ? [...left, ...new Array<number>(fill).fill(0), ...right] : undefined;
+}
+
+/**
+ * Checks and normalizes what a caller gives `createSession`: a user agent is cut to its bound and
+ * labelled; an IP must be an address (an IPv4-mapped IPv6 address is stored as IPv4); the label is
+ * bounded. Throws InvalidArgumentError naming the field, so a bad value writes nothing.
+ */
+export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | null {
+  if (input === undefined) return null;
+  if (input === null || typeof input !== 'object')
+    throw new InvalidArgumentError('device', 'expected an object { userAgent?, ip?, label? }');
+  const text = (name: string, v: unknown, max: number, cut: boolean): string | null => {
+    if (v === undefined || v === null || v === '') return null;
+    if (typeof v !== 'string') throw new InvalidArgumentError(`device.${name}`, `expected a string, got ${typeof v}`);
+    if (v.includes('\u0000') || !v.isWellFormed()) {
+      throw new InvalidArgumentError(`device.${name}`, 'must be well-formed Unicode without NUL characters');
+    }
+    if (v.length > max && !cut) throw new InvalidArgumentError(`device.${name}`, `at most ${max} characters, got ${v.length}`);
+    return v.slice(0, max);
+  };
+  const userAgent = text('userAgent', input.userAgent, MAX_USER_AGENT_LENGTH, true);
+  let ip = text('ip', input.ip, 64, false);
+  if (ip !== null) {
+    if (ip.toLowerCase().startsWith('::ffff:') && IPV4.test(ip.slice(7))) ip = ip.slice(7);
+    if (!isIpAddress(ip)) throw new InvalidArgumentError('device.ip', 'expected an IPv4 or IPv6 address');
+    ip = ip.toLowerCase();
+  }
+  const label = text('label', input.label, MAX_DEVICE_LABEL_LENGTH, false);
+  return { userAgent, device: userAgent === null ? null : describeUserAgent(userAgent), ip, label };
+}
+
+/** Parses "a.b.c.d/n" or "v6::/n" (or a bare address) into a matcher. Throws on anything else. */
+export function parseCidr(cidr: string): (ip: string) => boolean {
+  const [addr = '', bitsText] = cidr.split('/');
+  const bytes = ipBytes(addr);
+  if (bytes === undefined) throw new Error(`not an IP address or CIDR range: ${JSON.stringify(cidr)}`);
+  const bits = bitsText === undefined ? bytes.length * 8 : Number(bitsText);
+  if (!Number.isInteger(bits) || bits < 0 || bits > bytes.length * 8 || (bitsText !== undefined && !/^\d+$/.test(bitsText))) {
+    throw new Error(`bad prefix length in ${JSON.stringify(cidr)}`);
+  }
+  return (ip: string) => {
+    const other = ipBytes(ip);
+    if (other === undefined || other.length !== bytes.length) return false;
+    for (let i = 0; i < bits; i++) {
+      const mask = 0x80 >> (i % 8);
+      if (((bytes[i >> 3] as number) & mask) !== ((other[i >> 3] as number) & mask)) return false;
+    }
+    return true;
+  };
+}
+
+/** An address as bytes (4 for IPv4, 16 for IPv6; IPv4-mapped IPv6 as 4), or undefined. */
+function ipBytes(ip: string): number[] | undefined {
+  let s = ip.trim();
+  if (s.toLowerCase().startsWith('::ffff:') && IPV4.test(s.slice(7))) s = s.slice(7);
+  if (IPV4.test(s)) return s.split('.').map(Number);
+  return ipv6Groups(s)?.flatMap((g) => [g >> 8, g & 0xff]);
+}
