@@ -1,12 +1,14 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SessionError } from '../src/errors.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
 import { HELP } from '../worker/config.ts';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
+import { startTcpProxy } from './support/tcp-proxy.ts';
 
 const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 const auth = { authorization: `Bearer ${SECRET}` };
@@ -97,6 +99,70 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
     ).rejects.toMatchObject({
       code: 'SCHEMA_MISSING',
     });
+  });
+
+  it('the startup check says what is wrong: wrong port, unknown host, missing database, unknown user (never the password)', async () => {
+    const url = (patch: (u: URL) => void) => {
+      const u = new URL(databaseUrl());
+      u.password = 'planted-password-123';
+      patch(u);
+      return u.toString();
+    };
+    const cases: [string, string, RegExp][] = [
+      ['wrong port', url((u) => (u.port = '1')), driver === 'pg' ? /ECONNREFUSED/ : /Connection terminated/],
+      [
+        'unknown host',
+        url((u) => (u.hostname = 'no-such-host.invalid')),
+        driver === 'pg' ? /ENOTFOUND no-such-host\.invalid/ : /Connection terminated/,
+      ],
+      ['missing database', url((u) => (u.pathname = '/no_such_db_x')), /SQLSTATE 3D000\): database "no_such_db_x" does not exist/],
+      ['unknown user', url((u) => (u.username = 'no_such_user_x')), /SQLSTATE 28000\): role "no_such_user_x" does not exist/],
+    ];
+    for (const [name, databaseUrl, cause] of cases) {
+      const e = await startWorker({
+        databaseUrl,
+        secret: SECRET,
+        driver,
+        neonWsProxy: driver === 'neon' ? `127.0.0.1:${inject('wsProxyPort')}/v2` : undefined,
+        schemaName,
+        port: 0,
+        log: 'silent',
+      }).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(e, name).toBeInstanceOf(SessionError);
+      const u = new URL(databaseUrl);
+      // Where it tried (user@host:port/db) and why, in one line.
+      expect(e?.message, name).toContain(`startup check of ${u.username}@${u.hostname}:${u.port || 5432}${u.pathname}`);
+      expect(e?.message, name).toMatch(cause);
+      expect(e?.message, name).not.toContain('planted-password');
+      expect(e?.message, name).not.toMatch(/Failed query|params:/);
+    }
+  });
+
+  it('/v1/changes and /v1/stream answer a typed 503 DATABASE_UNAVAILABLE while the database cannot be reached', async () => {
+    const proxy = await startTcpProxy(databaseUrl());
+    try {
+      const w = await start({ databaseUrl: proxy.url });
+      const c0 = (await feed(w)).cursor;
+      await proxy.down();
+      const deadline = Date.now() + 10_000;
+      while (w.listener.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const path of [`/v1/changes?after=${encodeURIComponent(c0)}`, '/v1/changes', `/v1/stream?after=${encodeURIComponent(c0)}`]) {
+        const r = await fetch(`${w.url}${path}`, { headers: auth, signal: AbortSignal.timeout(10_000) });
+        expect(r.status, path).toBe(503);
+        expect(r.headers.get('retry-after'), path).toBe('1');
+        expect(((await r.json()) as { error: { code: string } }).error.code, path).toBe('DATABASE_UNAVAILABLE');
+      }
+      // And it comes back on its own: the same cursor gets everything after it.
+      await proxy.up();
+      await w.ready();
+      expect((await feed(w, c0)).reset).toBe(false);
+      await w.close();
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('answers 401 without the right secret, except the probes /healthz and /readyz; Bearer is case-insensitive', async () => {

@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
+import { SessionError } from '../src/errors.ts';
 import { isCursor, readChanges } from '../src/feed.ts';
 import type { ObjectNames } from '../src/names.ts';
 import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../src/protocol.ts';
@@ -44,6 +45,12 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
   const secretDigest = d.o.secret === undefined ? undefined : digest(d.o.secret);
 
   app.onError((e, c) => {
+    // The database being unreachable is not our bug: a typed 503 tells the isolate to fall back and retry.
+    if (e instanceof SessionError && (e.code === 'DATABASE_UNAVAILABLE' || e.code === 'SCHEMA_MISSING')) {
+      d.log('warn', 'request failed: database unavailable', { err: e, path: c.req.path });
+      c.header('Retry-After', '1');
+      return c.json(err(e.code, e.code === 'SCHEMA_MISSING' ? 'session tables missing' : 'database unavailable; retry later'), 503);
+    }
     d.log('error', 'request failed', { err: e, path: c.req.path });
     return c.json(err('INTERNAL', 'internal error'), 500);
   });
@@ -108,8 +115,11 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
   // client place freshAsOf on its own clock (see FeedResponse.now).
   app.get(PATHS.changes, async (c) => c.json({ ...(await answer(c.req.query('after'))), now: Date.now() }));
 
-  app.get(PATHS.stream, (c) => {
+  app.get(PATHS.stream, async (c) => {
     const after = c.req.query('after');
+    // The first answer comes before the stream starts, so a database that cannot be reached is a typed 503
+    // (through onError) rather than a 200 stream that ends at once.
+    const firstAnswer = await answer(after && isCursor(after) ? after : undefined);
     return streamSSE(c, async (stream) => {
       const queue: string[] = [];
       let wake: (() => void) | undefined;
@@ -130,8 +140,7 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
       stream.onAbort(close);
       d.shutdown.addEventListener('abort', close, { once: true });
       try {
-        const first = await answer(after && isCursor(after) ? after : undefined);
-        await stream.writeSSE({ event: 'changes', data: JSON.stringify({ ...first, from: after ?? '', now: Date.now() }) });
+        await stream.writeSSE({ event: 'changes', data: JSON.stringify({ ...firstAnswer, from: after ?? '', now: Date.now() }) });
         while (!closed && !d.shutdown.aborted) {
           if (queue.length === 0) await new Promise<void>((r) => (wake = r));
           wake = undefined;

@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { sql } from 'drizzle-orm';
-import { ConfigError, classifyDatabaseError, SessionError } from '../src/errors.ts';
+import { ConfigError, classifyDatabaseError, describeError } from '../src/errors.ts';
 import { channelName } from '../src/feed.ts';
 import { migrate } from '../src/migrate.ts';
 import { objectNames } from '../src/names.ts';
@@ -13,7 +13,7 @@ import { HELP, parseCli, resolveWorkerOptions, type WorkerOptions } from './conf
 import { connectWorkerDb } from './db.ts';
 import { Hub } from './hub.ts';
 import { Listener } from './listen.ts';
-import { jsonLogger, redact } from './log.ts';
+import { jsonLogger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { TouchBuffer } from './touches.ts';
 
@@ -50,7 +50,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       try {
         await db.pool.execute(sql.raw(`SELECT 1 FROM ${names.sessions}, ${names.changes} LIMIT 0`));
       } catch (e) {
-        throw classifyDatabaseError('startup check', e, names);
+        // Says which database it tried (user@host:port/db, never the password): a wrong port, an unknown
+        // host, a missing database and an unknown user are told apart by the driver's message and code.
+        throw classifyDatabaseError(`startup check of ${describeTarget(o.databaseUrl)}`, e, names);
       }
     }
   } catch (e) {
@@ -134,6 +136,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
 }
 
+/** `user@host:port/database` of a connection URL: where a connection went, without its password. */
+export function describeTarget(databaseUrl: string): string {
+  try {
+    const u = new URL(databaseUrl);
+    const user = decodeURIComponent(u.username) || '(default user)';
+    return `${user}@${u.hostname}:${u.port || '5432'}${u.pathname || '/'}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
 /** CLI entry. Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration. */
 export async function main(argv = process.argv.slice(2), env = process.env): Promise<void> {
   let options: WorkerOptions | 'help';
@@ -152,9 +165,8 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
     worker = await startWorker(options);
   } catch (e) {
     const code = e instanceof ConfigError ? 2 : 1;
-    const msg = e instanceof SessionError ? e.message : redact(String((e as Error)?.message ?? e));
     process.stderr.write(
-      `${JSON.stringify({ t: new Date().toISOString(), level: 'error', msg: 'worker failed to start', error: redact(msg) })}\n`,
+      `${JSON.stringify({ t: new Date().toISOString(), level: 'error', msg: 'worker failed to start', error: describeError(e) })}\n`,
     );
     process.exit(code);
   }
