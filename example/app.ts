@@ -4,15 +4,18 @@
  *
  * Server-rendered HTML, no client JavaScript: every action is a POST form answered with a 303 redirect.
  *
- *   GET  /                      sign-in form, or the session's attributes, my sessions and the actions
- *   POST /login                 name → c.var.session.login(userId, { name })
+ *   GET  /                      sign-in form (saying why a session ended, when it did), or the session's
+ *                               attributes, my devices, recent sign-outs and the actions
+ *   POST /login                 name → c.var.session.login(userId, { name }) (records the device)
  *   POST /attributes            edit name/theme/note (saved once, after the handler, by the middleware)
- *   POST /sessions/revoke       revoke one of my sessions (manager.deleteSessionById)
+ *   POST /sessions/revoke       revoke one of my sessions (manager.deleteSessionById(id, { userId }))
  *   POST /sessions/revoke-others  manager.deleteAllUserSessions(userId, { exceptSessionId })
  *   POST /logout                c.var.session.destroy()
  *   GET  /api/me                JSON: the session, or null
  *
- * Demo only: signing in takes a user name and no password.
+ * Demo only: signing in takes a user name and no password. Notices ("Saved.") travel in a one-shot cookie
+ * that the next page clears, so a reload does not show them again. With the manager's `audit` option on,
+ * the page lists why recent sessions ended, and a browser whose session was revoked elsewhere is told so.
  *
  * CSRF: the session middleware refuses POSTs another origin made (its `csrf` option, on by default),
  * before any handler runs: a browser sends `Origin` with every cross-origin POST form submission and
@@ -23,9 +26,10 @@
  * the public origin, pass `csrf: { trustedOrigins: 'https://your.public.origin' }` in the deps.
  */
 import { type Context, Hono } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { html } from 'hono/html';
 import { HTTPException } from 'hono/http-exception';
-import { type SessionInfo, SessionNotFoundError } from 'pg-edge-session';
+import { type SessionEndInfo, type SessionEndReason, type SessionInfo, SessionNotFoundError } from 'pg-edge-session';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from 'pg-edge-session/hono';
 
 /** The session attributes of this app. */
@@ -48,7 +52,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** Printable text: no control characters (a name is shown and used as the user id). */
 const NAME_RE = /^[^\p{Cc}\p{Cf}]+$/u;
 
-/** Fixed texts for `?notice=` (the query never reaches the page as text). */
+/** Fixed texts for the one-shot notice cookie (its value never reaches the page as text). */
 const NOTICES: Record<string, string> = {
   'signed-out': 'Signed out.',
   saved: 'Saved.',
@@ -59,6 +63,34 @@ const NOTICES: Record<string, string> = {
   'not-found': 'No such session of yours (already revoked?).',
   gone: 'Your session ended meanwhile (revoked elsewhere or expired). Sign in again.',
 };
+
+/** What a signed-out browser is told about the session it had (from the audit record). */
+const ENDED: Partial<Record<SessionEndReason, string>> = {
+  revoked: 'This session was revoked from another device. Sign in again.',
+  admin_revoked: 'This session was revoked by an administrator. Sign in again.',
+  user_sessions_deleted: 'You were signed out everywhere from another device. Sign in again.',
+  expired: 'This session expired. Sign in again.',
+  idle_expired: 'This session expired after a period of inactivity. Sign in again.',
+  evicted: 'This session was closed because you signed in on too many devices. Sign in again.',
+  logout: 'This session was signed out. Sign in again.',
+};
+
+/** Labels of recorded session ends in the "recent sign-outs" list. */
+const END_LABELS: Record<SessionEndReason, string> = {
+  logout: 'signed out',
+  replaced: 'replaced by a new sign-in',
+  revoked: 'revoked by you',
+  admin_revoked: 'revoked by an administrator',
+  rotated: 'token rotated',
+  evicted: 'closed: too many devices',
+  idle_expired: 'expired (inactive)',
+  expired: 'expired',
+  user_sessions_deleted: 'signed out everywhere',
+  group_deleted: 'group signed out',
+  all_deleted: 'all sessions cleared',
+};
+
+const NOTICE_COOKIE = 'notice';
 
 function field(form: Record<string, unknown>, key: string): string | undefined {
   const v = form[key];
@@ -88,7 +120,17 @@ export function createExampleApp(deps: ExampleDeps) {
   });
   app.use(sessionMiddleware<ExampleAttributes>(middlewareOptions));
 
-  const back = (c: Context, notice?: string) => c.redirect(notice === undefined ? '/' : `/?notice=${notice}`, 303);
+  // Post/redirect/get: the notice rides in a short-lived cookie that the next page reads and clears.
+  const back = (c: Context, notice?: string) => {
+    if (notice !== undefined) setCookie(c, NOTICE_COOKIE, notice, { path: '/', httpOnly: true, sameSite: 'Lax', maxAge: 60 });
+    return c.redirect('/', 303);
+  };
+  const takeNotice = (c: Context): string | undefined => {
+    const code = getCookie(c, NOTICE_COOKIE);
+    if (code === undefined) return undefined;
+    deleteCookie(c, NOTICE_COOKIE, { path: '/' });
+    return NOTICES[code];
+  };
 
   app.onError((err, c) => {
     if (err instanceof HTTPException) return err.getResponse();
@@ -100,9 +142,12 @@ export function createExampleApp(deps: ExampleDeps) {
   });
 
   app.get('/', async (c) => {
-    const notice = NOTICES[c.req.query('notice') ?? ''];
+    let notice = takeNotice(c);
     const session = await c.var.session.get();
     if (session === null) {
+      // The cookie named a session that has ended: say why (audit on), once — the middleware clears it.
+      const ended = await c.var.session.ended();
+      if (ended !== null) notice = ENDED[ended.reason] ?? notice;
       return c.html(
         page(
           'Sign in',
@@ -119,7 +164,10 @@ another device gives that user a second session.</p>`,
       );
     }
     const theme = session.get('theme') ?? 'light';
-    const sessions = await manager.listUserSessions(session.userId);
+    const [sessions, ends] = await Promise.all([
+      manager.listUserSessions(session.userId, { current: session }),
+      manager.config.audit ? manager.listSessionEnds(session.userId, { limit: 5 }) : Promise.resolve([]),
+    ]);
     return c.html(
       page(
         'Your session',
@@ -140,9 +188,15 @@ another device gives that user a second session.</p>`,
 <p class="muted">Session version ${session.version}, created <time datetime="${iso(session.createdAt)}">${iso(session.createdAt)}</time>,
 expires <time datetime="${iso(session.expiresAt)}">${iso(session.expiresAt)}</time>.</p>
 
-<h2>My sessions</h2>
-<ul class="sessions">${sessions.map((s) => sessionItem(s, s.id === session.id))}</ul>
+<h2>My devices</h2>
+<ul class="sessions">${sessions.map((s) => sessionItem(s))}</ul>
 <form method="post" action="/sessions/revoke-others"><button${sessions.length > 1 ? '' : html` disabled`}>Revoke all others</button></form>
+${
+  ends.length === 0
+    ? ''
+    : html`<h2>Recent sign-outs</h2>
+<ul class="ends">${ends.map((e) => endItem(e))}</ul>`
+}
 
 <h2>Sign out</h2>
 <form method="post" action="/logout"><button>Sign out</button></form>`,
@@ -180,15 +234,13 @@ expires <time datetime="${iso(session.expiresAt)}">${iso(session.expiresAt)}</ti
     if (session === null) return back(c, 'gone');
     const id = field(await c.req.parseBody(), 'id') ?? '';
     if (!UUID_RE.test(id)) return back(c, 'bad-input');
-    // deleteSessionById deletes any session: only revoke one that belongs to this user.
     if (id.toLowerCase() === session.id) {
       await c.var.session.destroy();
       return back(c, 'signed-out');
     }
-    const mine = await manager.listUserSessions(session.userId);
-    if (!mine.some((s) => s.id === id.toLowerCase())) return back(c, 'not-found');
-    await manager.deleteSessionById(id);
-    return back(c, 'revoked');
+    // Scoped to this user in the statement itself: another user's session id deletes nothing.
+    const revoked = await manager.deleteSessionById(id.toLowerCase(), { userId: session.userId });
+    return back(c, revoked ? 'revoked' : 'not-found');
   });
 
   app.post('/sessions/revoke-others', async (c) => {
@@ -224,14 +276,20 @@ function iso(d: Date): string {
   return d.toISOString();
 }
 
-function sessionItem(s: SessionInfo, current: boolean) {
+function sessionItem(s: SessionInfo) {
   return html`
-  <li data-session-id="${s.id}"${current ? html` data-current="true"` : ''}>
-    <code>${s.id.slice(0, 8)}</code>${current ? html` <strong>(this session)</strong>` : ''}
-    <span class="muted">last used <time datetime="${iso(s.lastAccessedAt)}">${iso(s.lastAccessedAt)}</time>,
-    created <time datetime="${iso(s.createdAt)}">${iso(s.createdAt)}</time></span>
+  <li data-session-id="${s.id}"${s.current ? html` data-current="true"` : ''}>
+    <strong class="device">${s.label ?? s.device ?? 'Unknown device'}</strong>${s.current ? html` <em>(this device)</em>` : ''}
+    <span class="muted">${s.ip === null ? '' : html`from <code class="ip">${s.ip}</code>, `}last seen <time datetime="${iso(s.lastAccessedAt)}">${iso(s.lastAccessedAt)}</time>,
+    signed in <time datetime="${iso(s.createdAt)}">${iso(s.createdAt)}</time></span>
     <form method="post" action="/sessions/revoke" class="inline"><input type="hidden" name="id" value="${s.id}"><button>Revoke</button></form>
   </li>`;
+}
+
+function endItem(e: SessionEndInfo) {
+  return html`
+  <li data-ended-session-id="${e.sessionId}" data-reason="${e.reason}">${e.label ?? e.device ?? 'Unknown device'}: ${END_LABELS[e.reason] ?? e.reason}
+    <span class="muted"><time datetime="${iso(e.endedAt)}">${iso(e.endedAt)}</time></span></li>`;
 }
 
 function page(title: string, theme: 'light' | 'dark', runtime: string | undefined, notice: string | undefined, body: unknown) {

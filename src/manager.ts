@@ -40,7 +40,7 @@ export interface DeleteSessionByIdOptions {
 
 export interface ListUserSessionsOptions {
   /** The caller's own session (a Session, or its id): its entry gets `current: true`. */
-  current?: Session<Attributes> | string;
+  current?: { readonly id: string } | string;
 }
 
 export interface GetSessionOptions {
@@ -548,7 +548,8 @@ export class SessionManager<A extends Attributes = Attributes> {
    */
   async listUserSessions(userId: string, options: ListUserSessionsOptions = {}): Promise<SessionInfo[]> {
     checkUserId(userId, 'userId');
-    const current = options.current instanceof Session ? options.current.id : options.current;
+    const given = options.current;
+    const current = given !== null && typeof given === 'object' ? given.id : given;
     if (current !== undefined && !isUuid(current)) throw new InvalidArgumentError('current', 'expected a Session or a session id (UUID)');
     const now = this.#clock();
     const rows = await this.#store.listByUser(userId, now);
