@@ -55,26 +55,26 @@ export interface NeonSessionsOptions {
    */
   databaseUrl: string;
   /** The `SessionManager`'s options (`schemaName`, `tablePrefix`, `maxStaleness`, ...). Default `{}`. */
-  config?: SessionConfig;
+  config?: SessionConfig | undefined;
   /**
    * The sync worker: `{ workerUrl, secret }` and any other `SyncClientOptions` (`mode` defaults to
    * `'poll'`, the mode for runtimes without background work). Omit it to run without a worker (cached
    * sessions are then trusted for `maxStaleness` after they were read).
    */
-  sync?: SyncClientOptions;
+  sync?: SyncClientOptions | undefined;
   /** `application_name` of the connections (find them in `pg_stat_activity`). Default `'pg-edge-session'`. */
-  applicationName?: string;
+  applicationName?: string | undefined;
   /**
    * Local development only: `host:port/path` of a WebSocket-to-TCP proxy in front of a plain PostgreSQL
    * (e.g. `'127.0.0.1:5433/v2'`). Connections then use plain `ws://`, no TLS inside, no pipelined startup.
    * Never in production. Default unset (Neon's own WebSocket endpoint).
    */
-  wsProxy?: string;
+  wsProxy?: string | undefined;
   /**
    * Any other per-connection setting of Neon's driver, applied after `wsProxy`'s (e.g.
    * `webSocketConstructor` on a runtime without a global `WebSocket`, such as Node 20).
    */
-  neonConfig?: NeonConnectionSettings;
+  neonConfig?: NeonConnectionSettings | undefined;
 }
 
 /** What `neonSessions()` returns: keep it for the isolate's life (module scope or a lazy singleton). */

@@ -1,0 +1,409 @@
+// The package as users get it: the tarball installed into fresh projects (see global-setup.ts), type-checked
+// by the consumer's own tsc, and run on Node 20, Bun, Deno, Vercel Edge (edge-runtime) and workerd
+// (a Worker bundled by wrangler, in Miniflare), with the newest and the oldest peers the ranges allow.
+// Runtimes without TCP (edge-runtime, workerd) use the Neon driver through the local WebSocket proxy.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+import { Miniflare } from 'miniflare';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { COMPATIBILITY_DATE, mustRun, PEERS, type PeerSet, REPO, run } from './support.ts';
+
+const projects = inject('projects');
+const databaseUrl = inject('databaseUrl');
+const wsProxy = `127.0.0.1:${inject('wsProxyPort')}/v2`;
+const SETS = Object.keys(PEERS) as PeerSet[];
+const STEPS = ['create', 'get', 'rotate', 'delete', 'middleware'];
+const EDGE_EXPORTS = ['.', './hono', './neon', './schema', './migrate', './feed', './protocol'];
+
+let admin: pg.Pool;
+const schemas: string[] = [];
+function schema(label: string): string {
+  const name = `cons_${label}_${Math.random().toString(36).slice(2, 8)}`;
+  schemas.push(name);
+  return name;
+}
+
+beforeAll(() => {
+  admin = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+});
+afterAll(async () => {
+  for (const s of schemas) {
+    await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    await admin.query(`DROP TABLE IF EXISTS drizzle."__drizzle_migrations_${s}"`);
+  }
+  await admin.end();
+});
+
+/** Runs node-run.mjs (migrate, every export, the scenario on node-postgres) with a runtime. */
+async function nodeRun(file: string, args: string[], cwd: string, label: string) {
+  const schemaName = schema(label);
+  const out = await mustRun(file, [...args, 'node-run.mjs'], { cwd, env: { DATABASE_URL: databaseUrl, CONSUMER_SCHEMA: schemaName } });
+  const report = JSON.parse(out.trim().split('\n').at(-1) as string);
+  expect(report.steps).toEqual(STEPS);
+  expect(report.migrationsApplied).toBeGreaterThan(0);
+  expect(Object.keys(report.exports)).toEqual([...EDGE_EXPORTS.map((e) => `pg-edge-session${e.slice(1)}`), 'pg-edge-session/worker']);
+  return report;
+}
+
+/** migrate() from the installed package (Node, node-postgres), for the runtimes that run without TCP. */
+async function migrated(set: PeerSet, label: string): Promise<string> {
+  const schemaName = schema(label);
+  await mustRun(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import pg from 'pg'; import { drizzle } from 'drizzle-orm/node-postgres'; import { migrate } from 'pg-edge-session/migrate';
+       const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL }); await migrate(drizzle(pool), { schemaName: process.env.S }); await pool.end();`,
+    ],
+    { cwd: projects.node[set], env: { DATABASE_URL: databaseUrl, S: schemaName } },
+  );
+  return schemaName;
+}
+
+describe('the packed package', () => {
+  it('ships dist/ (JavaScript, declarations, source maps), the SQL migrations and the README; no TypeScript sources', async () => {
+    const files = (await mustRun('tar', ['-tzf', projects.tarball], { cwd: projects.root })).trim().split('\n');
+    expect(files).toContain('package/dist/src/index.js');
+    expect(files).toContain('package/dist/src/index.d.ts');
+    expect(files).toContain('package/dist/src/index.js.map');
+    expect(files).toContain('package/dist/src/neon.js');
+    expect(files).toContain('package/dist/bin/pg-edge-session.js');
+    expect(files).toContain('package/drizzle/0000_init.sql');
+    expect(files).toContain('package/README.md');
+    expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+    const pkg = JSON.parse(readFileSync(join(projects.edge.newest, 'node_modules/pg-edge-session/package.json'), 'utf8'));
+    for (const [sub, target] of Object.entries(pkg.exports as Record<string, { types: string; default: string } | string>)) {
+      if (typeof target === 'string') continue;
+      expect(files, sub).toContain(`package/${target.types.slice(2)}`);
+      expect(files, sub).toContain(`package/${target.default.slice(2)}`);
+    }
+  });
+
+  it("names the same subpaths in package.json exports as tsconfig.json's paths (the repository's own resolution)", () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
+    const tsconfig = readFileSync(join(REPO, 'tsconfig.json'), 'utf8');
+    for (const [sub, target] of Object.entries(pkg.exports as Record<string, { default: string } | string>)) {
+      if (typeof target === 'string') continue;
+      const source = target.default.replace(/^\.\/dist\//, './').replace(/\.js$/, '.ts');
+      expect(tsconfig, sub).toContain(`"pg-edge-session${sub.slice(1)}": ["${source}"]`);
+    }
+  });
+
+  it.each(SETS)('an edge app (%s peers) installs the library with its two dependencies, and nothing of the worker', (set) => {
+    const { packages, bytes } = projects.edgeInstall[set];
+    const pkg = JSON.parse(readFileSync(join(projects.edge[set], 'node_modules/pg-edge-session/package.json'), 'utf8'));
+    expect(Object.keys(pkg.dependencies)).toEqual(['eventsource-parser', 'lru-cache']);
+    for (const serverOnly of ['pg', 'pg-pool', 'ws', 'prom-client', '@hono/node-server', 'tsx', 'esbuild'])
+      expect(packages).not.toContain(serverOnly);
+    // With the newest peers, that is all there is (Neon 1.0 itself still depended on @types/pg and pg-types).
+    if (set === 'newest') {
+      expect(packages).toEqual(['@neondatabase/serverless', 'drizzle-orm', 'eventsource-parser', 'hono', 'lru-cache', 'pg-edge-session']);
+    }
+    console.log(`[consumers] edge app install (${set} peers): ${packages.length} packages, ${(bytes / 1e6).toFixed(1)} MB`);
+  });
+});
+
+describe.each(SETS)('with the %s peers', (set) => {
+  const peers = Object.entries(PEERS[set])
+    .map(([n, v]) => `${n}@${v}`)
+    .join(', ');
+
+  it(`type-checks in the consumer's tsc 5.9 and 7.0: NodeNext strict, with exactOptionalPropertyTypes, bundler, and the library's declarations without skipLibCheck (${peers})`, async () => {
+    const cwd = projects.node[set];
+    const compilers = [
+      ['tsc 5.9', join(cwd, 'node_modules/typescript/bin/tsc')],
+      ['tsc 7.0', join(REPO, 'node_modules/.bin/tsc')],
+    ] as const;
+    const failures: string[] = [];
+    for (const [name, tsc] of compilers) {
+      for (const config of ['tsconfig.nodenext.json', 'tsconfig.exact.json', 'tsconfig.bundler.json']) {
+        const r = await run(process.execPath, [tsc, '-p', config], { cwd });
+        if (r.code !== 0 || r.stdout !== '') failures.push(`${name} ${config}:\n${r.stdout}${r.stderr}`);
+      }
+      // skipLibCheck false: the library's own .d.ts and the app must be clean. drizzle-orm's and Neon's
+      // declarations have errors of their own there (mysql2/gel types they import, ...): counted, not ours.
+      const r = await run(process.execPath, [tsc, '-p', 'tsconfig.libcheck.json'], { cwd });
+      const errors = r.stdout.split('\n').filter((l) => /error TS\d+/.test(l));
+      const ours = errors.filter((l) => !/^node_modules\/(?!pg-edge-session\/)/.test(l));
+      if (ours.length > 0) failures.push(`${name} tsconfig.libcheck.json:\n${ours.join('\n')}`);
+      console.log(
+        `[consumers] ${name}, skipLibCheck false (${set} peers): ${errors.length - ours.length} errors in other packages' declarations, none in pg-edge-session's`,
+      );
+    }
+    // The edge app's Worker: bundler resolution, Web APIs only (no Node types), exactOptionalPropertyTypes.
+    for (const [name, tsc] of compilers) {
+      const r = await run(process.execPath, [tsc, '-p', 'worker/tsconfig.json'], { cwd: projects.edge[set] });
+      if (r.code !== 0 || r.stdout !== '') failures.push(`${name} worker/tsconfig.json:\n${r.stdout}${r.stderr}`);
+    }
+    expect(failures.join('\n\n')).toBe('');
+  });
+
+  it('Node 20: plain node imports every export and runs create → get → rotate → delete (node-postgres)', async () => {
+    const report = await nodeRun(process.execPath, [], projects.node[set], `${set}_node`);
+    expect(report.runtime).toMatch(/^node v20\./);
+    // The worker's CLI from the installed package, plain node (its server dependencies installed next to it).
+    const help = await run(join(projects.node[set], 'node_modules/.bin/pg-edge-session-worker'), ['--help'], { cwd: projects.node[set] });
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toContain('pg-edge-session-worker');
+  });
+
+  it('Bun 1.4: the same script (node-postgres)', async () => {
+    const report = await nodeRun(join(projects.runtimes, 'node_modules/.bin/bun'), [], projects.node[set], `${set}_bun`);
+    expect(report.runtime).toBe('bun 1.4.5');
+  });
+
+  it('Deno 2.9: the same script (node-postgres, npm packages from node_modules)', async () => {
+    const report = await nodeRun(
+      join(projects.runtimes, 'node_modules/.bin/deno'),
+      ['run', '--allow-all'],
+      projects.node[set],
+      `${set}_deno`,
+    );
+    expect(report.runtime).toBe('deno 2.9.6');
+  });
+
+  it("Vercel Edge (edge-runtime 4): a bundle made with Vercel's export conditions, Neon over WebSocket, the library's Neon executor", async () => {
+    const cwd = projects.edge[set];
+    const bundled = await build({
+      entryPoints: [join(cwd, 'edge-entry.mjs')],
+      absWorkingDir: cwd,
+      bundle: true,
+      write: false,
+      format: 'iife',
+      platform: 'browser',
+      target: 'es2022',
+      conditions: ['edge-light', 'worker', 'browser'],
+      logLevel: 'silent',
+    });
+    const code = bundled.outputFiles[0]?.text as string;
+    expect(code).not.toMatch(/require\(["']node:/);
+    const { EdgeRuntime } = createRequire(join(projects.runtimes, 'package.json'))('edge-runtime');
+    const runtime = new EdgeRuntime({ initialCode: code });
+    const schemaName = await migrated(set, `${set}_edge`);
+    const res = await runtime.dispatchFetch('http://consumer.test/', {
+      headers: { 'x-database-url': databaseUrl, 'x-ws-proxy': wsProxy, 'x-schema': schemaName },
+    });
+    const report = await res.json();
+    expect(report.error).toBeUndefined();
+    expect(report.steps).toEqual(STEPS);
+    expect(Object.keys(report.exports)).toEqual(EDGE_EXPORTS.map((e) => `pg-edge-session${e.slice(1)}`));
+  });
+
+  it('workerd: the README Worker bundled by wrangler from the installed package (no nodejs_compat), in Miniflare', async () => {
+    const cwd = projects.edge[set];
+    const outdir = join(cwd, 'out');
+    await mustRun(
+      process.execPath,
+      [join(REPO, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir, '--config', 'worker/wrangler.toml'],
+      { cwd, env: { WRANGLER_SEND_METRICS: 'false', CI: '1' } },
+    );
+    const script = readFileSync(join(outdir, 'index.js'), 'utf8');
+    // The size a user sees: README's app alone (the test Worker also imports every export).
+    const readmeOut = join(cwd, 'out-readme');
+    await mustRun(
+      process.execPath,
+      [
+        join(REPO, 'node_modules/wrangler/bin/wrangler.js'),
+        'deploy',
+        '--dry-run',
+        '--outdir',
+        readmeOut,
+        '--config',
+        'worker/wrangler.readme.toml',
+      ],
+      { cwd, env: { WRANGLER_SEND_METRICS: 'false', CI: '1' } },
+    );
+    const readme = readFileSync(join(readmeOut, 'readme.js'));
+    console.log(
+      `[consumers] Worker bundle of README's app (${set} peers, wrangler): ${(readme.length / 1024).toFixed(1)} KiB, ${(gzipSync(readme).length / 1024).toFixed(1)} KiB gzip`,
+    );
+    const schemaName = await migrated(set, `${set}_workerd`);
+    const mf = new Miniflare({
+      modules: [{ type: 'ESModule', path: 'index.js', contents: script }],
+      compatibilityDate: COMPATIBILITY_DATE,
+      bindings: { DATABASE_URL: databaseUrl, NEON_WS_PROXY: wsProxy, SESSION_SCHEMA: schemaName },
+    });
+    try {
+      const scenario = (await (await mf.dispatchFetch('http://consumer.test/scenario')).json()) as { steps: string[]; exports: object };
+      expect(scenario.steps).toEqual(STEPS);
+      expect(Object.keys(scenario.exports)).toEqual(EDGE_EXPORTS.map((e) => `pg-edge-session${e.slice(1)}`));
+      // The README app itself: sign in, read, sign out, with neonSessionMiddleware.
+      const login = await mf.dispatchFetch('http://consumer.test/login', { method: 'POST', redirect: 'manual' });
+      const cookie = /^session=[^;]+/.exec(login.headers.get('set-cookie') ?? '')?.[0];
+      expect(login.status).toBe(302);
+      expect(cookie).toBeDefined();
+      expect(await (await mf.dispatchFetch('http://consumer.test/', { headers: { cookie: cookie as string } })).json()).toEqual({
+        theme: 'dark',
+      });
+      expect(
+        await (await mf.dispatchFetch('http://consumer.test/logout', { method: 'POST', headers: { cookie: cookie as string } })).json(),
+      ).toEqual({
+        deleted: true,
+      });
+      expect(await (await mf.dispatchFetch('http://consumer.test/', { headers: { cookie: cookie as string } })).json()).toBeNull();
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemaName}".sessions`);
+      expect(rows[0].n).toBe(0);
+    } finally {
+      await mf.dispose();
+    }
+  });
+});
+
+describe('drizzle-kit 0.31 in the user project, and the SQL for migrations the user owns', () => {
+  const PREFIX = 'app_';
+
+  /** Tables, columns, indexes, constraints, functions, triggers and recorded tags of one schema, schema name blanked out. */
+  async function catalog(schemaName: string) {
+    const q = async (text: string) =>
+      JSON.stringify((await admin.query(text, [schemaName])).rows)
+        .replaceAll(`"${schemaName}"`, 'SCHEMA')
+        .replaceAll(schemaName, 'SCHEMA');
+    return {
+      tables: await q(
+        `SELECT c.relname, c.relkind, c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r','p') ORDER BY 1`,
+      ),
+      columns: await q(
+        `SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS def
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE n.nspname = $1 AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped AND c.relname <> '__drizzle_migrations' ORDER BY 1, 2`,
+      ),
+      indexes: await q(
+        `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename <> '__drizzle_migrations' ORDER BY 1`,
+      ),
+      constraints: await q(
+        `SELECT conname, pg_get_constraintdef(co.oid) AS def FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+         WHERE n.nspname = $1 AND conname NOT LIKE '__drizzle%' ORDER BY 1`,
+      ),
+      functions: await q(
+        `SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_functiondef(p.oid) AS def
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1, 2`,
+      ),
+      triggers: await q(
+        `SELECT t.tgname, pg_get_triggerdef(t.oid) AS def FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY 1`,
+      ),
+      tags: await q(`SELECT string_agg(tag, ',' ORDER BY tag) AS tags FROM "${schemaName}"."${PREFIX}session_migrations" WHERE $1 <> ''`),
+    };
+  }
+
+  async function migrateWithPackage(cwd: string, schemaName: string): Promise<string[]> {
+    const out = await mustRun(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import pg from 'pg'; import { drizzle } from 'drizzle-orm/node-postgres'; import { migrate } from 'pg-edge-session/migrate';
+         const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+         const r = await migrate(drizzle(pool), { schemaName: process.env.S, tablePrefix: process.env.P }); await pool.end();
+         console.log(JSON.stringify(r.applied));`,
+      ],
+      { cwd, env: { DATABASE_URL: databaseUrl, S: schemaName, P: PREFIX } },
+    );
+    return JSON.parse(out);
+  }
+
+  const drizzleKit = (cwd: string, args: string[], env: Record<string, string>) =>
+    run(process.execPath, [join(cwd, 'node_modules/drizzle-kit/bin.cjs'), ...args], {
+      cwd: join(cwd, 'drizzle'),
+      env: { DATABASE_URL: databaseUrl, SESSION_PREFIX: PREFIX, ...env },
+    });
+
+  it.each(SETS)(
+    'migrate() owns the tables (%s peers): `drizzle-kit push` with the tables listed proposes nothing (no drop)',
+    async (set) => {
+      const cwd = projects.node[set];
+      const schemaName = schema(`${set}_push`);
+      expect((await migrateWithPackage(cwd, schemaName)).length).toBeGreaterThan(0);
+      const push = await drizzleKit(cwd, ['push', '--verbose'], { SESSION_SCHEMA: schemaName });
+      const out = `${push.stdout}${push.stderr}`;
+      expect(push.code, out).toBe(0);
+      // A DROP here means a table migrate() makes is missing from the schema file (and from README's list).
+      expect(out).not.toMatch(/DROP|ALTER TABLE|CREATE TABLE/);
+      expect(out).toContain('No changes detected');
+    },
+  );
+
+  it.each(SETS)(
+    'the user owns the migrations (%s peers): drizzle-kit generate + the CLI custom migration = the database migrate() makes; then generate and push find nothing',
+    async (set) => {
+      const cwd = projects.node[set];
+      const reference = schema(`${set}_ref`);
+      await migrateWithPackage(cwd, reference);
+
+      const owned = schema(`${set}_own`);
+      const env = { SESSION_SCHEMA: owned, MIGRATIONS_DIR: `./migrations-${owned}`, WITH_USERS: '1' };
+      const gen = await drizzleKit(cwd, ['generate', '--name=init'], env);
+      expect(gen.code, `${gen.stdout}${gen.stderr}`).toBe(0);
+      const custom = await drizzleKit(cwd, ['generate', '--custom', '--name=pg_edge_session'], env);
+      expect(custom.code, `${custom.stdout}${custom.stderr}`).toBe(0);
+      const file = join(cwd, 'drizzle', `migrations-${owned}`, '0001_pg_edge_session.sql');
+      const sql = await mustRun(
+        process.execPath,
+        [
+          join(cwd, 'node_modules/pg-edge-session/dist/bin/pg-edge-session.js'),
+          'sql',
+          '--mode',
+          'drizzle-kit',
+          '--schema',
+          owned,
+          '--prefix',
+          PREFIX,
+        ],
+        { cwd },
+      );
+      writeFileSync(file, sql);
+      const mig = await drizzleKit(cwd, ['migrate'], env);
+      expect(mig.code, `${mig.stdout}${mig.stderr}`).toBe(0);
+
+      // migrate() (e.g. the worker's --migrate) finds every migration recorded.
+      expect(await migrateWithPackage(cwd, owned)).toEqual([]);
+      const again = await drizzleKit(cwd, ['generate', '--name=again'], env);
+      expect(`${again.stdout}${again.stderr}`).toContain('No schema changes');
+      const push = await drizzleKit(cwd, ['push', '--verbose'], env);
+      expect(`${push.stdout}${push.stderr}`).toContain('No changes detected');
+
+      await admin.query(`DROP TABLE "${owned}".users`);
+      const expected = await catalog(reference);
+      // Not two empty lists: the tables, functions and triggers migrate() makes are there to compare.
+      expect(JSON.parse(expected.tables).length).toBeGreaterThanOrEqual(4);
+      expect(JSON.parse(expected.functions).length).toBeGreaterThanOrEqual(7);
+      expect(JSON.parse(expected.triggers).length).toBeGreaterThanOrEqual(3);
+      expect(await catalog(owned)).toEqual(expected);
+    },
+  );
+
+  it('the CLI with plain node: `pg-edge-session sql` (everything, run as plain SQL) makes the database migrate() makes', async () => {
+    const cwd = projects.node.newest;
+    const cli = join(cwd, 'node_modules/.bin/pg-edge-session');
+    const tags = (await mustRun(cli, ['tags'], { cwd })).trim().split('\n');
+    expect(tags[0]).toBe('0000_init');
+    const reference = schema('sql_ref');
+    expect(await migrateWithPackage(cwd, reference)).toEqual(tags);
+    const plain = schema('sql_plain');
+    const sql = await mustRun(cli, ['sql', '--schema', plain, '--prefix', PREFIX], { cwd });
+    const client = await admin.connect();
+    try {
+      await client.query('BEGIN');
+      for (const statement of sql.split('--> statement-breakpoint')) await client.query(statement);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    expect(await migrateWithPackage(cwd, plain)).toEqual([]);
+    expect(await catalog(plain)).toEqual(await catalog(reference));
+    // An upgrade: only what comes after the newest tag the database has, recorded as applied.
+    const upgrade = await mustRun(cli, ['sql', '--mode', 'drizzle-kit', '--schema', plain, '--after', tags.at(-2) as string], { cwd });
+    expect(upgrade).toContain(`VALUES ('${tags.at(-1)}') ON CONFLICT`);
+    expect(upgrade).not.toContain(`'${tags[0]}'`);
+    const bad = await run(cli, ['sql', '--schema', 'pg_nope'], { cwd });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('schemaName');
+  });
+});

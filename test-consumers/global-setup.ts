@@ -1,0 +1,92 @@
+// `npm run test:consumers`, once per run: the database (DATABASE_URL, else embedded PostgreSQL) and the
+// WebSocket proxy, then `npm pack` (its prepack builds dist/) and fresh scratch projects that install the
+// tarball from the file and everything else from the registry, as a user's app does.
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
+import { startWsProxy, type WsProxy } from '../scripts/ws-proxy.ts';
+import {
+  bytesIn,
+  FIXTURES,
+  installedPackages,
+  mustRun,
+  NODE_APP_EXTRAS,
+  npmInstall,
+  PEERS,
+  type PeerSet,
+  type Projects,
+  REPO,
+  RUNTIMES,
+} from './support.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    wsProxyPort: number;
+    projects: Projects;
+  }
+}
+
+let embedded: EmbeddedDatabase | undefined;
+let proxy: WsProxy | undefined;
+let root: string | undefined;
+
+function project(dir: string, name: string): string {
+  const path = join(dir, name);
+  cpSync(FIXTURES, path, { recursive: true });
+  writeFileSync(join(path, 'package.json'), `${JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }, null, 2)}\n`);
+  return path;
+}
+
+const specs = (o: Record<string, string>) => Object.entries(o).map(([n, v]) => `${n}@${v}`);
+
+export async function setup(p: TestProject) {
+  const started = Date.now();
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    embedded = await startEmbeddedPostgres();
+    url = embedded.url;
+  }
+  proxy = await startWsProxy();
+  root = mkdtempSync(join(tmpdir(), 'pges-consumers-'));
+
+  // What prepack runs, then the pack itself (its JSON report alone on stdout).
+  await mustRun('npm', ['run', 'build'], { cwd: REPO });
+  const packed = JSON.parse(await mustRun('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', root], { cwd: REPO }));
+  const tarball = join(root, packed[0].filename as string);
+
+  const sets = Object.keys(PEERS) as PeerSet[];
+  const edge = {} as Record<PeerSet, string>;
+  const node = {} as Record<PeerSet, string>;
+  const edgeInstall = {} as Projects['edgeInstall'];
+  const runtimes = project(root, 'runtimes');
+  await Promise.all([
+    npmInstall(runtimes, specs(RUNTIMES)),
+    ...sets.map(async (set) => {
+      // The edge app installs exactly what the README's install line says, nothing else.
+      edge[set] = project(root as string, `edge-${set}`);
+      await npmInstall(edge[set], [tarball, ...specs(PEERS[set])]);
+      const nm = join(edge[set], 'node_modules');
+      edgeInstall[set] = { packages: installedPackages(nm), bytes: bytesIn(nm) };
+    }),
+    ...sets.map(async (set) => {
+      node[set] = project(root as string, `node-${set}`);
+      await npmInstall(node[set], [tarball, ...specs(PEERS[set]), ...specs(NODE_APP_EXTRAS)]);
+    }),
+  ]);
+  const projects: Projects = { root, tarball, edge, node, runtimes, edgeInstall };
+  p.provide('databaseUrl', url);
+  p.provide('wsProxyPort', proxy.port);
+  p.provide('projects', projects);
+  console.log(
+    `[consumers] packed and installed ${sets.length * 2 + 1} scratch projects in ${((Date.now() - started) / 1000).toFixed(1)} s (${root})`,
+  );
+}
+
+export async function teardown() {
+  await proxy?.close();
+  await embedded?.stop();
+  if (root && process.env.KEEP_CONSUMERS !== '1') rmSync(root, { recursive: true, force: true });
+}
