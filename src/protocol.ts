@@ -55,8 +55,13 @@ export interface TouchBatch {
   touches: ([string, number] | [string, number, number])[];
 }
 
-/** Largest accepted /v1/touches body and batch. */
+/**
+ * Largest /v1/touches body the worker reads, in bytes of UTF-8: a larger one is answered 413
+ * `BODY_TOO_LARGE` with `Connection: close`. The sync client cuts its pushes to fit (a touch takes about
+ * 70 bytes, so about 15,000 touches fit in one body).
+ */
 export const MAX_TOUCH_BODY_BYTES = 1024 * 1024;
+/** Most touches in one /v1/touches body (400 `BAD_REQUEST` beyond it). */
 export const MAX_TOUCHES_PER_BATCH = 20000;
 
 /** Error body of every 4xx/5xx the worker sends. */

@@ -1,7 +1,8 @@
 import { ConfigError } from './errors.ts';
 import { type ChangePage, readChanges } from './feed.ts';
 import type { SessionManager } from './manager.ts';
-import { type FeedEvent, type FeedResponse, PATHS, type TouchBatch } from './protocol.ts';
+import { type FeedEvent, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from './protocol.ts';
+import type { TouchEntry } from './store.ts';
 
 export interface SyncClientOptions {
   /**
@@ -193,19 +194,16 @@ export class SyncClient {
     this.#lastTouchPush = this.#now();
     const pairs = this.#m.takePendingTouches();
     if (pairs.length === 0) return;
+    let sent = 0;
     try {
-      for (let i = 0; i < pairs.length; i += 20000) {
-        const body: TouchBatch = { touches: pairs.slice(i, i + 20000) as TouchBatch['touches'] };
-        const res = await this.#request(PATHS.touches, {
-          method: 'POST',
-          body: JSON.stringify(body),
-          headers: { 'content-type': 'application/json' },
-        });
+      for (const { body, count } of touchBodies(pairs)) {
+        const res = await this.#request(PATHS.touches, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
         if (!res.ok) throw new Error(`sync worker refused touches: ${res.status}`);
+        sent += count;
       }
     } catch (e) {
       this.#onError?.(e);
-      this.#m.restoreTouches(pairs);
+      this.#m.restoreTouches(pairs.slice(sent));
       const now = this.#now();
       if (now - this.#lastDirectTouchFlush >= this.#touchFallbackInterval) {
         this.#lastDirectTouchFlush = now;
@@ -283,6 +281,32 @@ export class SyncClient {
       await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
     }
   }
+}
+
+/**
+ * `TouchBatch` bodies of at most MAX_TOUCH_BODY_BYTES (UTF-8) and MAX_TOUCHES_PER_BATCH touches each, in
+ * order: what the worker accepts (it answers 413 to a larger body).
+ */
+export function* touchBodies(touches: readonly TouchEntry[]): Generator<{ body: string; count: number }> {
+  const head = '{"touches":[';
+  const tail = ']}';
+  const enc = new TextEncoder();
+  let parts: string[] = [];
+  let bytes = head.length + tail.length;
+  for (const t of touches) {
+    const s = JSON.stringify(t);
+    // Ids are UUIDs and times numbers (ASCII); measure exactly anyway if anything else got in.
+    const n = /^[\x20-\x7e]*$/.test(s) ? s.length : enc.encode(s).length;
+    const sep = parts.length > 0 ? 1 : 0;
+    if (parts.length > 0 && (bytes + sep + n > MAX_TOUCH_BODY_BYTES || parts.length >= MAX_TOUCHES_PER_BATCH)) {
+      yield { body: `${head}${parts.join(',')}${tail}`, count: parts.length };
+      parts = [];
+      bytes = head.length + tail.length;
+    }
+    bytes += (parts.length > 0 ? 1 : 0) + n;
+    parts.push(s);
+  }
+  if (parts.length > 0) yield { body: `${head}${parts.join(',')}${tail}`, count: parts.length };
 }
 
 /**

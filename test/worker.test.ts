@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -344,7 +345,7 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
     expect(again.rows[0].t).toBe(base + 49);
   });
 
-  it('rejects malformed and oversized touch bodies with a typed 400 and changes nothing', async () => {
+  it('rejects malformed touch bodies with a typed 400, oversized ones with 413, and changes nothing', async () => {
     const w = await start();
     const a = await manager.createSession('w-u6', {});
     const bad = [
@@ -369,11 +370,51 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
     ];
     for (const body of bad) {
       const r = await fetch(`${w.url}/v1/touches`, { method: 'POST', headers: auth, body });
-      expect(r.status).toBe(400);
+      expect(r.status).toBe(body.length > 1024 * 1024 ? 413 : 400);
       const e = (await r.json()) as { error: { code: string; message: string } };
       expect(['BAD_REQUEST', 'BODY_TOO_LARGE']).toContain(e.error.code);
     }
     expect(w.pendingTouches).toBe(0);
+  });
+
+  it("an oversized touch body gets 413 and Connection: close, and a keep-alive client's next request works", async () => {
+    const w = await start();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const request = (body: string | undefined, chunked = false) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const u = new URL(`${w.url}${body === undefined ? '/v1/changes' : '/v1/touches'}`);
+        const req = http.request(
+          {
+            agent,
+            host: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            method: body === undefined ? 'GET' : 'POST',
+            headers: { ...auth, ...(chunked ? {} : body === undefined ? {} : { 'content-length': Buffer.byteLength(body) }) },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode as number, headers: res.headers, body: text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      expect((await request(undefined)).status).toBe(200);
+      const big = `{"touches":[${'0'.repeat(1024 * 1024 + 10)}]}`;
+      const r = await request(big);
+      expect(r.status).toBe(413);
+      expect(r.headers.connection).toBe('close');
+      expect(JSON.parse(r.body).error.code).toBe('BODY_TOO_LARGE');
+      // The next request on the same keep-alive agent gets a fresh connection, not a socket hang up.
+      expect((await request(undefined)).status).toBe(200);
+      expect((await request('{"touches":[]}')).status).toBe(200);
+      expect(w.pendingTouches).toBe(0);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('exposes Prometheus metrics', async () => {

@@ -158,7 +158,12 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
     PATHS.touches,
     bodyLimit({
       maxSize: MAX_TOUCH_BODY_BYTES,
-      onError: (c) => c.json(err('BODY_TOO_LARGE', `body over ${MAX_TOUCH_BODY_BYTES} bytes`), 400),
+      // The rest of the body is never read, so this connection cannot carry another request: say so, or a
+      // keep-alive client sends its next request into a socket the server then closes ("socket hang up").
+      onError: (c) => {
+        c.header('Connection', 'close');
+        return c.json(err('BODY_TOO_LARGE', `body over ${MAX_TOUCH_BODY_BYTES} bytes`), 413);
+      },
     }),
     async (c) => {
       if (!d.accepting()) return c.json(err('SHUTTING_DOWN', 'worker is shutting down'), 503);
