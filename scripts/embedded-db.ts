@@ -28,7 +28,6 @@ import {
   rmSync,
   statSync,
   symlinkSync,
-  writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -345,28 +344,15 @@ async function ownDataDir(dir: string, runAs: RunAs, persistent: boolean): Promi
 // --- the server ------------------------------------------------------------------------------------
 
 async function initdb(bin: Binaries, dir: string, runAs: RunAs) {
-  const scratch = await tempDir('pg-edge-session-pw-', runAs);
-  const pwfile = join(scratch, 'pw');
-  try {
-    writeFileSync(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
-    if (runAs.uid !== undefined) chownSync(pwfile, runAs.uid, runAs.gid as number);
-    const args = [
-      `--pgdata=${dir}`,
-      '--auth=password',
-      `--username=${USER}`,
-      `--pwfile=${pwfile}`,
-      '--encoding=UTF8',
-      '--no-locale',
-      '--no-sync',
-    ];
-    const r = await run(bin.initdb, args, runAs);
-    if (r.code !== 0) {
-      throw new EmbeddedDbError(
-        `initdb failed for ${dir} (${r.err ? lastMessage(r.err) : `exit code ${r.code}`}): remove the directory and retry, ${FIX}`,
-      );
-    }
-  } finally {
-    rmSync(scratch, { recursive: true, force: true });
+  // Trust, like CI's PostgreSQL (tests rely on it: any password is accepted, an unknown role is named as
+  // such). A password that is a constant in this file would protect nothing more; the server listens on
+  // 127.0.0.1 only. UTF8 also like CI's; no locale, so the host's environment cannot make initdb fail.
+  const args = [`--pgdata=${dir}`, '--auth=trust', `--username=${USER}`, '--encoding=UTF8', '--no-locale', '--no-sync'];
+  const r = await run(bin.initdb, args, runAs);
+  if (r.code !== 0) {
+    throw new EmbeddedDbError(
+      `initdb failed for ${dir} (${r.err ? lastMessage(r.err) : `exit code ${r.code}`}): remove the directory and retry, ${FIX}`,
+    );
   }
 }
 
