@@ -34,8 +34,11 @@ export interface SessionTablesOptions {
 export function createSessionTables(options: SessionTablesOptions = {}) {
   const schemaName = validateSchemaName(options.schemaName ?? 'public');
   const p = validateTablePrefix(options.tablePrefix ?? '');
+  // drizzle-kit only keeps a schema other than public when the schema object itself is exported from the
+  // user's schema file (else `push` proposes to drop it): returned as `schema`.
+  const schema = schemaName === 'public' ? undefined : pgSchema(schemaName);
   // The schema's table function differs from pgTable only in its schema type parameter.
-  const table = (schemaName === 'public' ? pgTable : pgSchema(schemaName).table) as typeof pgTable;
+  const table = (schema === undefined ? pgTable : schema.table.bind(schema)) as typeof pgTable;
   const sessions = table(
     `${p}sessions`,
     {
@@ -130,7 +133,7 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
     tag: text('tag').primaryKey(),
     appliedAt: timestamp('applied_at', { withTimezone: true }).notNull().defaultNow(),
   });
-  return { schemaName, tablePrefix: p, sessions, changes, horizon, audit, migrations };
+  return { schemaName, tablePrefix: p, schema, sessions, changes, horizon, audit, migrations };
 }
 
 /** The tables for the default configuration (schema 'public', no prefix); drizzle-kit generates from these. */
