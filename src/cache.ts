@@ -26,10 +26,16 @@ export function recordWeight(jsonLength: number, attributeCount: number): number
   return 1024 + jsonLength + 96 * attributeCount;
 }
 
-interface Entry {
-  record: SessionRecord;
+/** One cached session. */
+export interface CacheEntry {
+  readonly record: SessionRecord;
   /** Clock time just before the query that read it was sent: it reflects every commit before this. */
-  readAt: number;
+  readonly readAt: number;
+  /**
+   * The owner's per-session state (the manager keeps its access bookkeeping here), so a hit reaches it
+   * without a second lookup. Starts undefined; dropped with the entry.
+   */
+  owner: object | undefined;
 }
 
 /**
@@ -46,7 +52,7 @@ interface Entry {
  * and is dropped if that session (or the whole cache) was invalidated since.
  */
 export class SessionCache {
-  readonly #lru: LRUCache<string, Entry> | undefined;
+  readonly #lru: LRUCache<string, CacheEntry> | undefined;
   readonly #tokenById = new Map<string, string>();
   /** Epoch of the latest invalidation per session id, kept for ids whether or not they are cached. */
   readonly #invalidatedAt: LRUCache<string, number>;
@@ -62,7 +68,7 @@ export class SessionCache {
    */
   constructor(max: number, maxBytes = 32 * 1024 * 1024) {
     if (max > 0 && maxBytes > 0) {
-      this.#lru = new LRUCache<string, Entry>({
+      this.#lru = new LRUCache<string, CacheEntry>({
         max,
         maxSize: maxBytes,
         maxEntrySize: Math.max(1, Math.floor(maxBytes / 4)),
@@ -94,13 +100,16 @@ export class SessionCache {
     return this.#epoch;
   }
 
-  /** The entry for `token` if it is fresh enough to serve at `now`; otherwise undefined (no I/O either way). */
+  /** The session cached for `token` if it is fresh enough to serve at `now`; otherwise undefined (no I/O either way). */
   get(token: string, now: number, maxStaleness: number): SessionRecord | undefined {
+    return this.entry(token, now, maxStaleness)?.record;
+  }
+
+  /** Like `get`, but the entry itself (with its `owner` slot). */
+  entry(token: string, now: number, maxStaleness: number): CacheEntry | undefined {
     const e = this.#lru?.get(token);
     if (e === undefined) return undefined;
-    const freshAsOf = Math.max(e.readAt, this.#freshAsOf);
-    if (freshAsOf < now - maxStaleness) return undefined;
-    return e.record;
+    return Math.max(e.readAt, this.#freshAsOf) < now - maxStaleness ? undefined : e;
   }
 
   /** The session id cached for `token`, fresh or not (no I/O, no recency update). */
@@ -122,7 +131,7 @@ export class SessionCache {
     if (existing !== undefined && existing.record.version > record.version) return false;
     const previousToken = this.#tokenById.get(record.id);
     if (previousToken !== undefined && previousToken !== token) this.#lru.delete(previousToken);
-    this.#lru.set(token, { record, readAt });
+    this.#lru.set(token, { record, readAt, owner: undefined });
     this.#tokenById.set(record.id, token);
     return true;
   }

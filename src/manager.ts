@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import { prepareValue, validateKey } from './attributes.ts';
-import { recordWeight, SessionCache, type SessionRecord } from './cache.ts';
+import { type CacheEntry, recordWeight, SessionCache, type SessionRecord } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
 import { type DeviceInfo, prepareDevice } from './device.ts';
@@ -10,7 +10,7 @@ import { recordReset } from './feed.ts';
 import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
 import { type AuditRow, rowToRecord, type SessionEndReason, Store, type TouchEntry } from './store.ts';
-import { generateToken, hashToken, isUuid, isWellFormedToken } from './token.ts';
+import { generateToken, hashToken, isUuid, isWellFormedToken, TOKEN_LENGTH } from './token.ts';
 
 export interface CreateSessionOptions {
   /** Optional group (a tenant, a device family...) for `deleteSessionsByGroup`. */
@@ -146,6 +146,8 @@ interface Touch {
   first: number;
   /** In #pending: accessed since the touches were last taken. */
   pending: boolean;
+  /** In #touched (false once its LRU dropped it): a cache entry holding it may use it without a lookup. */
+  live: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -186,6 +188,7 @@ export class SessionManager<A extends Attributes = Attributes> {
     this.#touched = new LRUCache<string, Touch>({
       max: Math.max(1000, this.config.cacheSize * 2),
       dispose: (t, id) => {
+        t.live = false;
         const ids = this.#touchedByUser.get(t.userId);
         if (ids === undefined) return;
         ids.delete(id);
@@ -280,13 +283,15 @@ export class SessionManager<A extends Attributes = Attributes> {
    * expired (absolutely, or idle by its newest known last access).
    */
   async getSession(token: string, options: GetSessionOptions = {}): Promise<Session<A> | null> {
-    if (!isWellFormedToken(token)) return null;
     const now = this.#clock();
-    // maxStaleness 0 promises that every read goes to the database, also within one clock tick.
-    if (options.forceRefresh !== true && this.config.maxStaleness > 0) {
-      const hit = this.cache.get(token, now, this.config.maxStaleness);
-      if (hit !== undefined) return this.#serve(hit, token, now, options.touch);
+    // maxStaleness 0 promises that every read goes to the database, also within one clock tick. The cache
+    // is looked up before the token is checked: only well-formed tokens are ever cached (checked, or made
+    // here, when they were), so a hit needs no check and anything else misses.
+    if (options.forceRefresh !== true && this.config.maxStaleness > 0 && typeof token === 'string' && token.length === TOKEN_LENGTH) {
+      const hit = this.cache.entry(token, now, this.config.maxStaleness);
+      if (hit !== undefined) return this.#serveCached(hit, token, now, options.touch);
     }
+    if (!isWellFormedToken(token)) return null;
     const epoch = this.cache.begin();
     const readAt = this.#clock();
     const read = await this.#store.selectByTokenHash(await hashToken(token));
@@ -295,6 +300,30 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (!this.#alive(record, now)) return null;
     this.cache.fill(token, record, readAt, epoch);
     return this.#serve(record, token, now, options.touch);
+  }
+
+  /**
+   * A cache hit. The entry keeps the session's Touch (its `owner` slot), so recording the access is a few
+   * field writes; the touch LRU's recency is refreshed when a new pending run starts (once per flush or
+   * take), which is what keeps a busy session's bookkeeping from being dropped.
+   */
+  #serveCached(entry: CacheEntry, token: string, now: number, touch: boolean | undefined): Session<A> | null {
+    const record = entry.record;
+    const t = entry.owner as Touch | undefined;
+    if (t === undefined || !t.live) {
+      if (!this.#alive(record, now, t)) return null;
+      if (touch !== false) entry.owner = this.#touch(record, now, t);
+      return this.#wrap(record, token);
+    }
+    if (record.expiresAt <= now) return null;
+    const idle = this.config.inactivityDuration;
+    if (idle !== 0 && Math.max(t.at, record.lastAccessed) + idle <= now) return null;
+    if (touch !== false) {
+      if (now > t.at) t.at = now;
+      if (!t.pending) this.#touched.get(record.id);
+      this.#markPending(record.id, t, now);
+    }
+    return this.#wrap(record, token);
   }
 
   #serve(record: SessionRecord, token: string, now: number, touch: boolean | undefined): Session<A> | null {
@@ -307,34 +336,44 @@ export class SessionManager<A extends Attributes = Attributes> {
     return new Session<A>(record, token, this.#clock, this.config.maxAttributeLength);
   }
 
-  /** Newest known last access: the stored one or a touch this manager recorded since. */
-  #lastAccess(record: { id: string; lastAccessed: number }): number {
-    const t = this.#touched.peek(record.id);
+  /**
+   * Newest known last access: the stored one or a touch this manager recorded since (`held`: the Touch a
+   * cache entry kept, for when the touch LRU dropped it).
+   */
+  #lastAccess(record: { id: string; lastAccessed: number }, held?: Touch): number {
+    const t = this.#touched.peek(record.id) ?? held;
     return t !== undefined && t.at > record.lastAccessed ? t.at : record.lastAccessed;
   }
 
-  #alive(record: SessionRecord, now: number): boolean {
+  #alive(record: SessionRecord, now: number, held?: Touch): boolean {
     if (record.expiresAt <= now) return false;
     const idle = this.config.inactivityDuration;
-    return idle === 0 || this.#lastAccess(record) + idle > now;
+    return idle === 0 || this.#lastAccess(record, held) + idle > now;
   }
 
-  /** Records an access of a session this manager just found alive. No I/O: written later, in a batch. */
-  #touch(record: SessionRecord, at: number): void {
-    const t = this.#known(record.id, record.userId, at);
+  /**
+   * Records an access of a session this manager just found alive. No I/O: written later, in a batch.
+   * `held`: the session's Touch as a cache entry kept it, adopted again if the touch LRU dropped it (so a
+   * pending run is not lost). Returns the Touch.
+   */
+  #touch(record: SessionRecord, at: number, held?: Touch): Touch {
+    const t = this.#known(record.id, record.userId, at, held);
     if (at > t.at) t.at = at;
     this.#markPending(record.id, t, at);
+    return t;
   }
 
-  /** The #touched entry of a session, made (and indexed by user) when missing. */
-  #known(id: string, userId: string | undefined, at: number): Touch {
+  /** The #touched entry of a session, made (or `held` adopted) and indexed by user when missing. */
+  #known(id: string, userId: string | undefined, at: number, held?: Touch): Touch {
     let t = this.#touched.get(id);
     if (t === undefined) {
-      t = { userId: userId ?? '', at, first: at, pending: false };
+      t = held ?? { userId: userId ?? '', at, first: at, pending: false, live: true };
+      t.live = true;
       this.#touched.set(id, t);
-      if (userId !== undefined) {
-        const ids = this.#touchedByUser.get(userId);
-        if (ids === undefined) this.#touchedByUser.set(userId, new Set([id]));
+      // Indexed under the user the Touch was made for (dispose removes it from there).
+      if (t.userId !== '') {
+        const ids = this.#touchedByUser.get(t.userId);
+        if (ids === undefined) this.#touchedByUser.set(t.userId, new Set([id]));
         else ids.add(id);
       }
     }

@@ -26,8 +26,9 @@ export class Session<A extends Attributes = Attributes> {
   #record: SessionRecord;
   /** The token this session was loaded, created or last rotated through: every write is bound to it. */
   #token: string;
-  readonly #changes = new Map<string, AttributeChange>();
-  readonly #deleted = new Set<string>();
+  // Made on the first write: most sessions are only read (a cache hit builds one per request).
+  #changes: Map<string, AttributeChange> | undefined;
+  #deleted: Set<string> | undefined;
   readonly #clock: () => number;
   readonly #maxAttributeLength: number;
 
@@ -69,7 +70,7 @@ export class Session<A extends Attributes = Attributes> {
 
   /** True when set/delete calls are waiting for `updateSession`. */
   get isModified(): boolean {
-    return this.#changes.size > 0 || this.#deleted.size > 0;
+    return (this.#changes?.size ?? 0) > 0 || (this.#deleted?.size ?? 0) > 0;
   }
 
   #visible(a: AttributeRecord | AttributeChange | undefined): boolean {
@@ -77,8 +78,8 @@ export class Session<A extends Attributes = Attributes> {
   }
 
   #current(key: string): AttributeRecord | AttributeChange | undefined {
-    if (this.#deleted.has(key)) return undefined;
-    const a = this.#changes.get(key) ?? this.#record.attributes.get(key);
+    if (this.#deleted?.has(key) === true) return undefined;
+    const a = this.#changes?.get(key) ?? this.#record.attributes.get(key);
     return this.#visible(a) ? a : undefined;
   }
 
@@ -99,7 +100,8 @@ export class Session<A extends Attributes = Attributes> {
     validateKey(key);
     const expiresAt = toMillis(options.expiresAt);
     const { json, frozen } = prepareValue(key, value, this.#maxAttributeLength);
-    this.#deleted.delete(key);
+    this.#deleted?.delete(key);
+    this.#changes ??= new Map();
     this.#changes.set(key, { value: frozen, json, expiresAt });
     return this;
   }
@@ -108,16 +110,20 @@ export class Session<A extends Attributes = Attributes> {
   delete(key: keyof A & string): boolean {
     validateKey(key);
     const was = this.#current(key) !== undefined;
-    this.#changes.delete(key);
-    if (this.#record.attributes.has(key)) this.#deleted.add(key);
+    this.#changes?.delete(key);
+    if (this.#record.attributes.has(key)) {
+      this.#deleted ??= new Set();
+      this.#deleted.add(key);
+    }
     return was;
   }
 
   /** Names of the visible attributes. */
   keys(): (keyof A & string)[] {
     const out: string[] = [];
-    for (const k of this.#record.attributes.keys()) if (!this.#changes.has(k) && this.#current(k)) out.push(k);
-    for (const k of this.#changes.keys()) if (this.#current(k)) out.push(k);
+    const changes = this.#changes;
+    for (const k of this.#record.attributes.keys()) if (changes?.has(k) !== true && this.#current(k)) out.push(k);
+    if (changes !== undefined) for (const k of changes.keys()) if (this.#current(k)) out.push(k);
     return out as (keyof A & string)[];
   }
 
@@ -142,7 +148,7 @@ export class Session<A extends Attributes = Attributes> {
 
   /** @internal */
   _pending(): { changes: ReadonlyMap<string, AttributeChange>; deleted: ReadonlySet<string>; record: SessionRecord } {
-    return { changes: this.#changes, deleted: this.#deleted, record: this.#record };
+    return { changes: this.#changes ?? NO_CHANGES, deleted: this.#deleted ?? NO_DELETES, record: this.#record };
   }
 
   /** @internal The token writes through this session are bound to. Never serialized, never logged. */
@@ -158,8 +164,8 @@ export class Session<A extends Attributes = Attributes> {
     this.#record = record;
     if (options.token !== undefined) this.#token = options.token;
     if (options.keepPending === true) return;
-    this.#changes.clear();
-    this.#deleted.clear();
+    this.#changes = undefined;
+    this.#deleted = undefined;
   }
 
   toJSON(): { id: string; userId: string; groupId: string | null; version: number; expiresAt: string; attributes: Partial<A> } {
@@ -173,6 +179,9 @@ export class Session<A extends Attributes = Attributes> {
     };
   }
 }
+
+const NO_CHANGES: ReadonlyMap<string, AttributeChange> = new Map();
+const NO_DELETES: ReadonlySet<string> = new Set();
 
 /** 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z: beyond them toISOString() gives a form PostgreSQL rejects (or throws). */
 const MIN_TIME = -62135596800000;
