@@ -1,11 +1,12 @@
 // `npm run bench [-- --quick] [-- --only=miss,writes] [-- --reps=N]`
 // Runs the sections against one PostgreSQL (DATABASE_URL, else an embedded one), prints a markdown table
 // and writes the same figures as JSON to bench/results/latest.json and a timestamped file beside it.
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { BenchContext, Section } from './lib/context.ts';
 import { openDatabase } from './lib/db.ts';
+import { warmupPolicy, warmupWindows } from './lib/measure.ts';
 import { Report, writeJsonAtomic } from './lib/report.ts';
 import { SECTIONS } from './sections/index.ts';
 
@@ -56,6 +57,11 @@ async function main(): Promise<number> {
   const log = (s: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${s}\n`);
   const sections: Section[] = opts.only === undefined ? SECTIONS : SECTIONS.filter((s) => opts.only?.includes(s.name));
   const reps = opts.reps ?? (opts.quick ? 3 : 5);
+  // Warm-ups repeat until the rate stops climbing (measure.ts, warmUp).
+  warmupPolicy.maxWindows = opts.quick ? 5 : 10;
+  const cores = cpus().length;
+  /** 1-minute load average read just before each section. */
+  const loads: { section: string; load1: number }[] = [];
 
   const database = await openDatabase();
   log(`PostgreSQL ${database.version} (${database.source}); ${opts.quick ? 'quick' : 'full'} mode, ${reps} repetitions per figure`);
@@ -76,13 +82,17 @@ async function main(): Promise<number> {
   try {
     for (const section of sections) {
       const s0 = performance.now();
-      log(`== ${section.title} (${section.name})`);
+      const load1 = loadavg()[0] ?? 0;
+      loads.push({ section: section.name, load1 });
+      log(
+        `== ${section.title} (${section.name}); load average ${load1.toFixed(2)} on ${cores} cores${load1 > cores ? ' (busy: above the core count)' : ''}`,
+      );
       const ctx: BenchContext = {
         url: database.url,
         quick: opts.quick,
         reps,
         repMs: opts.quick ? 500 : 2000,
-        warmupMs: opts.quick ? 300 : 1000,
+        warmupMs: opts.quick ? 500 : 1000,
         admin,
         report,
         add: (f) =>
@@ -115,12 +125,22 @@ async function main(): Promise<number> {
   const elapsed = (performance.now() - t0) / 1000;
   const failed = report.failedGoals();
   const table = report.markdown();
+  const busy = loads.filter((l) => l.load1 > cores);
   const lines = [
     `## pg-edge-session benchmark (${opts.quick ? 'quick' : 'full'}, ${started.toISOString()})`,
     '',
-    `PostgreSQL ${database.version} (${database.source}), Node ${process.version}, ${cpus().length} CPUs; median of ${reps} repetitions; ${elapsed.toFixed(0)} s.`,
+    `PostgreSQL ${database.version} (${database.source}), Node ${process.version}, ${cores} CPUs; median of ${reps} repetitions; ${elapsed.toFixed(0)} s. Warm-up: windows of ${opts.quick ? 500 : 1000} ms repeated until one is no more than ${warmupPolicy.tolerance * 100}% faster than the one before (at most ${warmupPolicy.maxWindows}).`,
+    '',
+    `Load average (1 min) before each section: ${loads.map((l) => `${l.section} ${l.load1.toFixed(2)}`).join(', ')}.`,
+    busy.length > 0
+      ? `⚠️ BUSY MACHINE: the load exceeded the ${cores} cores before ${busy.map((l) => l.section).join(', ')}; other work shared the CPUs, so absolute figures (and latency tails) are not trustworthy for this run.`
+      : `Load stayed at or below the ${cores} cores.`,
     '',
     table,
+    '',
+    '### Goals',
+    '',
+    ...report.goalLines(),
     '',
   ];
   const notes = report.notes();
@@ -142,7 +162,11 @@ async function main(): Promise<number> {
     sections: sections.map((s) => s.name),
     repetitions: reps,
     elapsedSeconds: Math.round(elapsed * 10) / 10,
-    environment: { node: process.version, cpus: cpus().length, postgres: database.version, database: database.source },
+    environment: { node: process.version, cpus: cores, postgres: database.version, database: database.source },
+    loadAverages: loads,
+    busy: busy.length > 0,
+    warmup: { ...warmupPolicy, windows: Object.fromEntries(warmupWindows) },
+    goals: report.goalLines(),
     figures: report.figures,
     failedGoals: failed.map((f) => f.id),
     errors,

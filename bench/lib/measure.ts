@@ -140,15 +140,48 @@ export async function tightLoopAsync(fn: (i: number) => Promise<unknown>, durati
 /** One figure of a side-by-side comparison. */
 export interface Contestant {
   id: string;
-  /** Not measured: runs before the first repetition (fills JIT, connections, caches). */
+  /**
+   * Not measured: runs before the first repetition (fills JIT, connections, caches). When it returns a
+   * Sample, it is repeated until the rate stops climbing (see `warmUp`).
+   */
   warmup?: () => Promise<unknown> | unknown;
+  /** Most warm-up windows (default: the run's policy). 1 for contestants that use up data (deletes). */
+  maxWarmups?: number;
   /** One repetition. */
   run: (rep: number) => Promise<Sample> | Sample;
 }
 
 /**
- * Warms every contestant, then runs `reps` rounds; each round runs every contestant once, in an order
- * rotated per round, so slow drifts of a shared, noisy machine hit all of them alike.
+ * How warm-ups end: a window is repeated until its rate is no more than `tolerance` above the previous
+ * window's (the JIT, the pool, PostgreSQL's caches and plans are then warm), at least twice and at most
+ * `maxWindows` times. The run sets it once (bench/run.ts).
+ */
+export const warmupPolicy = { maxWindows: 8, tolerance: 0.05 };
+
+/** Warm-up windows used per contestant id in this run (for the report). */
+export const warmupWindows = new Map<string, number[]>();
+
+/**
+ * Runs `once` (one warm-up window) until the rate stops climbing (see warmupPolicy). Returns the rates
+ * seen. A warm-up that returns no Sample runs once.
+ */
+export async function warmUp(id: string, once: () => Promise<unknown> | unknown, maxWindows = warmupPolicy.maxWindows): Promise<number[]> {
+  const rates: number[] = [];
+  for (let w = 0; w < Math.max(1, maxWindows); w++) {
+    const r = (await once()) as Partial<Sample> | undefined;
+    if (typeof r?.ops !== 'number') break;
+    rates.push(r.ops);
+    const prev = rates.at(-2);
+    if (prev !== undefined && r.ops <= prev * (1 + warmupPolicy.tolerance)) break;
+  }
+  warmupWindows.set(id, rates);
+  return rates;
+}
+
+/**
+ * Warms every contestant (until stable, see warmUp), then runs `reps` rounds; each round runs every
+ * contestant once, in an order rotated per round, so slow drifts of a shared, noisy machine hit all of
+ * them alike.
  */
 export async function interleave(
   contestants: Contestant[],
@@ -156,7 +189,11 @@ export async function interleave(
   log: (s: string) => void = () => {},
 ): Promise<Map<string, Sample[]>> {
   const out = new Map<string, Sample[]>(contestants.map((c) => [c.id, []]));
-  for (const c of contestants) await c.warmup?.();
+  for (const c of contestants) {
+    if (c.warmup === undefined) continue;
+    const rates = await warmUp(c.id, c.warmup, c.maxWarmups);
+    if (rates.length > 0) log(`  ${c.id} warm-up: ${rates.length} window(s), ${rates.map(fmtOps).join(' → ')} ops/s`);
+  }
   for (let r = 0; r < reps; r++) {
     for (let k = 0; k < contestants.length; k++) {
       const c = contestants[(k + r) % contestants.length] as Contestant;

@@ -55,7 +55,7 @@ export interface Figure {
   unit?: string;
   peer?: Ratio;
   floor?: Ratio;
-  goals?: { text: string; pass: boolean | null }[];
+  goals?: { text: string; pass: boolean | null; actual: string }[];
   note?: string;
   samples?: Sample[];
 }
@@ -132,12 +132,27 @@ export class Report {
     return rows.join('\n');
   }
 
+  /**
+   * Every goal on its own line, ✅/❌ (or ❔ when the figure could not be measured), with the figure's
+   * actual value, in the order the figures were added.
+   */
+  goalLines(): string[] {
+    const out: string[] = [];
+    for (const f of this.figures) {
+      for (const g of f.goals ?? []) {
+        const mark = g.pass === null ? '❔' : g.pass ? '✅' : '❌';
+        out.push(`${mark} ${f.section}: ${f.label}: ${g.text} (${g.actual})`);
+      }
+    }
+    return out;
+  }
+
   notes(): string[] {
     return this.figures.filter((f) => f.note).map((f) => `- ${f.label}: ${f.note}`);
   }
 }
 
-function evaluate(g: GoalSpec, f: Figure): { text: string; pass: boolean | null } {
+function evaluate(g: GoalSpec, f: Figure): { text: string; pass: boolean | null; actual: string } {
   const actual = g.metric === 'ops' ? f.ops : g.metric === 'peer' ? f.peer?.ratio : g.metric === 'floor' ? f.floor?.ratio : f.value;
   const target =
     g.metric === 'ops'
@@ -147,7 +162,13 @@ function evaluate(g: GoalSpec, f: Figure): { text: string; pass: boolean | null 
         : `${g.target}×`;
   const what = g.metric === 'peer' ? 'peer ' : g.metric === 'floor' ? (f.floor?.by === 'p50' ? 'floor (p50) ' : 'floor ') : '';
   const text = `${what}${g.cmp.replace('>=', '≥').replace('<=', '≤')} ${target}`;
-  if (actual === undefined || !Number.isFinite(actual)) return { text, pass: null };
+  if (actual === undefined || !Number.isFinite(actual)) return { text, pass: null, actual: 'not measured' };
+  const shown =
+    g.metric === 'ops'
+      ? `${fmtOps(actual)} ops/s`
+      : g.metric === 'value'
+        ? `${fmtValue(actual)}${f.unit ? ` ${f.unit}` : ''}`
+        : `${fmtRatio(actual)}${g.metric === 'peer' ? ` ${f.peer?.label}` : ` ${f.floor?.label}`}`;
   const pass =
     g.cmp === '>='
       ? actual >= g.target
@@ -158,7 +179,7 @@ function evaluate(g: GoalSpec, f: Figure): { text: string; pass: boolean | null 
           : g.cmp === '>'
             ? actual > g.target
             : actual === g.target;
-  return { text, pass };
+  return { text, pass, actual: shown };
 }
 
 function fmtRatio(r: number): string {

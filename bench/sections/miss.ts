@@ -81,6 +81,38 @@ export const miss: Section = {
         ctx.log,
       );
       if (found !== misses) throw new Error(`getSession found ${found} of ${misses} sessions`);
+      const statements = exec.statements;
+
+      // The same at c=32 (the pool has 32 connections on each side).
+      const C = 32;
+      let found32 = 0;
+      let misses32 = 0;
+      const get32 = async (i: number) => {
+        if ((await manager.getSession(tokens[i % rows] as string)) !== null) found32++;
+      };
+      const r32 = await interleave(
+        [
+          {
+            id: `get-miss-c${C}`,
+            warmup: () => closedLoop(get32, { concurrency: C, durationMs: ctx.warmupMs }),
+            run: async (rep) => {
+              if (rep === 0) found32 = 0;
+              const s = await closedLoop(get32, { concurrency: C, durationMs: ctx.repMs });
+              misses32 += s.count;
+              return s;
+            },
+          },
+          {
+            id: `peer-get-c${C}`,
+            warmup: () => closedLoop(peerGet, { concurrency: C, durationMs: ctx.warmupMs }),
+            run: () => closedLoop(peerGet, { concurrency: C, durationMs: ctx.repMs }),
+          },
+          selectRoundTrip(ctx, ours.db, C),
+        ],
+        ctx.reps,
+        ctx.log,
+      );
+      if (found32 !== misses32) throw new Error(`getSession found ${found32} of ${misses32} sessions at c=${C}`);
       ctx.add({ id: 'select1-c1', label: 'SELECT $1::int, c=1', summary: summarize(r.get('select1-c1') ?? []), reference: true });
       ctx.add({ id: 'peer-get', label: 'connect-pg-simple get, c=1', summary: summarize(r.get('peer-get') ?? []), reference: true });
       ctx.add({
@@ -94,6 +126,26 @@ export const miss: Section = {
           { metric: 'floor', cmp: '<=', target: 1.5 },
           { metric: 'peer', cmp: '>=', target: 1 },
         ],
+      });
+      ctx.add({
+        id: `select1-c${C}`,
+        label: `SELECT $1::int, c=${C}`,
+        summary: summarize(r32.get(`select1-c${C}`) ?? []),
+        reference: true,
+      });
+      ctx.add({
+        id: `peer-get-c${C}`,
+        label: `connect-pg-simple get, c=${C}`,
+        summary: summarize(r32.get(`peer-get-c${C}`) ?? []),
+        reference: true,
+      });
+      ctx.add({
+        id: `get-miss-c${C}`,
+        label: `getSession miss (cacheSize 0), c=${C}`,
+        summary: summarize(r32.get(`get-miss-c${C}`) ?? []),
+        peer: `peer-get-c${C}`,
+        floor: `select1-c${C}`,
+        floorBy: 'p50',
       });
       const hashOps = summarize(r.get('hash-token') ?? []).ops;
       ctx.add({
@@ -116,10 +168,10 @@ export const miss: Section = {
       ctx.add({
         id: 'statements-per-miss',
         label: 'statements per getSession miss',
-        value: exec.statements / misses,
+        value: statements / misses,
         unit: 'stmt',
         goal: { metric: 'value', cmp: '==', target: 1 },
-        note: `${exec.statements.toLocaleString('en-US')} statements for ${misses.toLocaleString('en-US')} misses (peer found ${peerFound.toLocaleString('en-US')} sessions)`,
+        note: `${statements.toLocaleString('en-US')} statements for ${misses.toLocaleString('en-US')} misses (peer found ${peerFound.toLocaleString('en-US')} sessions)`,
       });
     } finally {
       await dropSchema(ctx.admin, schema);
