@@ -2,7 +2,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { streamSSE } from 'hono/streaming';
 import { SessionError } from '../src/errors.ts';
 import { isCursor, readChanges } from '../src/feed.ts';
 import type { ObjectNames } from '../src/names.ts';
@@ -11,14 +10,12 @@ import type { TouchEntry } from '../src/store.ts';
 import { isUuid } from '../src/token.ts';
 import type { ResolvedWorkerOptions } from './config.ts';
 import type { WorkerDb } from './db.ts';
-import type { Hub } from './hub.ts';
+import { type Hub, sseFrame } from './hub.ts';
 import type { Listener } from './listen.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import { MAX_SUBSCRIBER_QUEUE, openSubscriberStream, SUBSCRIBER_WRITE_TIMEOUT_MS } from './stream.ts';
 import type { TouchBuffer } from './touches.ts';
-
-/** Events queued for one slow stream subscriber before it is disconnected (bounded memory). */
-export const MAX_SUBSCRIBER_QUEUE = 256;
 
 export interface WorkerAppDeps {
   o: ResolvedWorkerOptions;
@@ -29,8 +26,6 @@ export interface WorkerAppDeps {
   touches: TouchBuffer;
   metrics: Metrics;
   log: Logger;
-  /** Aborted on shutdown: closes every open stream. */
-  shutdown: AbortSignal;
   accepting: () => boolean;
 }
 
@@ -88,27 +83,26 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
     return c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType });
   });
 
-  const answer = async (after: string | undefined): Promise<FeedResponse> => {
+  /** The answer from the chain of reads in memory, when the listener vouches for it; synchronous. */
+  const fromMemory = (after: string | undefined): FeedResponse | undefined => {
     const latest = d.hub.latest;
-    if (after !== undefined && isCursor(after)) {
-      const mem = d.listener.ready ? d.hub.answer(after) : undefined;
-      if (mem !== undefined) {
-        d.metrics.feedRequests.inc({ source: 'memory' });
-        return mem;
-      }
-    } else if (latest !== undefined && d.listener.ready) {
-      d.metrics.feedRequests.inc({ source: 'memory' });
-      return { cursor: latest.cursor, ids: [], reset: true, freshAsOf: latest.freshAsOf };
-    }
-    // A cursor of another replica, one older than our memory, or the listener is down: ask the record.
-    d.metrics.feedRequests.inc({ source: 'database' });
+    if (latest === undefined || !d.listener.ready) return undefined;
+    if (after !== undefined && isCursor(after)) return d.hub.answer(after);
+    return { cursor: latest.cursor, ids: [], reset: true, freshAsOf: latest.freshAsOf };
+  };
+  /** A cursor of another replica, one older than our memory, or the listener is down: ask the record. */
+  const fromDatabase = async (after: string | undefined): Promise<FeedResponse> => {
+    const latest = d.listener.ready ? d.hub.latest : undefined;
     const startedAt = Date.now();
     const page = await readChanges(d.db.pool, d.names, after);
-    if (latest !== undefined && d.listener.ready) {
-      // Continue on our own chain: everything up to `latest` is included (the read came after it).
-      return { cursor: latest.cursor, ids: page.ids, reset: page.reset, freshAsOf: latest.freshAsOf };
-    }
+    // Continue on our own chain: everything up to `latest` is included (the read came after it).
+    if (latest !== undefined) return { cursor: latest.cursor, ids: page.ids, reset: page.reset, freshAsOf: latest.freshAsOf };
     return { ...page, freshAsOf: startedAt };
+  };
+  const answer = (after: string | undefined): FeedResponse | Promise<FeedResponse> => {
+    const mem = fromMemory(after);
+    d.metrics.feedRequests.inc({ source: mem === undefined ? 'database' : 'memory' });
+    return mem ?? fromDatabase(after);
   };
 
   // A missing or malformed cursor is not an error: the answer is a reset and a new cursor. `now` lets the
@@ -116,41 +110,42 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
   app.get(PATHS.changes, async (c) => c.json({ ...(await answer(c.req.query('after'))), now: Date.now() }));
 
   app.get(PATHS.stream, async (c) => {
-    const after = c.req.query('after');
-    // The first answer comes before the stream starts, so a database that cannot be reached is a typed 503
-    // (through onError) rather than a 200 stream that ends at once.
-    const firstAnswer = await answer(after && isCursor(after) ? after : undefined);
-    return streamSSE(c, async (stream) => {
-      const queue: string[] = [];
-      let wake: (() => void) | undefined;
-      let closed = false;
-      const close = () => {
-        closed = true;
-        wake?.();
-      };
-      const unsubscribe = d.hub.subscribe((event) => {
-        if (queue.length >= MAX_SUBSCRIBER_QUEUE) {
-          close();
-          return;
-        }
-        queue.push(JSON.stringify(event));
-        wake?.();
-      });
-      d.metrics.subscribers.set(d.hub.subscriberCount);
-      stream.onAbort(close);
-      d.shutdown.addEventListener('abort', close, { once: true });
-      try {
-        await stream.writeSSE({ event: 'changes', data: JSON.stringify({ ...firstAnswer, from: after ?? '', now: Date.now() }) });
-        while (!closed && !d.shutdown.aborted) {
-          if (queue.length === 0) await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-          while (queue.length > 0 && !closed) await stream.writeSSE({ event: 'changes', data: queue.shift() as string });
-        }
-      } finally {
-        unsubscribe();
-        d.shutdown.removeEventListener('abort', close);
+    if (!d.accepting()) return c.json(err('SHUTTING_DOWN', 'worker is shutting down'), 503);
+    const q = c.req.query('after');
+    const after = q !== undefined && isCursor(q) ? q : undefined;
+    // Subscribed before the first answer is made, so nothing published in between is missed. From memory
+    // the answer is made in the same tick, so the first pushed event continues exactly at its cursor.
+    const sub = openSubscriberStream(d.hub, {
+      onEnd: (reason) => {
         d.metrics.subscribers.set(d.hub.subscriberCount);
-      }
+        if (reason === 'slow') {
+          d.metrics.subscribersDropped.inc();
+          d.log('info', 'stream subscriber dropped: too slow', {
+            queue: MAX_SUBSCRIBER_QUEUE,
+            writeTimeoutMs: SUBSCRIBER_WRITE_TIMEOUT_MS,
+          });
+        }
+      },
+    });
+    if (sub === undefined) {
+      if (!d.accepting()) return c.json(err('SHUTTING_DOWN', 'worker is shutting down'), 503);
+      d.metrics.subscribersRefused.inc();
+      // Spread the retries of a crowd that was refused together.
+      c.header('Retry-After', String(5 + Math.floor(Math.random() * 6)));
+      return c.json(err('TOO_MANY_SUBSCRIBERS', `at most ${d.hub.maxSubscribers} stream subscribers; poll or retry later`), 503);
+    }
+    d.metrics.subscribers.set(d.hub.subscriberCount);
+    let first: FeedResponse;
+    try {
+      first = await answer(after);
+    } catch (e) {
+      // A database that cannot be reached is a typed 503 (through onError), not a 200 stream that ends at once.
+      sub.cancel();
+      throw e;
+    }
+    sub.begin(sseFrame({ ...first, from: q ?? '', now: Date.now() }));
+    return new Response(sub.readable, {
+      headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' },
     });
   });
 

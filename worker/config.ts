@@ -43,6 +43,12 @@ export interface WorkerOptions {
   settleDelay?: number;
   /** Most touches held in memory before POST /v1/touches answers 503. Default 1,000,000. */
   maxPendingTouches?: number;
+  /**
+   * Most /v1/stream subscribers at once; beyond it the stream answers 503 `TOO_MANY_SUBSCRIBERS` with
+   * `Retry-After` (clients poll meanwhile). Each costs a connection and a few KB (events are serialized
+   * once and shared). Default 1000.
+   */
+  maxSubscribers?: number;
   /** Largest reconnect delay. Default 10 s. */
   maxBackoff?: number;
   /** Where JSON log lines go. Default process.stdout. 'silent' drops them. */
@@ -118,6 +124,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     pollInterval: num('pollInterval', o.pollInterval, 250, 5, 60 * SECOND),
     settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
     maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
+    maxSubscribers: num('maxSubscribers', o.maxSubscribers, 1000, 0, 1_000_000),
     maxBackoff: num('maxBackoff', o.maxBackoff, 10 * SECOND, 10),
     log,
   };
@@ -154,6 +161,7 @@ Flags (each also read from the environment variable in brackets; flags win):
   --inactivity MS             idle timeout used by cleanup [PG_EDGE_SESSION_INACTIVITY] (default 172800000)
   --retention MS              change-record retention [PG_EDGE_SESSION_RETENTION] (default 900000)
   --poll-interval MS          safety-net read interval [PG_EDGE_SESSION_POLL_INTERVAL] (default 250)
+  --max-subscribers N         most /v1/stream subscribers, 503 beyond [PG_EDGE_SESSION_MAX_SUBSCRIBERS] (default 1000)
   --help                      print this and exit
 
 Endpoints: GET /healthz, GET /readyz, GET /metrics, GET /v1/changes?after=CURSOR, GET /v1/stream?after=CURSOR,
@@ -185,6 +193,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
       inactivity: { type: 'string' },
       retention: { type: 'string' },
       'poll-interval': { type: 'string' },
+      'max-subscribers': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -214,5 +223,6 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
     inactivityDuration: n('inactivity', pick('inactivity', 'PG_EDGE_SESSION_INACTIVITY')),
     changeRetention: n('retention', pick('retention', 'PG_EDGE_SESSION_RETENTION')),
     pollInterval: n('poll-interval', pick('poll-interval', 'PG_EDGE_SESSION_POLL_INTERVAL')),
+    maxSubscribers: n('max-subscribers', pick('max-subscribers', 'PG_EDGE_SESSION_MAX_SUBSCRIBERS')),
   };
 }

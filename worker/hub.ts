@@ -10,7 +10,15 @@ interface Entry {
   freshAsOf: number;
 }
 
-export type Subscriber = (event: FeedEvent) => void;
+/**
+ * A push-stream subscriber. `frame` is the event already serialized as SSE bytes, the same instance for
+ * every subscriber (serialized once per publish, never per subscriber): never modify it.
+ */
+export interface Subscriber {
+  push(frame: Uint8Array, event: Readonly<FeedEvent>): void;
+  /** The hub closed (shutdown): end the stream. */
+  close(): void;
+}
 
 /** Bounds: entries kept (at 4 reads/s, ~8 minutes) and ids kept across them. */
 export const MAX_ENTRIES = 2000;
@@ -19,12 +27,19 @@ export const MAX_IDS = 200_000;
 export const MAX_ANSWER_IDS = 10_000;
 
 export class Hub {
+  /** Most subscribers at once; `subscribe` refuses beyond it. */
+  readonly maxSubscribers: number;
+  #closed = false;
   #entries: Entry[] = [];
   #ids = 0;
   /** cursor → index in #entries of the entry that starts at it */
   #byFrom = new Map<string, Entry>();
   #latest: { cursor: string; freshAsOf: number } | undefined;
   readonly #subscribers = new Set<Subscriber>();
+
+  constructor(maxSubscribers = Number.POSITIVE_INFINITY) {
+    this.maxSubscribers = maxSubscribers;
+  }
 
   get latest() {
     return this.#latest;
@@ -45,8 +60,7 @@ export class Hub {
     // An idle database returns the same snapshot again: nothing to chain, only freshness moves.
     if (from !== null && from === to && ids.length === 0 && !reset) {
       this.#latest = { cursor: to, freshAsOf };
-      const event: FeedEvent = { from, cursor: to, ids, reset, freshAsOf };
-      for (const s of this.#subscribers) s(event);
+      this.#broadcast({ from, cursor: to, ids, reset, freshAsOf });
       return;
     }
     if (from !== null) {
@@ -59,10 +73,18 @@ export class Hub {
         this.#byFrom.delete(old.from);
         this.#ids -= old.ids.length;
       }
-      const event: FeedEvent = { from, cursor: to, ids, reset, freshAsOf };
-      for (const s of this.#subscribers) s(event);
+      this.#latest = { cursor: to, freshAsOf };
+      this.#broadcast({ from, cursor: to, ids, reset, freshAsOf });
+      return;
     }
     this.#latest = { cursor: to, freshAsOf };
+  }
+
+  /** Serializes the event once and hands the same bytes to every subscriber. */
+  #broadcast(event: FeedEvent): void {
+    if (this.#subscribers.size === 0) return;
+    const frame = sseFrame(event);
+    for (const s of this.#subscribers) s.push(frame, event);
   }
 
   /** Everything after `after`, from memory; undefined when `after` is not a cursor of this worker's chain. */
@@ -85,8 +107,24 @@ export class Hub {
     return { cursor: latest.cursor, ids: reset ? [] : [...ids], reset, freshAsOf: latest.freshAsOf };
   }
 
-  subscribe(fn: Subscriber): () => void {
-    this.#subscribers.add(fn);
-    return () => this.#subscribers.delete(fn);
+  /** Adds a subscriber; returns its unsubscribe, or undefined when `maxSubscribers` are there or the hub closed. */
+  subscribe(s: Subscriber): (() => void) | undefined {
+    if (this.#closed || this.#subscribers.size >= this.maxSubscribers) return undefined;
+    this.#subscribers.add(s);
+    return () => void this.#subscribers.delete(s);
   }
+
+  /** Shutdown: ends every stream (one call, not one listener per stream) and refuses new subscribers. */
+  close(): void {
+    this.#closed = true;
+    for (const s of [...this.#subscribers]) s.close();
+    this.#subscribers.clear();
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** A `changes` event as text/event-stream bytes. */
+export function sseFrame(event: FeedEvent): Uint8Array {
+  return encoder.encode(`event: changes\ndata: ${JSON.stringify(event)}\n\n`);
 }

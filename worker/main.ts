@@ -60,7 +60,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     throw e;
   }
   const metrics = createMetrics();
-  const hub = new Hub();
+  const hub = new Hub(o.maxSubscribers);
   const listener = new Listener(o, db, names, channelName(names), hub, metrics, log);
   const touches = new TouchBuffer(
     new Store(db.pool, names),
@@ -81,7 +81,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     touches,
     metrics,
     log,
-    shutdown: shutdown.signal,
     accepting: () => accepting,
   });
 
@@ -119,8 +118,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       closing ??= (async () => {
         accepting = false;
         shutdown.abort();
+        hub.close(); // ends every stream, so server.close() below is not held open by them
         for (const t of timers) clearInterval(t);
+        // A stream that just ended leaves an idle keep-alive connection behind, which server.close() (closing
+        // only the connections idle at the call) would wait out for the keep-alive timeout: close those too.
+        const idle = setInterval(() => (server as { closeIdleConnections?: () => void }).closeIdleConnections?.(), 20);
         await new Promise<void>((r) => server.close(() => r()));
+        clearInterval(idle);
         // Every pending touch is written before exit; a failing database gets a few retries.
         for (let attempt = 0; attempt < 5 && touches.size > 0; attempt++) {
           await touches.flush().catch(() => new Promise((r) => setTimeout(r, 200 * (attempt + 1))));

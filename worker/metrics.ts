@@ -25,6 +25,16 @@ export function createMetrics() {
       registers: r,
     }),
     subscribers: new Gauge({ name: 'pges_subscribers', help: 'Open /v1/stream subscribers', registers: r }),
+    subscribersRefused: new Counter({
+      name: 'pges_subscribers_refused_total',
+      help: '/v1/stream requests refused with 503 at maxSubscribers',
+      registers: r,
+    }),
+    subscribersDropped: new Counter({
+      name: 'pges_subscribers_dropped_total',
+      help: 'Stream subscribers dropped for not keeping up (queue full or write timeout)',
+      registers: r,
+    }),
     pendingTouches: new Gauge({ name: 'pges_touches_pending', help: 'Sessions with a touch not yet written', registers: r }),
     touchesReceived: new Counter({ name: 'pges_touches_received_total', help: 'Touches received on POST /v1/touches', registers: r }),
     flushBatches: new Counter({ name: 'pges_flush_batches_total', help: 'Touch flush statements', registers: r }),

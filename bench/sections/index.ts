@@ -8,7 +8,8 @@ import { http } from './http.ts';
 import { invalidation } from './invalidation.ts';
 import { memory } from './memory.ts';
 import { miss } from './miss.ts';
+import { subscribers } from './subscribers.ts';
 import { touch } from './touch.ts';
 import { writes } from './writes.ts';
 
-export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, http, memory];
+export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, subscribers, http, memory];
