@@ -1,15 +1,20 @@
-// A chaos run: its own PostgreSQL (restartable), migrations, a TCP proxy in front of it, two sync workers
-// (the real CLI), three app processes driving load through SessionManager + SyncClient, an observer of the
-// change feed and a sampler of the database, and a fault every few seconds. Everything is recorded
-// (chaos/types.ts) and checked (chaos/check.ts). Every loop has a deadline; every child runs in its own
-// process group and is killed as a group at the end, also on failure; the database is stopped and its
-// directory removed.
+// A chaos run: its own PostgreSQL (restartable), migrations (the main schema and the idle pool's), a TCP
+// proxy in front of it, three sync workers (the real CLI; the third serves the idle pool's schema with a short
+// inactivityDuration), four app processes with clocks skewed by up to ±5 min — one per way an app keeps its
+// cache fresh: stream, poll (without the direct database fallback), standalone (no sync client) and HTTP
+// through the Hono middleware with real cookies — an observer of the change feed, a sampler of the database,
+// touches injected for idle-expired sessions (as a peer could send them) followed by probing reads, and a
+// fault every few seconds. Everything is recorded (chaos/types.ts) and checked (chaos/check.ts). Every loop
+// has a deadline; every child runs in its own process group and is killed as a group at the end, also on
+// failure; the database is stopped and its directory removed.
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { freePort } from '../scripts/embedded-db.ts';
+import { SessionError } from '../src/errors.ts';
+import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
-import type { RegEvent } from './app-proc.ts';
+import type { AppMode, RegEvent, Target } from './app-proc.ts';
 import { type CheckResult, checkHistory } from './check.ts';
 import { type ChaosPostgres, startChaosPostgres } from './postgres.ts';
 import { AppProc, WorkerSlot } from './procs.ts';
@@ -25,7 +30,9 @@ import {
   type History,
   type LastAccessSample,
   type Op,
+  type Pool,
   type ProcessEvent,
+  type TouchOp,
   wallNow,
 } from './types.ts';
 
@@ -41,6 +48,11 @@ export interface ChaosOptions {
   thinkMs?: [number, number];
   /** Fault kinds to draw from. Default: all. */
   faultKinds?: readonly FaultKind[];
+  /**
+   * Largest clock skew of an app process, ms (each one's is drawn from the seed within ±this: the stream and
+   * poll processes behind, the HTTP one ahead, by at least a fifth of it). Default 300000 (5 min); 0: no skew.
+   */
+  maxClockSkewMs?: number;
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
 }
@@ -53,8 +65,15 @@ export interface ChaosResult {
 }
 
 const SECRET = 'chaos-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
-const APPS = 3;
-const WORKERS = 2;
+/** One app process per mode (chaos/app-proc.ts), and the worker its sync clients use (-1: none). */
+const MODES: readonly AppMode[] = ['stream', 'poll', 'standalone', 'http'];
+const MODE_WORKER = [0, 1, -1, 1];
+const APPS = MODES.length;
+/** Workers 0 and 1 serve the main schema; worker 2 the idle pool's. */
+const WORKERS = 3;
+const IDLE_WORKER = 2;
+/** inactivityDuration of the idle pool (its managers and its worker). */
+const IDLE_MS = 4000;
 const MAX_STALENESS = 1000;
 const CAP = 3;
 const TOUCH_INTERVAL = 500;
@@ -66,6 +85,9 @@ const CLOCK_SLACK_MS = 20;
 const LISTENER_APP_NAME = 'pg-edge-session-listener';
 const CAPPED_USERS = Array.from({ length: 6 }, (_, i) => `capped-${i}`);
 const FREE_USERS = Array.from({ length: 30 }, (_, i) => `user-${i}`);
+const IDLE_USERS = Array.from({ length: 10 }, (_, i) => `idle-${i}`);
+/** Reads of both pools' tables (the idle pool has its own schema). */
+const SESSION_TABLES = ['public.sessions', 'idle.sessions'];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -156,6 +178,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const processEvents: ProcessEvent[] = [];
   const appStats: unknown[] = [];
   let stopping = false;
+  // Clock skews of the app processes (ms ahead of the reference clock), from the seed. The library-level sync
+  // clients (stream, poll) run behind, so the workers' freshAsOf is ahead of their clocks (issue 9.3); the
+  // HTTP process runs ahead (its touches reach the worker from the future); the standalone one either way.
+  const maxSkew = Math.max(0, Math.round(o.maxClockSkewMs ?? 300_000));
+  const skewRng = rng.fork(4);
+  const atLeast = Math.ceil(maxSkew / 5);
+  const skews = MODES.map((mode) =>
+    maxSkew === 0
+      ? 0
+      : mode === 'stream' || mode === 'poll'
+        ? -skewRng.int(atLeast, maxSkew)
+        : mode === 'http'
+          ? skewRng.int(atLeast, maxSkew)
+          : skewRng.int(-maxSkew, maxSkew),
+  );
+  let injectorPool: pg.Pool | undefined;
 
   let pgdb: ChaosPostgres | undefined;
   let admin: pg.Pool | undefined;
@@ -177,6 +215,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     await Promise.allSettled([...apps.map((a) => a.destroy()), ...workers.map((w) => w.destroy())]);
     await samplerLoop?.catch(() => {});
     await admin?.end().catch(() => {});
+    await injectorPool?.end().catch(() => {});
     await proxy?.close().catch(() => {});
     await pgdb?.destroy().catch(() => {});
   };
@@ -198,6 +237,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       }
     };
     await migrate(drizzle(admin));
+    await migrate(drizzle(admin), { schemaName: 'idle' });
     proxy = await startTcpProxy({ targetPort: db.port });
     const px = proxy;
     // Every process reaches PostgreSQL through its own port of the proxy (so a fault can hit one of them).
@@ -210,7 +250,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       PG_EDGE_SESSION_POLL_INTERVAL: '250',
     };
     for (let i = 0; i < WORKERS; i++) {
-      const w = new WorkerSlot(i, await freePort(), { ...workerEnv, DATABASE_URL: await proxyUrl(`worker-${i}`) });
+      const idleEnv: Record<string, string> =
+        i === IDLE_WORKER
+          ? { PG_EDGE_SESSION_SCHEMA: 'idle', PG_EDGE_SESSION_INACTIVITY: String(IDLE_MS), PG_EDGE_SESSION_CLEANUP_INTERVAL: '10000' }
+          : {};
+      const w = new WorkerSlot(i, await freePort(), { ...workerEnv, ...idleEnv, DATABASE_URL: await proxyUrl(`worker-${i}`) });
       w.onUnexpectedExit = (info, logs) => {
         processEvents.push({
           at: wallNow(),
@@ -226,31 +270,60 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         processEvents.push({ at: wallNow(), process: `worker ${i}`, kind: 'unwritten-touches', worker: i, detail: line });
       workers.push(w);
     }
-    await Promise.all(workers.map((w) => w.start()));
-    log(`workers ready: ${workers.map((w) => w.url).join(', ')}`);
+    // The app processes load their modules while the workers start; they connect at the first ping.
+    const workersReady = Promise.all(workers.map((w) => w.start()));
+    workersReady.catch(() => {});
 
     const aliveIds = new Set<string>();
+    /** Idle-pool sessions, with the newest access recorded for them (a clock value), for the touch injector. */
+    const idle = new Map<string, { token: string; newest: number; dead: boolean; injected: number }>();
     const onReg = (from: number, ev: RegEvent) => {
       for (const a of apps) if (a.index !== from) a.relay(ev);
-      if (ev.kind === 'created') aliveIds.add(ev.id);
-      else if (ev.kind === 'dead') for (const id of ev.ids) aliveIds.delete(id);
+      if (ev.kind === 'created') {
+        aliveIds.add(ev.id);
+        if (ev.pool === 'idle') idle.set(ev.id, { token: ev.token, newest: Number.NEGATIVE_INFINITY, dead: false, injected: 0 });
+      } else if (ev.kind === 'rotated') {
+        const s = idle.get(ev.id);
+        if (s !== undefined && s.token === ev.oldToken) s.token = ev.newToken;
+      } else
+        for (const id of ev.ids) {
+          aliveIds.delete(id);
+          const s = idle.get(id);
+          if (s !== undefined) s.dead = true;
+        }
+    };
+    const noteAccess = (op: Op) => {
+      const at = op.kind === 'create' ? op.result?.at : op.kind === 'read' ? op.result?.touchAt : undefined;
+      const id = op.kind === 'create' ? op.result?.id : op.kind === 'read' ? op.result?.id : undefined;
+      const s = id === undefined ? undefined : idle.get(id);
+      if (s !== undefined && at !== undefined && at > s.newest) s.newest = at;
     };
     for (let i = 0; i < APPS; i++) {
+      const w = MODE_WORKER[i] as number;
       apps.push(
         new AppProc(
           i,
           {
+            MODE: MODES[i] as AppMode,
+            CLOCK_SKEW: String(skews[i]),
             DATABASE_URL: await proxyUrl(`app-${i}`),
-            WORKER_URL: (workers[i % WORKERS] as WorkerSlot).url,
+            WORKER_URL: w === -1 ? '' : (workers[w] as WorkerSlot).url,
+            IDLE_WORKER_URL: (workers[IDLE_WORKER] as WorkerSlot).url,
+            // Poll mode without the direct database fallback: only the worker's feed keeps its cache fresh.
+            DIRECT_FALLBACK: MODES[i] === 'poll' ? '0' : '1',
             SECRET,
             CAP: String(CAP),
             MAX_STALENESS: String(MAX_STALENESS),
+            IDLE_MS: String(IDLE_MS),
             TOUCH_INTERVAL: String(TOUCH_INTERVAL),
             TOUCH_FALLBACK_INTERVAL: String(TOUCH_FALLBACK_INTERVAL),
           },
           {
             onOps: (_p, batch) => {
-              for (const op of batch) ops.push(op);
+              for (const op of batch) {
+                ops.push(op);
+                noteAccess(op);
+              }
             },
             onReg,
             onUnexpectedExit: (p, info, output) => {
@@ -266,25 +339,37 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         ),
       );
     }
-    await Promise.all(apps.map((a) => a.call('ping', {}, 60_000)));
-    log('apps ready');
+    await workersReady;
+    log(`workers ready: ${workers.map((w) => w.url).join(', ')}`);
+    const pings = await Promise.all(apps.map((a) => a.call<{ mode: string; skew: number; http?: string }>('ping', {}, 60_000)));
+    log(
+      `apps ready: ${pings.map((p, i) => `${i} ${p.mode} (clock ${p.skew >= 0 ? '+' : ''}${(p.skew / 1000).toFixed(0)} s${p.http ? `, ${p.http}` : ''})`).join(', ')}`,
+    );
 
     // ---- load, observer, sampler, faults -----------------------------------------------------------------
     const loadStart = wallNow();
     const deadline = loadStart + o.durationMs;
     const hardDeadline = deadline + 120_000;
-    observer = new Observer(workers);
+    observer = new Observer(workers.filter((w) => w.index !== IDLE_WORKER));
     const obs = observer;
     obs.start(hardDeadline);
     const sampleRng = rng.fork(2);
+    /** Sessions touches were injected for: sampled every round for a while. */
+    const watched = new Map<string, number>();
     samplerLoop = (async () => {
       while (!stopping && wallNow() < hardDeadline) {
         const pool = [...aliveIds];
         const ids = sampleRng.shuffle(pool).slice(0, 48);
+        for (const [id, until] of watched) {
+          if (until < wallNow()) watched.delete(id);
+          else if (!ids.includes(id)) ids.push(id);
+        }
         if (ids.length > 0) {
           const at = wallNow();
           const rows = await q<{ id: string; la: number }>(
-            'SELECT id::text AS id, (extract(epoch from last_accessed) * 1000)::float8 AS la FROM public.sessions WHERE id = ANY($1::uuid[])',
+            SESSION_TABLES.map(
+              (t) => `SELECT id::text AS id, (extract(epoch from last_accessed) * 1000)::float8 AS la FROM ${t} WHERE id = ANY($1::uuid[])`,
+            ).join(' UNION ALL '),
             [ids],
           );
           for (const r of rows ?? []) samples.push({ at, id: r.id, lastAccessed: Number(r.la) });
@@ -307,10 +392,107 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           thinkMs: o.thinkMs ?? [4, 12],
           cappedUsers: CAPPED_USERS,
           freeUsers: FREE_USERS,
+          idleUsers: IDLE_USERS,
         }),
       ),
     );
     log(`load started for ${(o.durationMs / 1000).toFixed(0)} s (seed ${o.seed})`);
+
+    // Touches for idle-expired sessions, as a peer holding the worker's secret (or a manager restoring old
+    // touches) could send them: claimed a minute ahead. The receivers must drop them; probing reads follow.
+    injectorPool = new pg.Pool({ connectionString: db.url, max: 2, connectionTimeoutMillis: 3000, application_name: 'chaos-admin' });
+    injectorPool.on('error', () => {});
+    const injector = new SessionManager(drizzle(injectorPool), {
+      schemaName: 'idle',
+      inactivityDuration: IDLE_MS,
+      clock: () => Math.floor(wallNow()),
+    });
+    const idleWorker = workers[IDLE_WORKER] as WorkerSlot;
+    let injectSeq = 0;
+    const probes = new Set<Promise<unknown>>();
+    const injectTouch = async (sid: string, token: string, target: TouchOp['target']): Promise<TouchOp> => {
+      const start = wallNow();
+      const op: TouchOp = {
+        kind: 'touch',
+        proc: APPS,
+        seq: ++injectSeq,
+        start,
+        end: start,
+        status: 'ok',
+        phase: 'load',
+        sid,
+        token,
+        target,
+        value: Math.floor(start) + 59_000,
+        recvLo: start,
+        recvHi: start,
+      };
+      if (target === 'worker') {
+        try {
+          const res = await fetch(`${idleWorker.url}/v1/touches`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ touches: [[sid, op.value]] }),
+            signal: AbortSignal.timeout(2000),
+          });
+          const body = (await res.json().catch(() => ({}))) as { accepted?: number; error?: { code?: string; message?: string } };
+          if (res.ok) op.result = { accepted: Number(body.accepted ?? 0) };
+          else {
+            op.status = 'error';
+            op.code = body.error?.code ?? `HTTP_${res.status}`;
+            op.error = body.error?.message ?? `worker answered ${res.status}`;
+          }
+        } catch (e) {
+          op.status = 'timeout';
+          op.error = String((e as Error)?.message ?? e);
+        }
+      } else {
+        injector.takePendingTouches();
+        injector.restoreTouches([[sid, op.value, op.value]]);
+        try {
+          op.result = { accepted: (await injector.flushTouches()).rows };
+        } catch (e) {
+          injector.takePendingTouches(); // not retried later, when the session may have changed
+          op.status = e instanceof SessionError && e.code !== 'DATABASE_UNAVAILABLE' ? 'error' : 'timeout';
+          if (e instanceof SessionError) op.code = e.code;
+          op.error = String((e as Error)?.message ?? e).slice(0, 300);
+        }
+      }
+      op.end = wallNow();
+      op.recvHi = op.end;
+      ops.push(op);
+      return op;
+    };
+    const injectRng = rng.fork(3);
+    const injectLoop = (async () => {
+      while (!stopping && wallNow() < deadline - 3000) {
+        await sleep(injectRng.int(1200, 2000));
+        const now = wallNow();
+        const candidates = [...idle.entries()].filter(([, s]) => !s.dead && s.injected === 0 && s.newest + IDLE_MS + 1000 <= now);
+        const picks = injectRng.shuffle(candidates).slice(0, 2);
+        if (picks.length === 0) continue;
+        const targets: Target[] = [];
+        for (const [i, [sid, s]] of picks.entries()) {
+          s.injected++;
+          watched.set(sid, wallNow() + 6000);
+          await injectTouch(sid, s.token, i === 0 ? 'worker' : 'manager');
+          targets.push({ token: s.token, sid, pool: 'idle' });
+        }
+        // After the worker's next flush: every app reads them (through its cache), one forces a database read.
+        const forced = injectRng.int(0, APPS - 1);
+        const p = sleep(FLUSH_INTERVAL + 1500).then(() =>
+          Promise.all(
+            apps.map((a, i) =>
+              a
+                .call('probe', { targets, force: false }, 30_000)
+                .then(() => i === forced && a.call('probe', { targets, force: true }, 30_000)),
+            ),
+          ),
+        );
+        const tracked = p.catch(() => {}).finally(() => probes.delete(tracked));
+        probes.add(tracked);
+      }
+    })();
 
     const inject = async (kind: FaultKind): Promise<Fault> => {
       const start = wallNow();
@@ -397,6 +579,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       log(`fault ${kind}${f.ok ? '' : ' (FAILED)'}: ${f.detail ?? ''} [${(f.end - f.start).toFixed(0)} ms]`);
     }
     await sleep(deadline - wallNow());
+    await injectLoop;
+    await Promise.all([...probes]);
     for (const s of await Promise.all(apps.map((a) => a.call('stopLoad', {}, 60_000)))) appStats.push(s);
     const loadEnd = wallNow();
     log(`load stopped: ${ops.length} operations recorded`);
@@ -421,15 +605,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     // ---- verification -------------------------------------------------------------------------------------
     await sleep(MAX_STALENESS + 200);
     // Every token ever handed out (dead ones must read as null, live ones as their session).
-    const cappedSid = new Map<string, boolean>();
-    for (const op of ops) if (op.kind === 'create' && op.result) cappedSid.set(op.result.id, CAPPED_USERS.includes(op.user));
-    const targets: { token: string; sid: string; capped: boolean }[] = [];
+    const poolOf = new Map<string, Pool>();
+    for (const op of ops) if (op.kind === 'create' && op.result) poolOf.set(op.result.id, op.pool ?? 'free');
+    const targets: Target[] = [];
     for (const op of ops) {
       if (op.status !== 'ok') continue;
-      if (op.kind === 'create' && op.result)
-        targets.push({ token: op.result.token, sid: op.result.id, capped: cappedSid.get(op.result.id) === true });
+      if (op.kind === 'create' && op.result) targets.push({ token: op.result.token, sid: op.result.id, pool: op.pool ?? 'free' });
       else if (op.kind === 'rotate' && op.result?.newToken)
-        targets.push({ token: op.result.newToken, sid: op.sid, capped: cappedSid.get(op.sid) === true });
+        targets.push({ token: op.result.newToken, sid: op.sid, pool: poolOf.get(op.sid) ?? 'free' });
     }
     await Promise.all(apps.map((a) => a.call('finalReads', { targets, force: false }, 120_000)));
     await Promise.all(
@@ -458,7 +641,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     let rows: { id: string; user_id: string; la: number; exp: number }[] | undefined;
     for (let attempt = 0; attempt < 20 && rows === undefined; attempt++) {
       rows = await q(
-        'SELECT id::text AS id, user_id, (extract(epoch from last_accessed) * 1000)::float8 AS la, (extract(epoch from expires_at) * 1000)::float8 AS exp FROM public.sessions',
+        SESSION_TABLES.map(
+          (t) =>
+            `SELECT id::text AS id, user_id, (extract(epoch from last_accessed) * 1000)::float8 AS la, (extract(epoch from expires_at) * 1000)::float8 AS exp FROM ${t}`,
+        ).join(' UNION ALL '),
       );
       if (rows === undefined) await sleep(250);
     }
@@ -473,7 +659,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         // touch push interval + worker flush interval + the longest outage a flush can wait out (a PostgreSQL
         // restart or a worker restart, a few seconds here) + margin.
         touchLossWindowMs: TOUCH_INTERVAL + FLUSH_INTERVAL + Math.max(3000, ...faults.map((f) => f.end - f.start)) + 3000,
-        procWorker: apps.map((a) => a.index % WORKERS),
+        procWorker: [...MODE_WORKER, -1],
+        clockSkewMs: [...skews, 0],
+        procMode: [...MODES, 'runner'],
+        idleWorker: IDLE_WORKER,
       },
       loadStart,
       loadEnd,

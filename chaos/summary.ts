@@ -15,6 +15,8 @@ export interface Summary {
     finalReads: number;
   };
   faults: { total: number; byKind: Record<string, { count: number; failed: number; meanMs: number }> };
+  /** Per process: how it keeps its cache fresh, its clock skew, and its load operations (HTTP ones apart). */
+  processes: { proc: number; mode: string; skewMs: number; ops: number; http: number }[];
   throughput: {
     /** Successful load operations per second while a fault was in effect (its window + 1 s of recovery). */
     duringFaults: number;
@@ -89,12 +91,22 @@ export function summarize(h: History, check: CheckResult, apps: unknown[] = []):
     if (inFault(op.end)) okFault++;
     else okCalm++;
   }
-  const byViolation: Record<string, number> = {};
-  for (const v of check.violations) byViolation[v.kind] = (byViolation[v.kind] ?? 0) + 1;
+  const processes: Summary['processes'] = [];
+  const modes = h.config.procMode ?? [];
+  for (let p = 0; p < Math.max(modes.length, h.config.procWorker.length); p++)
+    processes.push({ proc: p, mode: modes[p] ?? '?', skewMs: h.config.clockSkewMs?.[p] ?? 0, ops: 0, http: 0 });
+  for (const op of h.ops) {
+    const p = processes[op.proc];
+    if (p === undefined || op.phase !== 'load') continue;
+    p.ops++;
+    if (op.via === 'http') p.http++;
+  }
+  const byViolation: Record<string, number> = { ...check.counts };
   return {
     loadSeconds: +((h.loadEnd - h.loadStart) / 1000).toFixed(1),
     operations: { total: ok + failed + timeouts, ok, failed, timeouts, byKind, finalReads },
     faults: { total: h.faults.length, byKind: faultsByKind },
+    processes,
     throughput: {
       duringFaults: faultMs > 0 ? Math.round(okFault / (faultMs / 1000)) : 0,
       withoutFaults: calmMs > 0 ? Math.round(okCalm / (calmMs / 1000)) : 0,
@@ -103,7 +115,7 @@ export function summarize(h: History, check: CheckResult, apps: unknown[] = []):
     },
     feed: { deliveries: h.deliveries.length, resets: h.deliveries.filter((d) => d.reset).length },
     processEvents: h.processEvents.map((e) => ({ process: e.process, kind: e.kind, detail: e.detail.slice(0, 300) })),
-    violations: { total: check.violations.length, byKind: byViolation, details: check.violations },
+    violations: { total: Object.values(byViolation).reduce((a, b) => a + b, 0), byKind: byViolation, details: check.violations },
     coverage: check.stats,
     apps,
   };
@@ -123,6 +135,9 @@ export function formatSummary(s: Summary): string {
       `  ${kind.padEnd(10)} ok ${String(k.ok).padStart(7)}   failed ${failed || '0'}${k.timeouts ? `   timeouts ${k.timeouts}` : ''}`,
     );
   }
+  out.push(
+    `processes: ${s.processes.map((p) => `${p.proc} ${p.mode} (clock ${p.skewMs >= 0 ? '+' : ''}${(p.skewMs / 1000).toFixed(0)} s) ${p.ops} ops${p.http ? ` (${p.http} via HTTP)` : ''}`).join(', ')}`,
+  );
   out.push(`faults: ${s.faults.total}`);
   for (const [kind, f] of Object.entries(s.faults.byKind).sort()) {
     out.push(`  ${kind.padEnd(19)} ${f.count}x, mean ${f.meanMs} ms${f.failed ? `, ${f.failed} failed to inject/recover` : ''}`);
@@ -134,6 +149,9 @@ export function formatSummary(s: Summary): string {
   const c = s.coverage;
   out.push(
     `checked: ${c.readsFound} reads that returned a session (${c.readsJudgedForVersions} late enough to be judged for freshness), ${c.readsJudgedAfterRevocation} reads of revoked, rotated-away or expired tokens past the staleness bound (${c.readsJudgedAfterRevocationInLoad} during the load), ${c.casUpdatesChecked} compare-and-set writes, ${c.sessionsVerifiedAlive} sessions verified present (${c.sessionsExcused} excused by unknown outcomes), ${c.lastAccessSeries} last_accessed series, ${c.touchSessionsChecked} sessions' touches (${c.touchesAtRisk} touches at risk from a worker SIGKILL), ${c.changesChecked} changes traced through the feed`,
+  );
+  out.push(
+    `modes of issue 9: ${c.writesThroughDeadTokens} writes, rotations or deletes through a token already rotated away, revoked or expired (${c.writesThroughDeadCookies} of them stale cookies over HTTP), ${c.readsJudgedIdle} reads of short-idle sessions past their idle timeout, ${c.touchesInjected} injected touches (${c.touchesMustDrop} of them for sessions idle-expired when they arrived)`,
   );
   if (s.processEvents.length > 0) {
     out.push('process events:');

@@ -19,15 +19,27 @@ export interface OpBase {
   error?: string;
   /** 'load' during the run, 'final' for the verification reads after it. */
   phase: 'load' | 'final';
+  /**
+   * 'http': the operation was an HTTP request to the chaos app's Hono middleware (real cookies); start/end are
+   * the request's, and the library's clock values inside it are only known to lie in [start, end] + the
+   * process's clock skew. Absent: a direct library call.
+   */
+  via?: 'http';
 }
+
+/** The session pools: capped users (maxSessions), free users, and short-idle users (own schema, own worker). */
+export type Pool = 'capped' | 'free' | 'idle';
 
 export interface CreateOp extends OpBase {
   kind: 'create';
   user: string;
   /** Initial attribute values (each one unique in the run). */
   attrs: Record<string, string>;
-  /** Requested absolute expiry (ms); every create passes one. */
+  /** Requested absolute expiry (ms, on the creating process's clock); every create passes one. */
   expiresAt: number;
+  pool?: Pool;
+  /** inactivityDuration (ms) of the managers of this session's pool; absent or 0: no idle expiry in the run. */
+  idleMs?: number;
   result?: {
     id: string;
     token: string;
@@ -46,8 +58,11 @@ export interface ReadOp extends OpBase {
   sid?: string;
   force: boolean;
   touch: boolean;
-  /** Why the read was made: a plain read, the load step of an update, or the final verification. */
-  origin: 'read' | 'update' | 'final';
+  /**
+   * Why the read was made: a plain read, the load step of an update, a probe after an injected touch, or
+   * the final verification.
+   */
+  origin: 'read' | 'update' | 'probe' | 'final';
   result?: {
     found: boolean;
     id?: string;
@@ -64,7 +79,12 @@ export interface ReadOp extends OpBase {
 export interface UpdateOp extends OpBase {
   kind: 'update';
   sid: string;
+  /** The token the write is bound to: the one the Session was loaded (or last rotated) through, or the cookie. */
   token: string;
+  /** The writer's clock when it sent the statement (what the statement checks expiry against). */
+  clockAt?: number;
+  /** Written through a Session held since an earlier request (possibly rotated away or revoked since). */
+  held?: boolean;
   mode: 'plain' | 'version' | 'attrVersion';
   /** key → new value (each value unique in the run). */
   values: Record<string, string>;
@@ -77,6 +97,10 @@ export interface RotateOp extends OpBase {
   kind: 'rotate';
   sid: string;
   token: string;
+  /** Rotated through a Session object (bound to its token) rather than a token string. */
+  bySession?: boolean;
+  held?: boolean;
+  clockAt?: number;
   result?: { rotated: boolean; newToken?: string; version?: number };
 }
 
@@ -84,6 +108,9 @@ export interface DeleteOp extends OpBase {
   kind: 'delete';
   sid?: string;
   token: string;
+  /** Deleted through a Session object (bound to its token) rather than a token string. */
+  bySession?: boolean;
+  held?: boolean;
   /** Ids the statement deleted. */
   result?: { ids: string[] };
 }
@@ -94,7 +121,26 @@ export interface DeleteAllOp extends OpBase {
   result?: { ids: string[] };
 }
 
-export type Op = CreateOp | ReadOp | UpdateOp | RotateOp | DeleteOp | DeleteAllOp;
+/**
+ * A touch nobody's read produced, injected by the runner for a session it believes idle-expired: POSTed to
+ * the idle pool's worker (`via: 'worker'`, as a peer holding the worker's secret could) or restored into a
+ * manager of its own and flushed (`via: 'manager'`). The receiver clamps it to its clock (between recvLo and
+ * recvHi while it handled it) and must drop it when the session was idle-expired or expired by then.
+ */
+export interface TouchOp extends OpBase {
+  kind: 'touch';
+  sid: string;
+  token: string;
+  target: 'worker' | 'manager';
+  /** The access time claimed (ms). */
+  value: number;
+  recvLo: number;
+  recvHi: number;
+  /** Worker: entries accepted into its buffer; manager: rows the flush moved. */
+  result?: { accepted: number };
+}
+
+export type Op = CreateOp | ReadOp | UpdateOp | RotateOp | DeleteOp | DeleteAllOp | TouchOp;
 export type OpKind = Op['kind'];
 
 export type FaultKind =
@@ -186,13 +232,24 @@ export interface HistoryConfig {
    * long before the kill.
    */
   touchLossWindowMs: number;
-  /** App process index → index of the worker its SyncClients talk to. */
+  /** App process index → index of the worker its SyncClients talk to (-1: none, a standalone manager). */
   procWorker: number[];
+  /**
+   * Process index → how far its library clock (the managers' `clock` option) runs ahead of the shared
+   * reference clock the history is recorded on (ms; negative: behind). Absent: 0. The runner's own operations
+   * (injected touches) have the index after the last app process.
+   */
+  clockSkewMs?: number[];
+  /** Process index → 'stream' | 'poll' | 'standalone' | 'http' (for the summary). */
+  procMode?: string[];
+  /** Idle pool's worker index: the worker its stream and poll clients use, and the one injected touches go to. */
+  idleWorker?: number;
 }
 
 export interface FinalState {
   /** When the final database snapshot was read (after every flush). */
   at: number;
+  /** Rows of every pool (the idle pool's schema included). */
   sessions: { id: string; userId: string; lastAccessed: number; expiresAt: number }[];
 }
 
@@ -227,7 +284,9 @@ export type ViolationKind =
   | 'feed-gap'
   | 'feed-not-covered'
   | 'untyped-error'
-  | 'crash';
+  | 'crash'
+  | 'dead-token-write'
+  | 'idle-revived';
 
 export interface Violation {
   kind: ViolationKind;

@@ -1,6 +1,7 @@
 // The chaos run (chaos/): its checker on small hand-made histories, one per kind of violation (so the checker
 // itself can fail), deterministic regressions for the bugs chaos runs found, and a short real run (own
-// PostgreSQL, 2 worker processes, 3 app processes, faults) that must end with zero violations.
+// PostgreSQL, 3 worker processes, 4 app processes — stream, poll, standalone, HTTP — on skewed clocks, faults)
+// that must end with zero violations.
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +9,7 @@ import { checkHistory } from '../chaos/check.ts';
 import { WorkerSlot } from '../chaos/procs.ts';
 import { runChaos } from '../chaos/runner.ts';
 import { startTcpProxy } from '../chaos/tcp-proxy.ts';
-import type { CreateOp, DeleteOp, Delivery, History, Op, ReadOp, RotateOp, UpdateOp, ViolationKind } from '../chaos/types.ts';
+import type { CreateOp, DeleteOp, Delivery, History, Op, ReadOp, RotateOp, TouchOp, UpdateOp, ViolationKind } from '../chaos/types.ts';
 import { freePort } from '../scripts/embedded-db.ts';
 import type { SqlExecutor } from '../src/db.ts';
 import { SessionManager } from '../src/manager.ts';
@@ -191,7 +192,7 @@ describe('chaos checker', () => {
     expectOnly(h);
     (h.ops[3] as CreateOp).expiresAt = T + 2200;
     expectOnly(h, 'expired-served');
-    // without the manager's clock: judged by the read's start, with maxStaleness
+    // without the manager's clock (an HTTP request): judged by the read's start on its process's clock
     const g = cleanHistory();
     (g.ops[3] as CreateOp).expiresAt = T + 1000;
     const late = read('tok3', 2200, found(S2, 1, { a: ['b1', 1] }), { touch: false });
@@ -367,6 +368,274 @@ describe('chaos checker', () => {
   });
 });
 
+const S3 = '00000000-0000-4000-8000-000000000003';
+const IDLE = 4000;
+
+/** An update of S1 through `token` at T + start (attribute a, from version 2). */
+const updateVia = (token: string, start: number, extra: Partial<UpdateOp> = {}): UpdateOp =>
+  op<UpdateOp>({
+    kind: 'update',
+    sid: S1,
+    token,
+    mode: 'plain',
+    values: { a: `a-${start}` },
+    base: { version: 3, vers: { a: 2 } },
+    start: T + start,
+    end: T + start + 10,
+    result: { version: 4, vers: { a: 3 } },
+    ...extra,
+  });
+
+/** cleanHistory plus a short-idle session S3 (own pool, inactivityDuration 4 s), created at +100, read at +2000. */
+function idleHistory(): History {
+  const h = cleanHistory();
+  h.ops.push(
+    op<CreateOp>({
+      kind: 'create',
+      user: 'idle-0',
+      attrs: { a: 'i1' },
+      expiresAt: T + HOUR,
+      pool: 'idle',
+      idleMs: IDLE,
+      start: T + 100,
+      end: T + 110,
+      result: { id: S3, token: 'tok5', version: 1, at: T + 100, evicted: [] },
+    }),
+    read('tok5', 2000, found(S3, 1, { a: ['i1', 1] }, 2000), { proc: 2 }),
+  );
+  h.config.procWorker = [0, 1, -1, 1, -1];
+  h.config.clockSkewMs = [0, 0, 0, 0, 0];
+  h.config.idleWorker = 2;
+  return h;
+}
+
+const injected = (start: number, target: TouchOp['target'] = 'worker'): TouchOp =>
+  op<TouchOp>({
+    kind: 'touch',
+    proc: 4,
+    sid: S3,
+    token: 'tok5',
+    target,
+    value: T + start + 59_000,
+    recvLo: T + start,
+    recvHi: T + start + 5,
+    start: T + start,
+    end: T + start + 5,
+    result: { accepted: 1 },
+  });
+
+describe('chaos checker: the modes of issue 9 (dead tokens, skewed clocks, idle sessions)', () => {
+  it('dead-token-write: an update through a token rotated away before it began', () => {
+    const h = cleanHistory();
+    h.deliveries.push(delivery(5200, [S1]));
+    h.ops.push(updateVia('tok1', 1300));
+    expect(kinds(h)).toContain('dead-token-write');
+    // begun before the rotation ended: the write may have come first
+    const g = cleanHistory();
+    g.ops.push(updateVia('tok1', 1190, { result: undefined, status: 'error', code: 'SESSION_NOT_FOUND' }));
+    g.ops.push(updateVia('tok1', 1205));
+    expect(kinds(g)).not.toContain('dead-token-write');
+    // refused, as it must be: no violation, and counted as a write through a dead token
+    const f = cleanHistory();
+    f.ops.push(updateVia('tok1', 1300, { result: undefined, status: 'error', code: 'SESSION_NOT_FOUND' }));
+    const r = checkHistory(f);
+    expect(r.violations).toEqual([]);
+    expect(r.stats.writesThroughDeadTokens).toBe(1);
+  });
+
+  it('dead-token-write: a rotation or a delete through a held Session whose token was rotated away', () => {
+    const h = cleanHistory();
+    h.ops.push(
+      op<RotateOp>({
+        kind: 'rotate',
+        sid: S1,
+        token: 'tok1',
+        bySession: true,
+        held: true,
+        start: T + 1500,
+        end: T + 1510,
+        result: { rotated: true, newToken: 'tok9', version: 4 },
+      }),
+    );
+    expect(kinds(h)).toContain('dead-token-write');
+    const g = cleanHistory();
+    g.ops.push(
+      op<DeleteOp>({
+        kind: 'delete',
+        sid: S1,
+        token: 'tok1',
+        bySession: true,
+        held: true,
+        start: T + 1500,
+        end: T + 1510,
+        result: { ids: [S1] },
+      }),
+    );
+    expect(kinds(g)).toContain('dead-token-write');
+    // the same delete finding nothing is what the library must do
+    const f = cleanHistory();
+    f.ops.push(
+      op<DeleteOp>({
+        kind: 'delete',
+        sid: S1,
+        token: 'tok1',
+        bySession: true,
+        held: true,
+        start: T + 1500,
+        end: T + 1510,
+        result: { ids: [] },
+      }),
+    );
+    expectOnly(f);
+  });
+
+  it('dead-token-write: a stale cookie over HTTP, and an update of a deleted session', () => {
+    const h = cleanHistory();
+    h.deliveries.push(delivery(5200, [S1]));
+    h.ops.push(updateVia('tok1', 1300, { via: 'http' }));
+    const r = checkHistory(h);
+    expect(r.violations.find((v) => v.kind === 'dead-token-write')?.message).toContain('stale cookie');
+    expect(r.stats.writesThroughDeadCookies).toBe(1);
+    const g = cleanHistory();
+    g.ops.push(
+      op<UpdateOp>({
+        kind: 'update',
+        sid: S2,
+        token: 'tok3',
+        mode: 'plain',
+        values: { a: 'b2' },
+        base: { version: 1, vers: { a: 1 } },
+        start: T + 2500,
+        end: T + 2510,
+        result: { version: 2, vers: { a: 2 } },
+      }),
+    );
+    expect(kinds(g)).toContain('dead-token-write');
+  });
+
+  it('dead-token-write: an update after the session expired by the writer’s own clock (skew-aware)', () => {
+    const h = cleanHistory();
+    (h.ops[3] as CreateOp).expiresAt = T + 2000;
+    const write = op<UpdateOp>({
+      kind: 'update',
+      sid: S2,
+      token: 'tok3',
+      mode: 'plain',
+      values: { a: 'b2' },
+      base: { version: 1, vers: { a: 1 } },
+      start: T + 1500,
+      end: T + 1510,
+      clockAt: T + 1500,
+      result: { version: 2, vers: { a: 2 } },
+    });
+    h.ops.push(write);
+    h.deliveries.push(delivery(5200, [S2]));
+    expect(kinds(h)).not.toContain('dead-token-write');
+    // the same moment on a writer whose clock runs 600 ms ahead: expired for it, the statement must refuse
+    write.clockAt = T + 2100;
+    expect(kinds(h)).toContain('dead-token-write');
+    // without a recorded clock value: the reference time plus the process's skew
+    delete write.clockAt;
+    write.proc = 2;
+    h.config.clockSkewMs = [0, 0, 600];
+    expect(kinds(h)).toContain('dead-token-write');
+    h.config.clockSkewMs = [0, 0, -600];
+    expect(kinds(h)).not.toContain('dead-token-write');
+  });
+
+  it('expired-served judges an HTTP read (no clock value) by its start plus its process’s skew', () => {
+    const h = cleanHistory();
+    (h.ops[3] as CreateOp).expiresAt = T + 2201;
+    const r = read('tok3', 2300, found(S2, 1, { a: ['b1', 1] }), { proc: 3, touch: false, via: 'http' });
+    delete r.result?.clockAt;
+    h.ops.push(r);
+    h.config.clockSkewMs = [0, 0, 0, -200];
+    expectOnly(h);
+    h.config.clockSkewMs = [0, 0, 0, 0];
+    expectOnly(h, 'expired-served');
+  });
+
+  it('lost-touch: a touch from a process whose clock runs ahead is expected clamped to the receiver’s clock', () => {
+    const h = cleanHistory();
+    // proc 2's clock runs 5 min ahead: the worker it pushes to stores the time it received the touch
+    const r = h.ops.find((o) => o.kind === 'read' && o.proc === 2 && o.start === T + 2300 && o.token === 'tok2') as ReadOp;
+    (r.result as NonNullable<ReadOp['result']>).touchAt = T + 2300 + 300_000;
+    (r.result as NonNullable<ReadOp['result']>).clockAt = T + 2300 + 300_000;
+    h.config.clockSkewMs = [0, 0, 300_000];
+    expectOnly(h);
+    // but never older than the read's start
+    h.final.sessions[0] = { ...(h.final.sessions[0] as History['final']['sessions'][number]), lastAccessed: T + 1100 };
+    expectOnly(h, 'lost-touch');
+  });
+
+  it('idle-revived: a short-idle session served when every access it could know of is older than its idle timeout', () => {
+    const h = idleHistory();
+    h.ops.push(read('tok5', 5900, found(S3, 1, { a: ['i1', 1] }, 5900), { proc: 1 }));
+    expectOnly(h);
+    const g = idleHistory();
+    g.ops.push(read('tok5', 6000, found(S3, 1, { a: ['i1', 1] }, 6000), { proc: 1 }));
+    expectOnly(g, 'idle-revived');
+    // not found then, as it must be: judged, no violation
+    const f = idleHistory();
+    f.ops.push(read('tok5', 6000, { found: false }, { proc: 1 }));
+    const r = checkHistory(f);
+    expect(r.violations).toEqual([]);
+    expect(r.stats.readsJudgedIdle).toBe(1);
+  });
+
+  it('idle-revived is judged on the reader’s own clock (a reader behind may still serve it)', () => {
+    const h = idleHistory();
+    // reference +6500, but the reader's clock says +5900
+    h.ops.push(
+      read('tok5', 6500, { found: true, id: S3, version: 1, attrs: { a: ['i1', 1] }, clockAt: T + 5900, touchAt: T + 5900 }, { proc: 1 }),
+    );
+    expectOnly(h);
+    // an HTTP read: its start plus its process's skew
+    const g = idleHistory();
+    const r = read('tok5', 6500, found(S3, 1, { a: ['i1', 1] }), { proc: 3, via: 'http' });
+    delete r.result?.clockAt;
+    g.ops.push(r);
+    g.config.clockSkewMs = [0, 0, 0, -1000, 0];
+    expectOnly(g);
+    g.config.clockSkewMs = [0, 0, 0, 0, 0];
+    expectOnly(g, 'idle-revived');
+  });
+
+  it('an injected touch counts as an access only when the receiver could have taken it', () => {
+    // arrived while the session was alive (stored access +2000, idle 4 s): it may have landed, clamped
+    const h = idleHistory();
+    h.ops.push(injected(5000), read('tok5', 6500, found(S3, 1, { a: ['i1', 1] }, 6500), { proc: 1 }));
+    expect(checkHistory(h).stats.touchesMustDrop).toBe(0);
+    expectOnly(h);
+    // arrived after it idle-expired: it must have been dropped, so a later read cannot find it
+    const g = idleHistory();
+    g.ops.push(injected(6100), read('tok5', 6500, found(S3, 1, { a: ['i1', 1] }, 6500), { proc: 1 }));
+    expect(checkHistory(g).stats.touchesMustDrop).toBe(1);
+    expectOnly(g, 'idle-revived');
+    // … unless the worker merged it into a run of honest touches pushed to it in the same window
+    const f = idleHistory();
+    f.ops.push(read('tok5', 5500, found(S3, 1, { a: ['i1', 1] }, 1000), { proc: 1 }));
+    f.ops.push(injected(6100), read('tok5', 6500, found(S3, 1, { a: ['i1', 1] }, 6500), { proc: 0 }));
+    expect(checkHistory(f).stats.touchesMustDrop).toBe(0);
+    expectOnly(f);
+    // a manager's own flush merges nothing
+    const e = idleHistory();
+    e.ops.push(read('tok5', 5500, found(S3, 1, { a: ['i1', 1] }, 1000), { proc: 2 }));
+    e.ops.push(injected(6100, 'manager'), read('tok5', 6500, found(S3, 1, { a: ['i1', 1] }, 6500), { proc: 0 }));
+    expectOnly(e, 'idle-revived');
+  });
+
+  it('bogus-last-access: a sampled last_accessed newer than every access begun before the sample', () => {
+    const h = idleHistory();
+    h.samples.push({ at: T + 7000, id: S3, lastAccessed: T + 2000 });
+    expectOnly(h);
+    // an injected touch's claimed time (a minute ahead) stored as it was sent: never clamped
+    h.ops.push(injected(5000));
+    h.samples.push({ at: T + 7100, id: S3, lastAccessed: T + 5000 + 59_000 });
+    expectOnly(h, 'bogus-last-access');
+  });
+});
+
 describe('bugs the chaos run found (deterministic regressions)', () => {
   const SECRET = 'chaos-regression-secret-0123456789-abcdef';
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -477,13 +746,20 @@ describe('bugs the chaos run found (deterministic regressions)', () => {
 });
 
 describe('chaos run', () => {
-  it('20 s of load under faults (every kind in chaos/README.md, drawn at random): zero violations', async () => {
+  it('20 s of load under faults, from stream, poll, standalone and HTTP processes on clocks skewed by minutes: zero violations', async () => {
     const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
     const r = await runChaos({ durationMs: 20_000, seed, faultGapMs: [1200, 2000], loopsPerApp: 3, thinkMs: [5, 14] });
     console.log(`[chaos] seed ${seed}\n${r.text}`);
     expect(r.summary.faults.total).toBeGreaterThanOrEqual(5);
     expect(r.summary.operations.ok).toBeGreaterThan(1000);
     expect(r.check.stats.changesChecked).toBeGreaterThan(100);
+    // The modes of issue 9 were exercised: browser requests with cookies, writes through dead tokens and
+    // stale cookies, reads of idle-expired sessions, touches a receiver had to drop.
+    expect(r.summary.processes.find((p) => p.mode === 'http')?.http).toBeGreaterThan(200);
+    expect(r.check.stats.writesThroughDeadTokens).toBeGreaterThan(20);
+    expect(r.check.stats.writesThroughDeadCookies).toBeGreaterThan(0);
+    expect(r.check.stats.readsJudgedIdle).toBeGreaterThan(20);
+    expect(r.check.stats.touchesMustDrop).toBeGreaterThan(0);
     expect(r.check.violations).toEqual([]);
   }, 58_000);
 });
