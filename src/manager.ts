@@ -508,12 +508,7 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (reason !== 'logout' && reason !== 'replaced') throw new InvalidArgumentError('reason', 'expected "logout" or "replaced"');
     const token = target instanceof Session ? target._token() : target;
     if (!isWellFormedToken(token)) return false;
-    const byToken = sql`token_hash = decode(${await hashToken(token)}, 'hex')`;
-    const ids = await this.#store.deleteWhere(
-      'deleteSession',
-      target instanceof Session ? sql`${byToken} AND id = ${target.id}::uuid` : byToken,
-      this.#audit(reason),
-    );
+    const ids = await this.#store.deleteByToken(await hashToken(token), target instanceof Session ? target.id : null, this.#audit(reason));
     this.cache.invalidate(ids);
     if (target instanceof Session) this.cache.invalidate([target.id]);
     else this.cache.invalidateToken(token);

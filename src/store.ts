@@ -1,9 +1,9 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { parseStoredAttributes } from './attributes.ts';
 import type { SessionRecord } from './cache.ts';
-import { rowsOf, type SqlExecutor } from './db.ts';
+import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, statement, toSql } from './db.ts';
 import type { StoredDevice } from './device.ts';
-import { classifyDatabaseError } from './errors.ts';
+import { classifyDatabaseError, findErrorCode } from './errors.ts';
 import type { ObjectNames } from './names.ts';
 import { isUuid } from './token.ts';
 
@@ -67,7 +67,8 @@ const META_COLUMNS = sql.raw(
 );
 
 /** What a deleting statement returns (as CTE `d`) for its audit rows. */
-const AUDIT_SOURCE = sql.raw('id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label');
+const AUDIT_SOURCE_TEXT = 'id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label';
+const AUDIT_SOURCE = sql.raw(AUDIT_SOURCE_TEXT);
 const AUDIT_SOURCE_OF_S = 's.id, s.user_id, s.group_id, s.created_at, s.last_accessed, s.user_agent, s.device, s.ip, s.label';
 
 /** Why a session ended, as recorded in the audit table. */
@@ -108,10 +109,15 @@ export interface AuditRow {
  * Added to every read: a volatile function makes the query uncacheable by Cloudflare Hyperdrive (which
  * caches read-only queries for ~60 s by default and would otherwise serve a revoked session).
  */
-const UNCACHEABLE = sql.raw('clock_timestamp() IS NOT NULL AS uncacheable');
+const UNCACHEABLE_TEXT = 'clock_timestamp() IS NOT NULL AS uncacheable';
+const UNCACHEABLE = sql.raw(UNCACHEABLE_TEXT);
 
 export function ts(msSinceEpoch: number): SQL {
-  return sql`${new Date(msSinceEpoch).toISOString()}::timestamptz`;
+  return sql`${iso(msSinceEpoch)}::timestamptz`;
+}
+
+function iso(msSinceEpoch: number): string {
+  return new Date(msSinceEpoch).toISOString();
 }
 
 const MAX_DATE_MS = 8.64e15;
@@ -139,6 +145,40 @@ export function rowToRecord(r: SessionRow, size: number): SessionRecord {
   };
 }
 
+/** The statements of the hot paths for one set of object names (see `Statement`). */
+function hotStatements(n: ObjectNames) {
+  const t = n.sessions;
+  const auditColumns = 'session_id, user_id, group_id, reason, ended_at, created_at, last_accessed, user_agent, device, ip, label';
+  const auditFromD =
+    'd.id, d.user_id, d.group_id, $3::text, $4::timestamptz, d.created_at, d.last_accessed, d.user_agent, d.device, d.ip, d.label';
+  // $2: the session id the Session was loaded with, or null when deleting by token alone.
+  const byToken = `token_hash = decode($1, 'hex') AND ($2::uuid IS NULL OR id = $2::uuid)`;
+  const touches = (idle: boolean) =>
+    statement(`WITH u AS (
+        UPDATE ${t} AS s SET last_accessed = GREATEST(s.last_accessed, v.at)
+        FROM (SELECT x.id, to_timestamp(x.ms / 1000) AS at, to_timestamp(x.f / 1000) AS first
+              FROM json_to_recordset($1::json) AS x(id uuid, ms float8, f float8)) AS v
+        WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $2::float8 / 1000)' : ''}
+        RETURNING 1
+      ) SELECT count(*)::integer AS n FROM u`);
+  return {
+    get: statement(`SELECT ${n.getFunction}(decode($1, 'hex'))::text AS s, ${UNCACHEABLE_TEXT}`),
+    create: statement(
+      `SELECT evicted_id::text AS id, too_large FROM ${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean)`,
+    ),
+    update: statement(
+      `SELECT ${n.updateFunction}($1::uuid, decode($2, 'hex'), $3::jsonb, $4::jsonb, $5::timestamptz, $6::integer, $7::jsonb, $8::integer)::text AS r`,
+    ),
+    deleteByToken: statement(`DELETE FROM ${t} WHERE ${byToken} RETURNING id::text AS id`),
+    deleteByTokenAudited: statement(
+      `WITH d AS (DELETE FROM ${t} WHERE ${byToken} RETURNING ${AUDIT_SOURCE_TEXT}), a AS (INSERT INTO ${n.audit} (${auditColumns}) SELECT ${auditFromD} FROM d)
+        SELECT id::text AS id FROM d`,
+    ),
+    touches: touches(false),
+    touchesIdle: touches(true),
+  };
+}
+
 export class Store {
   readonly #db: SqlExecutor;
   readonly names: ObjectNames;
@@ -147,11 +187,21 @@ export class Store {
     return this.#db;
   }
   readonly #t: SQL;
+  /** The driver's pg-compatible client, while named prepared statements work through it. */
+  #client: PgQueryable | undefined;
+  readonly #st: ReturnType<typeof hotStatements>;
 
   constructor(db: SqlExecutor, names: ObjectNames) {
     this.#db = db;
     this.names = names;
     this.#t = sql.raw(names.sessions);
+    this.#client = pgQueryableOf(db);
+    this.#st = hotStatements(names);
+  }
+
+  /** Whether the hot statements run as named prepared statements (see `Statement`). */
+  get prepared(): boolean {
+    return this.#client !== undefined;
   }
 
   async run<T>(operation: string, query: SQL): Promise<T[]> {
@@ -165,14 +215,30 @@ export class Store {
   }
 
   /**
+   * Runs a hot statement: named and prepared through the driver's own client when it is node-postgres or
+   * Neon's, else through `db.execute`. A server that cannot keep prepared statements (a transaction-mode
+   * pooler without their support answers 26000, before anything ran) turns them off for this store, and
+   * the statement is sent again through `db.execute`.
+   */
+  async runStatement<T>(operation: string, st: Statement, values: unknown[]): Promise<T[]> {
+    const client = this.#client;
+    if (client !== undefined) {
+      try {
+        return (await client.query({ name: st.name, text: st.text, values })).rows as T[];
+      } catch (e) {
+        if (findErrorCode(e) !== '26000') throw classifyDatabaseError(operation, e, this.names);
+        this.#client = undefined;
+      }
+    }
+    return this.run<T>(operation, toSql(st, values));
+  }
+
+  /**
    * Through `session_get` (drizzle/0005): its plan is cached per connection, whatever the driver. Read as
    * text: the same parse every driver would do, and the text's length weighs the row in the cache.
    */
   async selectByTokenHash(hash: string): Promise<RowText | undefined> {
-    const rows = await this.run<{ s: string | null }>(
-      'getSession',
-      sql`SELECT ${sql.raw(this.names.getFunction)}(decode(${hash}, 'hex'))::text AS s, ${UNCACHEABLE}`,
-    );
+    const rows = await this.runStatement<{ s: string | null }>('getSession', this.#st.get, [hash]);
     return parseRowText(rows[0]?.s);
   }
 
@@ -197,10 +263,23 @@ export class Store {
   }): Promise<{ evicted: string[] } | { tooLarge: number }> {
     const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
     const d = p.device;
-    const rows = await this.run<{ id: string | null; too_large: number | null }>(
-      'createSession',
-      sql`SELECT evicted_id::text AS id, too_large FROM ${sql.raw(this.names.createFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.userId}::text, ${p.groupId}::text, ${p.attributesJson}::jsonb, ${ts(p.now)}, ${ts(p.expiresAt)}, ${p.maxSessions}::integer, ${p.maxBytes}::integer, ${known}::json, ${d?.userAgent ?? null}::text, ${d?.device ?? null}::text, ${d?.ip ?? null}::text, ${d?.label ?? null}::text, ${p.audit}::boolean)`,
-    );
+    const rows = await this.runStatement<{ id: string | null; too_large: number | null }>('createSession', this.#st.create, [
+      p.id,
+      p.hash,
+      p.userId,
+      p.groupId,
+      p.attributesJson,
+      iso(p.now),
+      iso(p.expiresAt),
+      p.maxSessions,
+      p.maxBytes,
+      known,
+      d?.userAgent ?? null,
+      d?.device ?? null,
+      d?.ip ?? null,
+      d?.label ?? null,
+      p.audit,
+    ]);
     const refused = rows.find((r) => r.too_large !== null);
     if (refused !== undefined) return { tooLarge: Number(refused.too_large) };
     return { evicted: rows.map((r) => r.id as string) };
@@ -227,10 +306,16 @@ export class Store {
     // `session_update` (drizzle/0006) evaluates every compare-and-set check on the target row itself, so
     // READ COMMITTED's recheck of a concurrently updated row re-evaluates it (no lost update).
     const expectAttributes = p.expectAttributeVersions === null ? null : JSON.stringify(p.expectAttributeVersions);
-    const rows = await this.run<{ r: string | null }>(
-      'updateSession',
-      sql`SELECT ${sql.raw(this.names.updateFunction)}(${p.id}::uuid, decode(${p.hash}, 'hex'), ${p.changesJson}::jsonb, ${p.deletedJson}::jsonb, ${ts(p.now)}, ${p.expectVersion}::integer, ${expectAttributes}::jsonb, ${p.maxBytes}::integer)::text AS r`,
-    );
+    const rows = await this.runStatement<{ r: string | null }>('updateSession', this.#st.update, [
+      p.id,
+      p.hash,
+      p.changesJson,
+      p.deletedJson,
+      iso(p.now),
+      p.expectVersion,
+      expectAttributes,
+      p.maxBytes,
+    ]);
     const text = rows[0]?.r;
     if (text === null || text === undefined) return undefined;
     const r = JSON.parse(text) as { updated: boolean; reason?: UpdateResult['reason']; size?: number; row: SessionRow };
@@ -272,6 +357,23 @@ export class Store {
       sql`WITH d AS (DELETE FROM ${this.#t} WHERE ${where} RETURNING ${AUDIT_SOURCE}), a AS (${this.#auditInsert(audit)})
           SELECT id::text AS id FROM d`,
     );
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * deleteSession: the session carrying this token hash (and, when given, this id), in one statement; with
+   * `audit`, the same statement records why. Returns the ids deleted (none or one).
+   */
+  async deleteByToken(hash: string, id: string | null, audit?: { reason: SessionEndReason; endedAt: number }): Promise<string[]> {
+    const rows =
+      audit === undefined
+        ? await this.runStatement<{ id: string }>('deleteSession', this.#st.deleteByToken, [hash, id])
+        : await this.runStatement<{ id: string }>('deleteSession', this.#st.deleteByTokenAudited, [
+            hash,
+            id,
+            audit.reason,
+            iso(audit.endedAt),
+          ]);
     return rows.map((r) => r.id);
   }
 
@@ -364,17 +466,11 @@ export class Store {
       parts.push(`{"id":"${id}","ms":${last},"f":${first}}`);
     }
     if (parts.length === 0) return 0;
-    const idle = idleMs === null || idleMs === 0 ? sql`` : sql` AND v.first < s.last_accessed + ${`${idleMs} milliseconds`}::interval`;
-    const rows = await this.run<{ n: number }>(
-      'flushTouches',
-      sql`WITH u AS (
-        UPDATE ${this.#t} AS s SET last_accessed = GREATEST(s.last_accessed, v.at)
-        FROM (SELECT t.id, to_timestamp(t.ms / 1000) AS at, to_timestamp(t.f / 1000) AS first
-              FROM json_to_recordset(${`[${parts.join(',')}]`}::json) AS t(id uuid, ms float8, f float8)) AS v
-        WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle}
-        RETURNING 1
-      ) SELECT count(*)::integer AS n FROM u`,
-    );
+    const json = `[${parts.join(',')}]`;
+    const rows =
+      idleMs === null || idleMs === 0
+        ? await this.runStatement<{ n: number }>('flushTouches', this.#st.touches, [json])
+        : await this.runStatement<{ n: number }>('flushTouches', this.#st.touchesIdle, [json, idleMs]);
     return Number(rows[0]?.n ?? 0);
   }
 

@@ -1,6 +1,8 @@
 // The fast paths of issue 12 keep the contract: a cache hit checks no token but serves only what a checked
 // token put there, and the access bookkeeping a cache entry keeps survives its LRU dropping it.
 import { describe, expect, it } from 'vitest';
+import { pgQueryableOf as pgClientOf } from '../src/db.ts';
+import { SessionManager } from '../src/manager.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { rawRow, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';
@@ -41,5 +43,81 @@ describe.each(DRIVERS)('cache-hit bookkeeping (%s)', (driver) => {
     expect(await m.getSession(42 as unknown as string)).toBeNull();
     expect(m.db.count).toBe(0);
     expect(await m.getSession(token)).not.toBeNull();
+  });
+});
+
+describe.each(DRIVERS)('named prepared statements (%s)', (driver) => {
+  const fx = useStore(driver, 'hot_prep');
+  const fy = useStore(driver, 'hot_prep2');
+
+  /** Every hot operation once; returns what each gave back. */
+  const exercise = async (m: ReturnType<typeof fx.manager>) => {
+    const user = uid();
+    const { session, token } = await m.createSession(user, { a: 1 });
+    const read = await m.getSession(token, { forceRefresh: true });
+    read!.set('b', 2);
+    await m.updateSession(read!);
+    await m.flushTouches();
+    const again = await m.getSession(token, { forceRefresh: true });
+    const deleted = await m.deleteSession(token);
+    return { id: session.id, object: again!.toObject(), deleted, gone: await m.getSession(token, { forceRefresh: true }) };
+  };
+
+  it('run through the driver client of node-postgres and Neon, one round trip each', async () => {
+    const m = fx.manager();
+    expect(m.store.prepared).toBe(true);
+    m.db.reset();
+    const r = await exercise(m);
+    expect(r).toMatchObject({ object: { a: 1, b: 2 }, deleted: true, gone: null });
+    // create, get, update, flush, get, delete, get: each one statement.
+    expect(m.db.count).toBe(7);
+  });
+
+  it('every other driver goes through db.execute (a database without a pg client)', async () => {
+    let executed = 0;
+    const plain = {
+      execute: (q: Parameters<typeof fx.t.db.execute>[0]) => {
+        executed++;
+        return fx.t.db.execute(q);
+      },
+    };
+    const m = new SessionManager(plain, { schemaName: fx.schemaName });
+    expect(m.store.prepared).toBe(false);
+    const r = await exercise(m as ReturnType<typeof fx.manager>);
+    expect(r).toMatchObject({ object: { a: 1, b: 2 }, deleted: true, gone: null });
+    expect(executed).toBe(7);
+  });
+
+  it('two schemas on one pool never share a statement name', async () => {
+    const a = fx.manager();
+    const b = new SessionManager(a.db, { schemaName: fy.schemaName });
+    const ra = await exercise(a);
+    const rb = await exercise(b as ReturnType<typeof fx.manager>);
+    expect(ra.object).toEqual({ a: 1, b: 2 });
+    expect(rb.object).toEqual({ a: 1, b: 2 });
+  });
+
+  it('a server that forgets prepared statements (a pooler without their support, 26000) turns them off, and the call still succeeds', async () => {
+    let refused = 0;
+    let executed = 0;
+    const db = {
+      execute: (q: Parameters<typeof fx.t.db.execute>[0]) => {
+        executed++;
+        return fx.t.db.execute(q);
+      },
+      $client: Object.assign(Object.create(pgClientOf(fx.t.db) as object), {
+        query: async () => {
+          refused++;
+          throw Object.assign(new Error('prepared statement "x" does not exist'), { code: '26000' });
+        },
+      }),
+    };
+    const m = new SessionManager(db, { schemaName: fx.schemaName });
+    expect(m.store.prepared).toBe(true);
+    const r = await exercise(m as ReturnType<typeof fx.manager>);
+    expect(r).toMatchObject({ object: { a: 1, b: 2 }, deleted: true, gone: null });
+    expect(refused).toBe(1);
+    expect(m.store.prepared).toBe(false);
+    expect(executed).toBe(7);
   });
 });

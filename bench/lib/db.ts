@@ -5,7 +5,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../scripts/embedded-db.ts';
-import type { SqlExecutor, TransactionalDatabase } from '../../src/db.ts';
+import { type PgQueryable, pgQueryableOf, type SqlExecutor, type TransactionalDatabase } from '../../src/db.ts';
 import { migrate } from '../../src/migrate.ts';
 
 export interface Database {
@@ -64,19 +64,38 @@ export class CountingExecutor implements SqlExecutor {
   readonly #classify: boolean;
   readonly #time: boolean;
 
+  /** The inner database's pg client, counted and timed the same way (the library sends its hot statements there). */
+  readonly $client: PgQueryable | undefined;
+  /** The last statement sent to `$client` (to replay exactly what the library sends). */
+  lastPrepared: { name: string; text: string; values: unknown[] } | undefined;
+
   constructor(inner: SqlExecutor, options: { classify?: boolean; time?: boolean } = {}) {
     this.#inner = inner;
     this.#classify = options.classify === true;
     this.#time = options.time === true;
+    const client = pgQueryableOf(inner);
+    this.$client =
+      client === undefined
+        ? undefined
+        : Object.assign(Object.create(client) as PgQueryable, {
+            query: (config: { name: string; text: string; values: unknown[] }) => {
+              this.lastPrepared = config;
+              return this.#track(config.text, () => client.query(config));
+            },
+          });
   }
 
   execute(query: SQL): PromiseLike<unknown> {
-    this.statements++;
     this.last = query;
-    if (this.#classify && WRITE.test(dialect.sqlToQuery(query).sql)) this.writes++;
-    if (!this.#time) return this.#inner.execute(query);
+    return this.#track(this.#classify ? dialect.sqlToQuery(query).sql : '', () => this.#inner.execute(query));
+  }
+
+  #track<T>(text: string, run: () => PromiseLike<T>): Promise<T> {
+    this.statements++;
+    if (this.#classify && WRITE.test(text)) this.writes++;
+    if (!this.#time) return Promise.resolve(run());
     const t0 = performance.now();
-    return Promise.resolve(this.#inner.execute(query)).then((r) => {
+    return Promise.resolve(run()).then((r) => {
       this.durations.push(performance.now() - t0);
       return r;
     });

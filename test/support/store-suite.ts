@@ -1,7 +1,7 @@
 // Shared set-up for store tests: every suite runs once per driver, in its own schema.
 import { afterAll, beforeAll } from 'vitest';
 import type { SessionConfig } from '../../src/config.ts';
-import type { SqlExecutor } from '../../src/db.ts';
+import { type PgQueryable, pgQueryableOf, type SqlExecutor } from '../../src/db.ts';
 import { SessionManager } from '../../src/manager.ts';
 import { migrate } from '../../src/migrate.ts';
 import type { Attributes } from '../../src/session.ts';
@@ -9,6 +9,7 @@ import { type Driver, dropSchema, openDb, type TestDb, uniqueSchema } from './db
 
 /** Wraps a database so tests can count statements (each `execute` is one round trip). */
 export function counting(db: SqlExecutor): SqlExecutor & { count: number; reset(): void } {
+  const client = pgQueryableOf(db);
   const wrapper = {
     count: 0,
     reset() {
@@ -18,6 +19,16 @@ export function counting(db: SqlExecutor): SqlExecutor & { count: number; reset(
       wrapper.count++;
       return db.execute(q);
     },
+    // The driver's own client, counted too: the hot statements go to it as named prepared statements.
+    $client:
+      client === undefined
+        ? undefined
+        : Object.assign(Object.create(client) as PgQueryable, {
+            query(config: Parameters<PgQueryable['query']>[0]) {
+              wrapper.count++;
+              return client.query(config);
+            },
+          }),
   };
   return wrapper;
 }
