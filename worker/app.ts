@@ -62,7 +62,10 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
   app.get(PATHS.healthz, (c) => c.json({ ok: true }));
 
   // Readiness is probed by orchestrators, which carry no secret: open, and it says nothing but ready or not.
-  app.get(PATHS.readyz, (c) => (d.listener.ready && d.accepting() ? c.json({ ready: true }) : c.json({ ready: false }, 503)));
+  // An idle listener is ready: the next request reconnects it (a probe must not keep the database awake).
+  app.get(PATHS.readyz, (c) =>
+    (d.listener.ready || d.listener.asleep) && d.accepting() ? c.json({ ready: true }) : c.json({ ready: false }, 503),
+  );
 
   // Everything below needs the shared secret (compared in constant time, over equal-length digests). The
   // scheme is case-insensitive (RFC 7235 §2.1); the secret is not.
@@ -107,10 +110,14 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
 
   // A missing or malformed cursor is not an error: the answer is a reset and a new cursor. `now` lets the
   // client place freshAsOf on its own clock (see FeedResponse.now).
-  app.get(PATHS.changes, async (c) => c.json({ ...(await answer(c.req.query('after'))), now: Date.now() }));
+  app.get(PATHS.changes, async (c) => {
+    d.listener.activity();
+    return c.json({ ...(await answer(c.req.query('after'))), now: Date.now() });
+  });
 
   app.get(PATHS.stream, async (c) => {
     if (!d.accepting()) return c.json(err('SHUTTING_DOWN', 'worker is shutting down'), 503);
+    d.listener.activity();
     const q = c.req.query('after');
     const after = q !== undefined && isCursor(q) ? q : undefined;
     // Subscribed before the first answer is made, so nothing published in between is missed. From memory
@@ -162,6 +169,7 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
     }),
     async (c) => {
       if (!d.accepting()) return c.json(err('SHUTTING_DOWN', 'worker is shutting down'), 503);
+      d.listener.activity();
       let body: unknown;
       try {
         body = JSON.parse(await c.req.text());

@@ -49,6 +49,12 @@ export interface WorkerOptions {
    * once and shared). Default 1000.
    */
   maxSubscribers?: number;
+  /**
+   * Go idle after this long without a subscriber, a poll, touches or a wake-up: pending touches are written,
+   * the LISTEN connection is closed and no query is sent (cleanup waits too), so a Neon compute can scale to
+   * zero. The next request reconnects and catches up from the cursor. In ms; default 60 s; 0 never idles.
+   */
+  idleTimeout?: number;
   /** Largest reconnect delay. Default 10 s. */
   maxBackoff?: number;
   /** Where JSON log lines go. Default process.stdout. 'silent' drops them. */
@@ -125,6 +131,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
     maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
     maxSubscribers: num('maxSubscribers', o.maxSubscribers, 1000, 0, 1_000_000),
+    idleTimeout: num('idleTimeout', o.idleTimeout, 60 * SECOND, 0),
     maxBackoff: num('maxBackoff', o.maxBackoff, 10 * SECOND, 10),
     log,
   };
@@ -162,6 +169,8 @@ Flags (each also read from the environment variable in brackets; flags win):
   --retention MS              change-record retention [PG_EDGE_SESSION_RETENTION] (default 900000)
   --poll-interval MS          safety-net read interval [PG_EDGE_SESSION_POLL_INTERVAL] (default 250)
   --max-subscribers N         most /v1/stream subscribers, 503 beyond [PG_EDGE_SESSION_MAX_SUBSCRIBERS] (default 1000)
+  --idle-timeout MS           no query after this long without traffic, so Neon can scale to zero; 0 never
+                              [PG_EDGE_SESSION_IDLE_TIMEOUT] (default 60000)
   --help                      print this and exit
 
 Endpoints: GET /healthz, GET /readyz, GET /metrics, GET /v1/changes?after=CURSOR, GET /v1/stream?after=CURSOR,
@@ -194,6 +203,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
       retention: { type: 'string' },
       'poll-interval': { type: 'string' },
       'max-subscribers': { type: 'string' },
+      'idle-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -224,5 +234,6 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
     changeRetention: n('retention', pick('retention', 'PG_EDGE_SESSION_RETENTION')),
     pollInterval: n('poll-interval', pick('poll-interval', 'PG_EDGE_SESSION_POLL_INTERVAL')),
     maxSubscribers: n('max-subscribers', pick('max-subscribers', 'PG_EDGE_SESSION_MAX_SUBSCRIBERS')),
+    idleTimeout: n('idle-timeout', pick('idle-timeout', 'PG_EDGE_SESSION_IDLE_TIMEOUT')),
   };
 }

@@ -44,6 +44,8 @@ export interface WorkerDb {
 const ignoreError = () => {};
 
 export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
+  // Idle pool connections close within the listener's idle timeout, so an idle worker holds none.
+  const idleTimeoutMillis = o.idleTimeout > 0 ? Math.min(10_000, o.idleTimeout) : 10_000;
   if (o.driver === 'neon') {
     neonConfig.webSocketConstructor = ws;
     if (o.neonWsProxy) {
@@ -54,7 +56,7 @@ export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
       neonConfig.pipelineConnect = false;
     }
     neonConfig.coalesceWrites = false;
-    const pool = new NeonPool({ connectionString: o.databaseUrl, max: 4 });
+    const pool = new NeonPool({ connectionString: o.databaseUrl, max: 4, idleTimeoutMillis });
     pool.on('error', () => {});
     return {
       newListenClient: () =>
@@ -78,7 +80,7 @@ export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
       end: () => pool.end(),
     };
   }
-  const pool = new pg.Pool({ connectionString: o.databaseUrl, max: 4 });
+  const pool = new pg.Pool({ connectionString: o.databaseUrl, max: 4, idleTimeoutMillis });
   pool.on('error', () => {});
   return {
     newListenClient: () =>

@@ -2,6 +2,11 @@
 // each wake-up. Every read asks the durable change record "what changed after my cursor", so a lost
 // notification or a dropped connection loses nothing: after any reconnect the first read catches up
 // from the same cursor before the worker reports ready.
+//
+// Idle: with no subscriber, no poll and no other `activity()` for `idleTimeout`, the listener flushes
+// what its `beforeSleep` hook flushes (pending touches), closes its connection and sends nothing more, so
+// a Neon compute can scale to zero. The next `activity()` reconnects it, and its first read catches up
+// from the cursor it kept (the record is durable: nothing is missed).
 import { readChanges } from '../src/feed.ts';
 import type { ObjectNames } from '../src/names.ts';
 import type { ResolvedWorkerOptions } from './config.ts';
@@ -9,6 +14,13 @@ import type { ListenClient, WorkerDb } from './db.ts';
 import type { Hub } from './hub.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+
+export interface ListenerHooks {
+  /** Runs before the listener goes idle (flush pending touches); if it throws, the listener stays awake. */
+  beforeSleep?: () => Promise<void>;
+  /** Runs when traffic wakes the listener (run the cleanup that was skipped meanwhile). */
+  afterWake?: () => void;
+}
 
 export class Listener {
   #client: ListenClient | undefined;
@@ -22,6 +34,11 @@ export class Listener {
   #settleTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeBroken: (() => void) | undefined;
   #readyWaiters: (() => void)[] = [];
+  #lastActivity = Date.now();
+  /** Going idle (the beforeSleep hook runs) or idle. */
+  #sleeping = false;
+  #asleep = false;
+  #wakeUp: (() => void) | undefined;
 
   constructor(
     private readonly o: ResolvedWorkerOptions,
@@ -31,10 +48,66 @@ export class Listener {
     private readonly hub: Hub,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    private readonly hooks: ListenerHooks = {},
   ) {}
 
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** Idle: no connection, no query, until the next `activity()`. */
+  get asleep(): boolean {
+    return this.#asleep;
+  }
+
+  /** Going idle or idle: start no database work that is not needed (it would keep the database awake). */
+  get resting(): boolean {
+    return this.#sleeping || this.#asleep;
+  }
+
+  /**
+   * Someone needs the feed (a poll, a subscription, touches): keeps the listener awake for another
+   * idleTimeout, and wakes it (reconnect, catch up) when it is asleep.
+   */
+  activity(): void {
+    this.#lastActivity = Date.now();
+    if (!this.#asleep) return;
+    this.#asleep = false;
+    this.#sleeping = false;
+    this.metrics.listenerAsleep.set(0);
+    this.log('info', 'listener waking up');
+    const wake = this.#wakeUp;
+    this.#wakeUp = undefined;
+    wake?.();
+    this.hooks.afterWake?.();
+  }
+
+  /** Idle long enough: no subscriber and no activity for idleTimeout (0 turns idling off). */
+  #idle(): boolean {
+    return this.o.idleTimeout > 0 && this.hub.subscriberCount === 0 && Date.now() - this.#lastActivity >= this.o.idleTimeout;
+  }
+
+  /** Flushes through the hook, then drops the connection (the loop then waits for `activity()`). */
+  async #goToSleep(): Promise<void> {
+    if (this.#sleeping || this.#stopped) return;
+    this.#sleeping = true;
+    const since = this.#lastActivity;
+    try {
+      await this.hooks.beforeSleep?.();
+    } catch (err) {
+      this.#sleeping = false;
+      this.log('warn', 'not going idle: flushing before it failed', { err });
+      return;
+    }
+    // Traffic came back while flushing, or we were stopped: stay as we are.
+    if (this.#lastActivity !== since || this.#stopped || !this.#idle()) {
+      this.#sleeping = false;
+      return;
+    }
+    this.#asleep = true;
+    this.metrics.listenerAsleep.set(1);
+    this.log('info', 'listener idle: connection closed until the next request', { idleTimeoutMs: this.o.idleTimeout });
+    this.#wakeBroken?.();
   }
 
   /** Resolves once connected and caught up (the first time, or again after a reconnect). */
@@ -53,6 +126,7 @@ export class Listener {
     clearInterval(this.#pollTimer);
     clearTimeout(this.#settleTimer);
     this.#wakeBroken?.();
+    this.#wakeUp?.();
     const c = this.#client;
     this.#client = undefined;
     if (c !== undefined) await endWithin(c, 1000);
@@ -79,6 +153,7 @@ export class Listener {
         this.#client = client;
         client.on('notification', () => {
           this.metrics.notifications.inc();
+          this.#lastActivity = Date.now(); // a wake-up is traffic too
           this.#requestRead();
           this.#scheduleSettle();
         });
@@ -87,7 +162,10 @@ export class Listener {
         this.#attempt = 0;
         this.#setReady(true);
         this.log('info', 'listener ready', { channel: this.channel, cursor: this.#cursor });
-        this.#pollTimer = setInterval(() => this.#requestRead(), this.o.pollInterval);
+        this.#pollTimer = setInterval(() => {
+          if (this.#idle()) void this.#goToSleep();
+          else this.#requestRead();
+        }, this.o.pollInterval);
         await broken;
       } catch (err) {
         if (!this.#stopped) this.log('warn', 'listener failed', { err });
@@ -98,6 +176,18 @@ export class Listener {
       this.#client = undefined;
       await endWithin(client, 1000);
       if (this.#stopped) return;
+      // Idle, or broken while nobody needs the feed: a reconnect now would wake the compute for nothing.
+      if (this.#asleep || this.#idle()) {
+        if (!this.#asleep) {
+          this.#asleep = true;
+          this.#sleeping = true;
+          this.metrics.listenerAsleep.set(1);
+          this.log('info', 'listener idle: not reconnecting until the next request');
+        }
+        await new Promise<void>((r) => (this.#wakeUp = r));
+        this.#attempt = 0;
+        continue;
+      }
       this.metrics.reconnects.inc();
       const delay = backoff(this.#attempt++, this.o.maxBackoff);
       this.log('info', 'listener reconnecting', { attempt: this.#attempt, delayMs: Math.round(delay) });

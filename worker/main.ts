@@ -61,7 +61,21 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   const metrics = createMetrics();
   const hub = new Hub(o.maxSubscribers);
-  const listener = new Listener(o, db, names, channelName(names), hub, metrics, log);
+  // Cleanup is skipped while the listener is idle (it would wake the database for nobody) and runs once
+  // traffic wakes it again; pending touches are written before it goes idle.
+  let cleanupDue = false;
+  let cleanupRunning: Promise<unknown> = Promise.resolve();
+  const listener: Listener = new Listener(o, db, names, channelName(names), hub, metrics, log, {
+    beforeSleep: async () => {
+      await cleanupRunning;
+      await touches.flush();
+    },
+    afterWake: () => {
+      if (!cleanupDue) return;
+      cleanupDue = false;
+      void cleanup();
+    },
+  });
   const touches = new TouchBuffer(
     new Store(db.pool, names),
     o.lastAccessUpdateBatchSize,
@@ -87,12 +101,20 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   listener.start();
   const timers: ReturnType<typeof setInterval>[] = [];
   timers.push(setInterval(() => touches.flush().catch(() => {}), o.lastAccessUpdateInterval));
-  const cleanup = () =>
-    runCleanup(o, db, names, metrics, log, shutdown.signal).catch((err) => {
+  const cleanup = () => {
+    const run = runCleanup(o, db, names, metrics, log, shutdown.signal).catch((err) => {
       log('warn', 'cleanup failed', { err });
       return { ran: false, sessions: 0, attributes: 0, changes: 0, longestBatchMs: 0 };
     });
-  timers.push(setInterval(() => void cleanup(), o.cleanupInterval));
+    cleanupRunning = run;
+    return run;
+  };
+  timers.push(
+    setInterval(() => {
+      if (listener.resting) cleanupDue = true;
+      else void cleanup();
+    }, o.cleanupInterval),
+  );
   const firstCleanup = cleanup();
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {

@@ -51,6 +51,11 @@ export function createMetrics() {
     }),
     reconnects: new Counter({ name: 'pges_listener_reconnects_total', help: 'Listener reconnects', registers: r }),
     listenerReady: new Gauge({ name: 'pges_listener_ready', help: '1 when the listener is connected and caught up', registers: r }),
+    listenerAsleep: new Gauge({
+      name: 'pges_listener_idle',
+      help: '1 while the listener is idle (no connection, no query: the database may scale to zero)',
+      registers: r,
+    }),
     catchupLag: new Gauge({ name: 'pges_catchup_lag_seconds', help: 'Duration of the latest change-record read', registers: r }),
     freshness: new Gauge({ name: 'pges_feed_age_seconds', help: 'Age of the newest freshAsOf the worker can vouch for', registers: r }),
   };
