@@ -1,3 +1,5 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { backoffDelay } from './backoff.ts';
 import { ConfigError } from './errors.ts';
 import { type ChangePage, readChanges } from './feed.ts';
 import type { SessionManager } from './manager.ts';
@@ -21,7 +23,9 @@ export interface SyncClientOptions {
   /**
    * 'poll' (Workers, Vercel Edge: no background work between requests): `beforeRead()` polls the feed at
    * most every syncInterval, in the background while the cache is fresh and inline when it is not.
-   * 'stream' (Node, Bun, Deno): holds the worker's push stream and reconnects on its own.
+   * 'stream' (Node, Bun, Deno): holds the worker's push stream and reconnects on its own (capped,
+   * jittered backoff, never sooner than the worker's Retry-After); while the stream is down, `beforeRead()`
+   * polls as in 'poll' mode.
    * Default 'poll'.
    */
   mode?: 'poll' | 'stream';
@@ -84,6 +88,8 @@ export class SyncClient {
   #polling: Promise<void> | undefined;
   #lastDirectTouchFlush = Number.NEGATIVE_INFINITY;
   #stream: AbortController | undefined;
+  /** Stream mode: an event arrived on the current connection (beforeRead then leaves freshness to it). */
+  #streamLive = false;
   #stopped = false;
 
   // biome-ignore lint/suspicious/noExplicitAny: any manager, whatever its attribute type
@@ -117,7 +123,8 @@ export class SyncClient {
    * (or undefined when none is due).
    */
   beforeRead(): { mustAwait: boolean; promise: Promise<void> | undefined } {
-    if (this.#mode === 'stream') return { mustAwait: false, promise: undefined };
+    // A live stream keeps the cache fresh; while it is down (connecting, refused, reconnecting), poll.
+    if (this.#mode === 'stream' && this.#streamLive) return { mustAwait: false, promise: undefined };
     const now = this.#now();
     const stale = this.#m.cache.freshAsOf < now - this.#m.config.maxStaleness;
     if (stale) return { mustAwait: true, promise: this.sync() };
@@ -239,6 +246,8 @@ export class SyncClient {
     while (!this.#stopped) {
       const ac = new AbortController();
       this.#stream = ac;
+      /** How long the worker asked us to wait (Retry-After of a 503, or the stream's `retry:` field). */
+      let asked = 0;
       try {
         const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
         const sentAt = this.#now();
@@ -246,7 +255,11 @@ export class SyncClient {
           headers: { ...this.#headers, accept: 'text/event-stream' },
           signal: ac.signal,
         });
-        if (!res.ok || res.body === null) throw new Error(`sync worker stream answered ${res.status}`);
+        if (!res.ok || res.body === null) {
+          asked = retryAfterMs(res.headers.get('retry-after'));
+          await res.body?.cancel().catch(() => {});
+          throw new Error(`sync worker stream answered ${res.status}`);
+        }
         let first = true;
         // The worker's clock minus ours is at most this (set by the first event: it was answered after
         // `sentAt`). Each event's freshAsOf is placed on our clock with it, never later than its arrival.
@@ -259,28 +272,68 @@ export class SyncClient {
           idle = setTimeout(() => ac.abort(new Error('sync worker stream went silent')), this.#streamIdleTimeout);
         };
         armIdle();
-        for await (const data of sseEvents(res.body)) {
-          armIdle();
-          const ev = JSON.parse(data) as FeedEvent;
-          if (!first && ev.from !== this.#cursor) break; // a gap: reconnect with our cursor
-          const arrived = this.#now();
-          if (first) offsetBound = typeof ev.now === 'number' && Number.isFinite(ev.now) ? ev.now - sentAt : Number.POSITIVE_INFINITY;
-          first = false;
-          attempt = 0;
-          const local = Number.isFinite(offsetBound) ? ev.freshAsOf - offsetBound : ev.freshAsOf;
-          this.#apply({ ...ev, freshAsOf: Math.min(local, arrived) }, 'stream');
+        // A spec-complete parser (CRLF and CR line ends, comments, id:, retry:, multi-line data), bounded so
+        // a worker that never ends a line cannot make us buffer without limit.
+        const events: EventSourceMessage[] = [];
+        let broken: Error | undefined;
+        const parser = createParser({
+          maxBufferSize: MAX_EVENT_CHARS,
+          onEvent: (m) => events.push(m),
+          onRetry: (ms) => (asked = Math.min(ms, MAX_RETRY_WAIT)),
+          onError: (e) => {
+            if (e.type === 'max-buffer-size-exceeded') broken = e;
+          },
+        });
+        const reader = res.body.pipeThrough(new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>).getReader();
+        try {
+          read: for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            armIdle(); // any bytes, comments included, show the connection is alive
+            parser.feed(value);
+            if (broken) throw broken;
+            for (const m of events.splice(0)) {
+              if (m.event !== undefined && m.event !== 'changes') continue;
+              const ev = JSON.parse(m.data) as FeedEvent;
+              if (!first && ev.from !== this.#cursor) break read; // a gap: reconnect with our cursor
+              const arrived = this.#now();
+              if (first) offsetBound = typeof ev.now === 'number' && Number.isFinite(ev.now) ? ev.now - sentAt : Number.POSITIVE_INFINITY;
+              first = false;
+              attempt = 0;
+              const local = Number.isFinite(offsetBound) ? ev.freshAsOf - offsetBound : ev.freshAsOf;
+              this.#apply({ ...ev, freshAsOf: Math.min(local, arrived) }, 'stream');
+              this.#streamLive = true;
+            }
+          }
+        } finally {
+          clearTimeout(idle);
+          this.#streamLive = false;
+          await reader.cancel().catch(() => {});
         }
-        clearTimeout(idle);
       } catch (e) {
         if (this.#stopped) return;
         this.#onError?.(e);
         if (this.#direct) await this.sync().catch(() => {});
       }
       if (this.#stopped) return;
-      const cap = Math.min(5000, 100 * 2 ** Math.min(attempt++, 10));
-      await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
+      // Until the stream is back, beforeRead() polls (see #streamLive).
+      const delay = Math.max(asked, backoffDelay(attempt++, { max: 5000 }));
+      await new Promise((r) => setTimeout(r, delay));
     }
   }
+}
+
+/** Longest wait a worker can ask for (Retry-After, `retry:`): it cannot park a client for longer. */
+const MAX_RETRY_WAIT = 60_000;
+/** Longest event (and line) the stream parser buffers, in characters: a 10,000-id event is ~400,000. */
+const MAX_EVENT_CHARS = 8 * 1024 * 1024;
+
+/** A Retry-After header (seconds, or an HTTP date) in ms, at most MAX_RETRY_WAIT; 0 when absent or unreadable. */
+function retryAfterMs(h: string | null): number {
+  if (h === null || h.trim() === '') return 0;
+  const secs = Number(h);
+  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, MAX_RETRY_WAIT) : 0;
 }
 
 /**
@@ -343,31 +396,4 @@ function checkWorkerUrl(input: unknown, insecureHttp: unknown): string {
     );
   }
   return input.replace(/\/+$/, '');
-}
-
-/** Parses a text/event-stream body into the `data` of each event. */
-async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const reader = body.pipeThrough(new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>).getReader();
-  let buf = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buf += value;
-      let i = buf.indexOf('\n\n');
-      while (i !== -1) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = block
-          .split('\n')
-          .filter((l) => l.startsWith('data:'))
-          .map((l) => l.slice(5).replace(/^ /, ''))
-          .join('\n');
-        if (data) yield data;
-        i = buf.indexOf('\n\n');
-      }
-    }
-  } finally {
-    reader.releaseLock();
-  }
 }

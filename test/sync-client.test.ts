@@ -1,14 +1,14 @@
 // SyncClient against misbehaving and against real workers: a stream that goes silent is dropped and
 // reconnected (a plain HTTP server of the test's own, no database), and touch pushes are cut to what the
 // worker accepts (a real worker).
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
-import { MAX_TOUCH_BODY_BYTES } from '../src/protocol.ts';
+import { type FeedEvent, MAX_TOUCH_BODY_BYTES } from '../src/protocol.ts';
 import { SyncClient } from '../src/sync.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
@@ -53,6 +53,114 @@ describe('SyncClient stream mode', () => {
     expect(connections).toBeGreaterThanOrEqual(3);
     expect(sync.cursor).toBe('10:10:');
     expect(errors.some((e) => String((e as Error)?.message ?? e).includes('silent'))).toBe(true);
+  });
+});
+
+describe("SyncClient stream parsing and reconnects (a worker of the test's own)", () => {
+  /** An HTTP server whose handler the test writes; resolves its base URL. */
+  async function fakeWorker(handler: (req: IncomingMessage, res: ServerResponse, n: number) => void) {
+    let n = 0;
+    const server = createServer((req, res) => handler(req, res, n++));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: async () => {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+  const event = (e: Partial<FeedEvent>) =>
+    JSON.stringify({ from: '', cursor: '10:10:', ids: [], reset: false, freshAsOf: Date.now(), now: Date.now(), ...e });
+
+  it('parses the stream as the SSE spec says: CRLF and CR line ends, comments, id:, retry:, multi-line data, split chunks', async () => {
+    const a = crypto.randomUUID();
+    const b = crypto.randomUUID();
+    const w = await fakeWorker((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const first = event({ cursor: '11:11:', reset: true });
+      const second = event({ from: '11:11:', cursor: '12:12:', ids: [a] });
+      // The same JSON over two data: lines is joined with a newline, which JSON ignores.
+      const third = event({ from: '12:12:', cursor: '13:13:', ids: [b] }).replace(',"cursor"', '\ndata: ,"cursor"');
+      const text =
+        ': a comment, then a heartbeat\r\n\r\n' +
+        `id: 1\r\nevent: changes\r\ndata: ${first}\r\n\r\n` +
+        `retry: 60000\revent: changes\rid: 2\rdata: ${second}\r\r` +
+        `event: changes\ndata: ${third}\n\n`;
+      // Cut into pieces of 7 bytes: every boundary lands somewhere inside a line or an event.
+      let i = 0;
+      const tick = setInterval(() => {
+        if (i >= text.length) return clearInterval(tick);
+        res.write(text.slice(i, i + 7));
+        i += 7;
+      }, 0);
+      req.on('close', () => clearInterval(tick));
+    });
+    const applied: { ids: string[]; reset: boolean }[] = [];
+    const sync = new SyncClient(offlineManager(), {
+      workerUrl: w.url,
+      mode: 'stream',
+      directFallback: false,
+      onApply: (c) => applied.push({ ids: c.ids, reset: c.reset }),
+    });
+    sync.start();
+    const deadline = Date.now() + 5000;
+    while (sync.cursor !== '13:13:' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await sync.stop();
+    await w.close();
+    expect(applied).toEqual([
+      { ids: [], reset: true },
+      { ids: [a], reset: false },
+      { ids: [b], reset: false },
+    ]);
+    expect(sync.cursor).toBe('13:13:');
+  });
+
+  it('waits the Retry-After of a refused stream before reconnecting, and polls meanwhile', async () => {
+    const connects: number[] = [];
+    let polls = 0;
+    const w = await fakeWorker((req, res) => {
+      if (req.url?.startsWith('/v1/changes')) {
+        polls++;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(event({ cursor: '20:20:', reset: true }));
+        return;
+      }
+      connects.push(Date.now());
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end('{"error":{"code":"TOO_MANY_SUBSCRIBERS","message":"full"}}');
+    });
+    const m = offlineManager();
+    const sync = new SyncClient(m, { workerUrl: w.url, mode: 'stream', directFallback: false, syncInterval: 50, onError: () => {} });
+    sync.start();
+    const deadline = Date.now() + 5000;
+    while (connects.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // While the stream is refused, a read polls (inline when the cache is not fresh).
+    const due = sync.beforeRead();
+    expect(due.promise).toBeDefined();
+    await due.promise;
+    await sync.stop();
+    await w.close();
+    expect(connects.length).toBeGreaterThanOrEqual(2);
+    expect((connects[1] as number) - (connects[0] as number)).toBeGreaterThanOrEqual(950);
+    expect(polls).toBeGreaterThanOrEqual(1);
+    expect(sync.cursor).toBe('20:20:');
+  });
+
+  it('waits the retry: the stream asked for before reconnecting', async () => {
+    const connects: number[] = [];
+    const w = await fakeWorker((_req, res) => {
+      connects.push(Date.now());
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`retry: 700\nevent: changes\ndata: ${event({ cursor: '30:30:', reset: true })}\n\n`);
+    });
+    const sync = new SyncClient(offlineManager(), { workerUrl: w.url, mode: 'stream', directFallback: false });
+    sync.start();
+    const deadline = Date.now() + 5000;
+    while (connects.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await sync.stop();
+    await w.close();
+    expect((connects[1] as number) - (connects[0] as number)).toBeGreaterThanOrEqual(650);
   });
 });
 

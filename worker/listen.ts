@@ -7,6 +7,7 @@
 // what its `beforeSleep` hook flushes (pending touches), closes its connection and sends nothing more, so
 // a Neon compute can scale to zero. The next `activity()` reconnects it, and its first read catches up
 // from the cursor it kept (the record is durable: nothing is missed).
+import { backoffDelay } from '../src/backoff.ts';
 import { readChanges } from '../src/feed.ts';
 import type { ObjectNames } from '../src/names.ts';
 import type { ResolvedWorkerOptions } from './config.ts';
@@ -189,7 +190,7 @@ export class Listener {
         continue;
       }
       this.metrics.reconnects.inc();
-      const delay = backoff(this.#attempt++, this.o.maxBackoff);
+      const delay = backoffDelay(this.#attempt++, { max: this.o.maxBackoff });
       this.log('info', 'listener reconnecting', { attempt: this.#attempt, delayMs: Math.round(delay) });
       await new Promise((r) => setTimeout(r, delay));
     }
@@ -262,10 +263,4 @@ async function endWithin(client: ListenClient, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([client.end().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
-}
-
-/** Capped exponential backoff with full jitter: 100 ms · 2^attempt, at most `max`. */
-export function backoff(attempt: number, max: number): number {
-  const cap = Math.min(max, 100 * 2 ** Math.min(attempt, 20));
-  return cap / 2 + Math.random() * (cap / 2);
 }
