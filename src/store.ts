@@ -157,8 +157,8 @@ function hotStatements(n: ObjectNames) {
     statement(`WITH u AS (
         UPDATE ${t} AS s SET last_accessed = GREATEST(s.last_accessed, v.at)
         FROM (SELECT x.id, to_timestamp(x.ms / 1000) AS at, to_timestamp(x.f / 1000) AS first
-              FROM json_to_recordset($1::json) AS x(id uuid, ms float8, f float8)) AS v
-        WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $2::float8 / 1000)' : ''}
+              FROM unnest($1::uuid[], $2::float8[], $3::float8[]) AS x(id, ms, f)) AS v
+        WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $4::float8 / 1000)' : ''}
         RETURNING 1
       ) SELECT count(*)::integer AS n FROM u`);
   return {
@@ -452,25 +452,30 @@ export class Store {
    * expiry, and — with `idleMs` — its first access must come before the stored last access + idleMs (each
    * access of a coalesced run was checked against the one before it, so the run is alive if its first access
    * was). Times later than `now` (the receiver's clock) are clamped to it. Entries that cannot name a session
-   * (not a UUID, not a time) are skipped. The batch travels as json (a json function's row estimate keeps
-   * the plan one index lookup per touch; with a batch's true size in view the planner may hash the whole
-   * table for every batch), with times as ms (cheaper to read than ISO text).
+   * (not a UUID, not a time) are skipped. The batch travels as three arrays (ids, newest and oldest ms),
+   * unnested: cheaper to read than json (~1.3x the rows/s, bench section touches), and as a parameter of a
+   * prepared statement its length is unknown to the plan, which stays one index lookup per touch (with a
+   * batch's true size in view the planner may hash the whole table for every batch).
    */
   async flushTouches(batch: readonly TouchEntry[], now: number, idleMs: number | null): Promise<number> {
-    const parts: string[] = [];
+    const ids: string[] = [];
+    const lasts: number[] = [];
+    const firsts: number[] = [];
     for (const [id, at, from] of batch) {
-      // Whole ms within a Date's range, as a Date would keep them.
+      // Whole ms within a Date's range, as a Date would keep them. Ids are checked UUIDs, so the array
+      // literals below need no quoting.
       if (!isUuid(id) || !(Math.abs(at) <= MAX_DATE_MS)) continue;
       const last = Math.trunc(Math.min(at, now));
-      const first = typeof from === 'number' && Math.abs(from) <= MAX_DATE_MS ? Math.trunc(Math.min(from, last)) : last;
-      parts.push(`{"id":"${id}","ms":${last},"f":${first}}`);
+      ids.push(id);
+      lasts.push(last);
+      firsts.push(typeof from === 'number' && Math.abs(from) <= MAX_DATE_MS ? Math.trunc(Math.min(from, last)) : last);
     }
-    if (parts.length === 0) return 0;
-    const json = `[${parts.join(',')}]`;
+    if (ids.length === 0) return 0;
+    const values: unknown[] = [`{${ids.join(',')}}`, `{${lasts.join(',')}}`, `{${firsts.join(',')}}`];
     const rows =
       idleMs === null || idleMs === 0
-        ? await this.runStatement<{ n: number }>('flushTouches', this.#st.touches, [json])
-        : await this.runStatement<{ n: number }>('flushTouches', this.#st.touchesIdle, [json, idleMs]);
+        ? await this.runStatement<{ n: number }>('flushTouches', this.#st.touches, values)
+        : await this.runStatement<{ n: number }>('flushTouches', this.#st.touchesIdle, [...values, idleMs]);
     return Number(rows[0]?.n ?? 0);
   }
 
