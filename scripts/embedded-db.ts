@@ -376,6 +376,10 @@ async function launchOnPort(bin: Binaries, dir: string, runAs: RunAs, port: numb
 function launch(bin: Binaries, dir: string, runAs: RunAs, port: number): Promise<Server> {
   const child = spawn(bin.postgres, ['-D', dir, '-p', String(port), ...FLAGS], {
     ...spawnOptions(runAs),
+    // A process group of its own: a terminal's Ctrl-C goes to the whole foreground group, and a server in
+    // ours would shut down at once, before its host flushed its last writes (npm start's pending touches).
+    // The host stops it (stop(), or the exit and signal hooks below).
+    detached: true,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const log: string[] = [];

