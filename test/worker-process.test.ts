@@ -1,4 +1,6 @@
 // The worker as users run it (the CLI, a real child process) with managers in other processes.
+
+import { fileURLToPath } from 'node:url';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,8 +145,14 @@ describe('worker process and manager processes', () => {
     expect([...page.ids].sort()).toEqual(sessions.map((s) => s.session.id).sort());
   });
 
-  it('SIGTERM flushes pending touches and exits 0', async () => {
-    const w = await startW({ PG_EDGE_SESSION_FLUSH_INTERVAL: '3600000' });
+  // The README's supervisor section: the supervisor signals the one process it started (Docker's PID 1,
+  // systemd's main PID), so that process must be Node: `node <bin>` (or the bin itself, whose shebang execs
+  // node), or a shell entrypoint that `exec`s it. Only that PID is signalled here, never the group.
+  it.each([
+    ['node as the process', [process.execPath, 'worker/bin.mjs']],
+    ['a shell entrypoint that execs it', ['/bin/sh', '-c', `exec "${process.execPath}" worker/bin.mjs`]],
+  ])('SIGTERM to the supervised process (%s) flushes pending touches and exits 0', async (_how, command) => {
+    const w = await startSupervised(command as string[], workerEnv({ PG_EDGE_SESSION_FLUSH_INTERVAL: '3600000' }));
     const s = await manager.createSession('term-1', {});
     // After the creation, not after the worker's clock (it clamps touches from the future).
     await new Promise((r) => setTimeout(r, 50));
@@ -156,9 +164,10 @@ describe('worker process and manager processes', () => {
     });
     expect(r.status).toBe(200);
     expect(await lastAccessed(s.session.id)).toBeLessThan(at);
-    w.kill('SIGTERM');
-    expect(await w.exited).toBe(0);
+    w.proc.kill('SIGTERM'); // the PID only, as a supervisor does
+    expect(await w.exited).toEqual({ code: 0, signal: null });
     expect(await lastAccessed(s.session.id)).toBe(at);
+    expect(w.logs.join('\n')).toContain('"signal":"SIGTERM"');
     expect(w.logs.join('\n')).not.toContain(SECRET);
   });
 
@@ -194,3 +203,34 @@ describe('worker process and manager processes', () => {
     expect(noSecret.stderr).toContain('secret');
   });
 });
+
+/** The worker started as a supervisor starts it: `command` is the one process it will signal. */
+async function startSupervised(command: string[], env: Record<string, string>) {
+  const { spawn } = await import('node:child_process');
+  const [cmd, ...args] = command as [string, ...string[]];
+  const proc = spawn(cmd, args, {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    proc.on('exit', (code, signal) => r({ code, signal })),
+  );
+  let buf = '';
+  const ready = new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      logs.push(...lines);
+      const listening = logs.find((l) => l.includes('"msg":"worker listening"'));
+      if (listening && logs.some((l) => l.includes('"msg":"listener ready"'))) resolve(JSON.parse(listening).url as string);
+    };
+    proc.stdout?.on('data', onData);
+    proc.stderr?.on('data', onData);
+    void exited.then((e) => reject(new Error(`worker exited (${JSON.stringify(e)}) before it was ready:\n${logs.join('\n')}`)));
+  });
+  const url = await ready;
+  return { url, proc, logs, exited };
+}
