@@ -109,7 +109,7 @@ describe('the npm start demo in a browser', () => {
   it('prints a psql command that opens the database', async () => {
     const line = /Database:\s+(psql .+?)(?:\s{2,}\(|\n)/.exec(output.join(''));
     expect(line, output.join('')).not.toBeNull();
-    const [cmd, ...args] = (line?.[1] as string).trim().split(/\s+/);
+    const [cmd, ...args] = String(line?.[1]).trim().split(/\s+/);
     expect(cmd).toBe('psql');
     expect(args.join(' ')).not.toContain('***');
     if (existsSync(PSQL)) {

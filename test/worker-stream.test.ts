@@ -73,7 +73,8 @@ describe('Hub and subscriber streams (in memory)', () => {
     expect(ended).toBe('slow');
     expect(hub.subscriberCount).toBe(0);
     // The reader sees the stream fail: the connection is closed rather than kept for ever.
-    const reader = (sub?.readable as ReadableStream<Uint8Array>).getReader();
+    if (sub === undefined) throw new Error('refused');
+    const reader = sub.readable.getReader();
     await expect(
       (async () => {
         for (;;) if ((await reader.read()).done) return;
@@ -91,7 +92,8 @@ describe('Hub and subscriber streams (in memory)', () => {
     const first = new TextEncoder().encode('event: changes\ndata: {}\n\n');
     stalled?.begin(first);
     reading?.begin(first);
-    const reader = (reading?.readable as ReadableStream<Uint8Array>).getReader();
+    if (reading === undefined) throw new Error('refused');
+    const reader = reading.readable.getReader();
     await reader.read(); // the first event
     for (let i = 0; i < 10; i++) {
       const next = reader.read(); // waiting: the next event goes straight to it
