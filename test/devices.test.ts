@@ -38,7 +38,9 @@ describe('device labels and addresses (pure)', () => {
       ),
     ).toBe('Edge on Windows');
     expect(
-      describeUserAgent('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'),
+      describeUserAgent(
+        'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+      ),
     ).toBe('Chrome on macOS');
     expect(describeUserAgent('curl/8.5.0')).toBe('curl');
     expect(describeUserAgent('')).toBe('Unknown device');
@@ -46,7 +48,8 @@ describe('device labels and addresses (pure)', () => {
   });
 
   it('accepts IPv4/IPv6 addresses only, and stores an IPv4-mapped address as IPv4', () => {
-    for (const ok of ['1.2.3.4', '::1', 'fe80::1', '2001:db8::8a2e:370:7334', '1:2:3:4:5:6:7:8', '::ffff:1.2.3.4']) expect(isIpAddress(ok)).toBe(true);
+    for (const ok of ['1.2.3.4', '::1', 'fe80::1', '2001:db8::8a2e:370:7334', '1:2:3:4:5:6:7:8', '::ffff:1.2.3.4'])
+      expect(isIpAddress(ok)).toBe(true);
     for (const bad of ['1.2.3', '256.0.0.1', '1::2::3', '1.2.3.4:80', '[::1]', 'localhost', '', '1:2:3:4:5:6:7:8:9']) {
       expect(isIpAddress(bad)).toBe(false);
     }
@@ -78,7 +81,11 @@ describe.each(DRIVERS)('device metadata and listings (%s)', (driver) => {
     const m = fx.manager({ clock, maxSessions: 10 });
     const user = uid();
     m.db.reset();
-    const laptop = await m.createSession(user, { secret: 's' }, { device: { userAgent: FIREFOX, ip: '203.0.113.7', label: 'Work laptop' } });
+    const laptop = await m.createSession(
+      user,
+      { secret: 's' },
+      { device: { userAgent: FIREFOX, ip: '203.0.113.7', label: 'Work laptop' } },
+    );
     expect(m.db.count).toBe(1);
     clock.advance(SECOND);
     const phone = await m.createSession(user, {}, { device: { userAgent: IPHONE, ip: '2001:db8::1' } });
@@ -320,5 +327,43 @@ describe.each(DRIVERS)('the middleware records the device and tells a dead cooki
     const plain = app(off);
     const r2 = await plain.request('/login', { method: 'POST', headers: { 'x-user': user } });
     expect(r2.headers.getSetCookie().join()).not.toContain('session.id');
+  });
+});
+
+describe.each(DRIVERS)('the worker records what its cleanup ends, with --audit (%s)', (driver) => {
+  const fx = useStore(driver, 'audit_worker');
+
+  it('expired sessions deleted by the worker leave an expired record; pruning follows --audit-retention', async () => {
+    const { startWorker } = await import('../worker/main.ts');
+    const { databaseUrl } = await import('./support/db.ts');
+    const m = fx.manager({ audit: true });
+    const user = uid();
+    const s = await m.createSession(user, {}, { expiresAt: Date.now() + 300 });
+    // An old record, past the worker's retention.
+    await fx.t.admin.query(
+      `INSERT INTO "${fx.schemaName}"."session_audit" (session_id, user_id, reason, ended_at, created_at, last_accessed)
+       VALUES (gen_random_uuid(), $1, 'logout', now() - interval '2 days', now() - interval '3 days', now() - interval '3 days')`,
+      [user],
+    );
+    await new Promise((r) => setTimeout(r, 400));
+    const w = await startWorker({
+      databaseUrl: databaseUrl(),
+      insecureDev: true,
+      port: 0,
+      schemaName: fx.schemaName,
+      audit: true,
+      auditRetention: DAY,
+      cleanupInterval: HOUR,
+      log: 'silent',
+    });
+    try {
+      await w.ready();
+      // The run at start may hold the cleanup lock: wait for a run of our own to complete.
+      for (let i = 0; i < 100 && !(await w.runCleanup()).ran; i++) await new Promise((r) => setTimeout(r, 50));
+      const rows = await auditRows(fx, 'user_id = $1', [user]);
+      expect(rows.map((r) => [r.session_id, r.reason])).toEqual([[s.session.id, 'expired']]);
+    } finally {
+      await w.close();
+    }
   });
 });

@@ -44,6 +44,8 @@ export async function runCleanup(
         cacheSize: 0,
         inactivityDuration: o.inactivityDuration,
         lastAccessUpdateInterval: o.lastAccessUpdateInterval,
+        audit: o.audit,
+        auditRetention: o.auditRetention,
       });
       // Paced (the manager's default pause), and cut short by shutdown: a long backlog never holds up exit.
       const r = await manager.deleteExpired({

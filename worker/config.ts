@@ -37,6 +37,13 @@ export interface WorkerOptions {
   inactivityDuration?: number;
   /** How long change records are kept for catch-up (cursors older than this get a reset). Default 15 min. */
   changeRetention?: number;
+  /**
+   * Record the sessions cleanup deletes (expired, idle_expired) in the audit table, as the managers do with
+   * their `audit` option; set it when theirs is on. Default false.
+   */
+  audit?: boolean;
+  /** Audit rows older than this are pruned by cleanup (match the managers' `auditRetention`). Default 365 days. */
+  auditRetention?: number;
   /** Safety-net read of the change record even without a wake-up. Default 250 ms (keep well under maxStaleness). */
   pollInterval?: number;
   /** Trailing read after each wake-up, to catch transactions whose wake-up was skipped. Default 25 ms. */
@@ -127,6 +134,8 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     cleanupBatchSize: num('cleanupBatchSize', o.cleanupBatchSize, 1000, 1, 50000),
     inactivityDuration: num('inactivityDuration', o.inactivityDuration, 48 * 3600 * SECOND, 0),
     changeRetention: num('changeRetention', o.changeRetention, 15 * 60 * SECOND, 1000),
+    audit: o.audit === true,
+    auditRetention: num('auditRetention', o.auditRetention, 365 * 24 * 3600 * SECOND, 1),
     pollInterval: num('pollInterval', o.pollInterval, 250, 5, 60 * SECOND),
     settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
     maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
@@ -167,6 +176,8 @@ Flags (each also read from the environment variable in brackets; flags win):
   --cleanup-batch N           rows per cleanup statement [PG_EDGE_SESSION_CLEANUP_BATCH] (default 1000)
   --inactivity MS             idle timeout used by cleanup [PG_EDGE_SESSION_INACTIVITY] (default 172800000)
   --retention MS              change-record retention [PG_EDGE_SESSION_RETENTION] (default 900000)
+  --audit                     record sessions cleanup deletes in the audit table [PG_EDGE_SESSION_AUDIT=1] (default off)
+  --audit-retention MS        audit rows older than this are pruned [PG_EDGE_SESSION_AUDIT_RETENTION] (default 31536000000)
   --poll-interval MS          safety-net read interval [PG_EDGE_SESSION_POLL_INTERVAL] (default 250)
   --max-subscribers N         most /v1/stream subscribers, 503 beyond [PG_EDGE_SESSION_MAX_SUBSCRIBERS] (default 1000)
   --idle-timeout MS           no query after this long without traffic, so Neon can scale to zero; 0 never
@@ -201,6 +212,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
       'cleanup-batch': { type: 'string' },
       inactivity: { type: 'string' },
       retention: { type: 'string' },
+      audit: { type: 'boolean' },
+      'audit-retention': { type: 'string' },
       'poll-interval': { type: 'string' },
       'max-subscribers': { type: 'string' },
       'idle-timeout': { type: 'string' },
@@ -232,6 +245,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
     cleanupBatchSize: n('cleanup-batch', pick('cleanup-batch', 'PG_EDGE_SESSION_CLEANUP_BATCH')),
     inactivityDuration: n('inactivity', pick('inactivity', 'PG_EDGE_SESSION_INACTIVITY')),
     changeRetention: n('retention', pick('retention', 'PG_EDGE_SESSION_RETENTION')),
+    audit: values.audit === true || env.PG_EDGE_SESSION_AUDIT === '1',
+    auditRetention: n('audit-retention', pick('audit-retention', 'PG_EDGE_SESSION_AUDIT_RETENTION')),
     pollInterval: n('poll-interval', pick('poll-interval', 'PG_EDGE_SESSION_POLL_INTERVAL')),
     maxSubscribers: n('max-subscribers', pick('max-subscribers', 'PG_EDGE_SESSION_MAX_SUBSCRIBERS')),
     idleTimeout: n('idle-timeout', pick('idle-timeout', 'PG_EDGE_SESSION_IDLE_TIMEOUT')),
