@@ -79,6 +79,8 @@ function setUp(env: Env): Isolate {
 
   const config: SessionConfig = {
     maxStaleness: ms(env, 'MAX_STALENESS_MS', 1000),
+    // The demo shows why sessions ended (device list, "revoked from another device").
+    audit: true,
     ...(env.SESSION_SCHEMA ? { schemaName: env.SESSION_SCHEMA } : {}),
     ...(env.SESSION_TABLE_PREFIX ? { tablePrefix: env.SESSION_TABLE_PREFIX } : {}),
   };

@@ -57,6 +57,8 @@ async function main() {
     // Short intervals so the demo shows its effects quickly.
     lastAccessUpdateInterval: 5000,
     cleanupInterval: 60_000,
+    // The demo records why sessions ended (its cleanup's expiries included).
+    audit: true,
     log: (line) => {
       const rec = JSON.parse(line) as { level: string; msg: string };
       if (rec.level === 'warn' || rec.level === 'error') process.stderr.write(`[worker] ${line}\n`);
@@ -64,7 +66,7 @@ async function main() {
   });
   await worker.ready();
 
-  const manager = new SessionManager<ExampleAttributes>(db, { maxStaleness: 1000 });
+  const manager = new SessionManager<ExampleAttributes>(db, { maxStaleness: 1000, audit: true });
   const sync = new SyncClient(manager, { workerUrl: worker.url, secret, mode: 'stream' });
   sync.start();
   const app = createExampleApp({
