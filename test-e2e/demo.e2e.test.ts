@@ -91,18 +91,37 @@ describe('the npm start demo in a browser', () => {
     await a.reload();
     const items = a.locator('li[data-session-id]');
     expect(await items.count()).toBe(2);
+    // Each device with its label (from the user agent: headless Chromium on Linux), IP (the socket's, on
+    // Node) and last use; this device marked.
+    for (const item of await items.all()) {
+      expect(await item.locator('.device').innerText()).toBe('Chrome on Linux');
+      expect(await item.locator('.ip').innerText()).toBe('127.0.0.1');
+      expect(await item.locator('time').first().getAttribute('datetime')).toMatch(/^\d{4}-\d\d-\d\dT/);
+    }
+    expect(await a.locator('li[data-session-id][data-current]', { hasText: '(this device)' }).count()).toBe(1);
     // Revoke the session that is not A's own.
+    const revokedId = await a.locator('li[data-session-id]:not([data-current])').getAttribute('data-session-id');
     await a.locator('li[data-session-id]:not([data-current]) form[action="/sessions/revoke"] button').click();
     await a.locator('p.notice', { hasText: 'Session revoked.' }).waitFor();
     expect(await a.locator('li[data-session-id]').count()).toBe(1);
+    // The audit shows it under recent sign-outs.
+    expect(await a.locator(`li[data-ended-session-id="${revokedId}"][data-reason="revoked"]`).count()).toBe(1);
+    // B is told why it is signed out, once; a reload after that is a plain sign-in page.
     await b.reload();
     expect(await b.locator('form[action="/login"]').count()).toBe(1);
+    await b.locator('p.notice', { hasText: 'This session was revoked from another device.' }).waitFor();
+    await b.screenshot({ path: join(root, '.data', 'e2e-revoked.png'), fullPage: true });
+    await b.reload();
+    expect(await b.locator('form[action="/login"]').count()).toBe(1);
+    expect(await b.locator('p.notice').count()).toBe(0);
     await a.screenshot({ path: join(root, '.data', 'e2e-demo.png'), fullPage: true });
-    // A still works and can edit an attribute.
+    // A still works and can edit an attribute; the "Saved." notice does not survive a reload.
     await a.fill('textarea[name="note"]', 'hello from the e2e test');
     await a.click('form[action="/attributes"] button');
     await a.locator('p.notice', { hasText: 'Saved.' }).waitFor();
     expect(await a.locator('textarea[name="note"]').inputValue()).toBe('hello from the e2e test');
+    await a.reload();
+    expect(await a.locator('p.notice').count()).toBe(0);
     pageA = a;
   }, 60_000);
 
