@@ -94,8 +94,8 @@ describe('the npm start demo in a browser', () => {
     // Each device with its label (from the user agent: headless Chromium on Linux), IP (the socket's, on
     // Node) and last use; this device marked.
     for (const item of await items.all()) {
-      expect(await item.locator('.device').innerText()).toBe('Chrome on Linux');
-      expect(await item.locator('.ip').innerText()).toBe('127.0.0.1');
+      expect(await item.locator('.device').textContent()).toBe('Chrome on Linux');
+      expect(await item.locator('.ip').textContent()).toBe('127.0.0.1');
       expect(await item.locator('time').first().getAttribute('datetime')).toMatch(/^\d{4}-\d\d-\d\dT/);
     }
     expect(await a.locator('li[data-session-id][data-current]', { hasText: '(this device)' }).count()).toBe(1);
