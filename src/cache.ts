@@ -86,6 +86,11 @@ export class SessionCache {
     });
   }
 
+  /** False with cacheSize 0 (nothing is ever cached, so nothing needs invalidating). */
+  get enabled(): boolean {
+    return this.#lru !== undefined;
+  }
+
   get size(): number {
     return this.#lru?.size ?? 0;
   }

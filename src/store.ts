@@ -487,8 +487,9 @@ export class Store {
    * columns touches and updates change (which would make those updates non-HOT), each statement reads a
    * bounded number of blocks, and the table is read once per pass instead of once per batch.
    *
-   * Returns the ids changed, how many rows were picked, the block of the last one picked (the walk
-   * resumes there when the limit was reached), and the table's current size in blocks.
+   * Returns the ids changed (when asked) and how many, how many rows were picked, the block of the last one
+   * picked (the walk resumes there when the limit was reached), the table's current size in blocks, and how
+   * many other sessions of the database were running a query (what the cleanup's pace adapts to).
    */
   async cleanupRange(p: {
     kind: 'sessions' | 'attributes';
@@ -499,7 +500,9 @@ export class Store {
     limit: number;
     /** Record each deleted session in the audit table (expired or idle_expired, ending when it expired). */
     audit?: { idleMs: number | null };
-  }): Promise<{ ids: string[]; picked: number; lastBlock: number; blocks: number }> {
+    /** Return the ids changed (else only how many). */
+    ids: boolean;
+  }): Promise<{ ids: string[]; changed: number; picked: number; lastBlock: number; blocks: number; active: number }> {
     const range = sql`ctid >= ${`(${p.fromBlock},0)`}::tid AND ctid < ${`(${p.toBlock},0)`}::tid`;
     let pick: SQL;
     let change: SQL;
@@ -533,14 +536,26 @@ export class Store {
           RETURNING s.id`;
     }
     // The picked rows are locked once (FOR UPDATE SKIP LOCKED) and changed by a TID scan.
-    const rows = await this.run<{ id: string | null; picked: number | null; last_block: number | null; blocks: number | null }>(
+    // The ids come back only for a caller with a cache to invalidate (the worker's cleaner has none): ~0.3 us
+    // per row less to send and parse.
+    const idRows = p.ids
+      ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS changed, NULL::float8 AS last_block, NULL::float8 AS blocks, NULL::float8 AS active FROM m UNION ALL `
+      : sql``;
+    const rows = await this.run<{
+      id: string | null;
+      picked: number | null;
+      changed: number | null;
+      last_block: number | null;
+      blocks: number | null;
+    }>(
       'deleteExpired',
       sql`WITH c AS MATERIALIZED (
             SELECT ctid AS tid FROM ${this.#t} WHERE ${range} AND (${pick}) LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
           ), ${audited} m AS (${change})
-          SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS last_block, NULL::float8 AS blocks FROM m
-          UNION ALL
-          SELECT NULL, count(*)::float8, max((tid::text::point)[0]), (pg_relation_size(${sql.raw(`'${this.names.sessions}'`)}::regclass) / current_setting('block_size')::integer)::float8 FROM c`,
+          ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, (SELECT count(*) FROM m)::float8 AS changed, max((tid::text::point)[0]) AS last_block,
+            (pg_relation_size(${sql.raw(`'${this.names.sessions}'`)}::regclass) / current_setting('block_size')::integer)::float8 AS blocks,
+            (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+              AND datname = current_database())::float8 AS active FROM c`,
     );
     const ids: string[] = [];
     let summary: (typeof rows)[number] | undefined;
@@ -550,9 +565,11 @@ export class Store {
     }
     return {
       ids,
+      changed: Number(summary?.changed ?? 0),
       picked: Number(summary?.picked ?? 0),
       lastBlock: Number(summary?.last_block ?? p.fromBlock),
       blocks: Number(summary?.blocks ?? 0),
+      active: Number(summary?.active ?? 0),
     };
   }
 }
