@@ -1,16 +1,20 @@
-// The package as users get it: the tarball installed into fresh projects (see global-setup.ts), type-checked
-// by the consumer's own tsc, and run on Node 20, Bun, Deno, Vercel Edge (edge-runtime) and workerd
-// (a Worker bundled by wrangler, in Miniflare), with the newest and the oldest peers the ranges allow.
-// Runtimes without TCP (edge-runtime, workerd) use the Neon driver through the local WebSocket proxy.
+// The packages as users get them: the tarballs installed into fresh projects (see global-setup.ts),
+// type-checked by the consumer's own tsc, and run on Node 20, Bun, Deno, Vercel Edge (edge-runtime) and
+// workerd (a Worker bundled by wrangler, in Miniflare), with the newest and the oldest peers the ranges
+// allow. Runtimes without TCP (edge-runtime, workerd) use the Neon driver through the local WebSocket proxy.
+// The sync worker's package (pg-edge-session-worker) runs from its own install with plain node.
+import { spawn } from 'node:child_process';
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import { build } from 'esbuild';
 import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SessionManager } from '../src/manager.ts';
 import { COMPATIBILITY_DATE, mustRun, PEERS, type PeerSet, REPO, run } from './support.ts';
 
 const projects = inject('projects');
@@ -18,7 +22,7 @@ const databaseUrl = inject('databaseUrl');
 const wsProxy = `127.0.0.1:${inject('wsProxyPort')}/v2`;
 const SETS = Object.keys(PEERS) as PeerSet[];
 const STEPS = ['create', 'get', 'rotate', 'delete', 'middleware'];
-const EDGE_EXPORTS = ['.', './hono', './neon', './schema', './migrate', './feed', './protocol'];
+const EDGE_EXPORTS = ['.', './hono', './neon', './schema', './migrate', './feed', './protocol', './host'];
 
 let admin: pg.Pool;
 const schemas: string[] = [];
@@ -46,7 +50,7 @@ async function nodeRun(file: string, args: string[], cwd: string, label: string)
   const report = JSON.parse(out.trim().split('\n').at(-1) as string);
   expect(report.steps).toEqual(STEPS);
   expect(report.migrationsApplied).toBeGreaterThan(0);
-  expect(Object.keys(report.exports)).toEqual([...EDGE_EXPORTS.map((e) => `pg-edge-session${e.slice(1)}`), 'pg-edge-session/worker']);
+  expect(Object.keys(report.exports)).toEqual(EDGE_EXPORTS.map((e) => `pg-edge-session${e.slice(1)}`));
   return report;
 }
 
@@ -99,6 +103,8 @@ describe('the packed package', () => {
     const { packages, bytes } = projects.edgeInstall[set];
     const pkg = JSON.parse(readFileSync(join(projects.edge[set], 'node_modules/pg-edge-session/package.json'), 'utf8'));
     expect(Object.keys(pkg.dependencies)).toEqual(['eventsource-parser', 'lru-cache']);
+    expect(Object.keys(pkg.peerDependencies).sort()).toEqual(['@neondatabase/serverless', 'drizzle-orm', 'hono']);
+    expect(pkg.bin).toEqual({ 'pg-edge-session': './dist/bin/pg-edge-session.js' });
     for (const serverOnly of ['pg', 'pg-pool', 'ws', 'prom-client', '@hono/node-server', 'tsx', 'esbuild'])
       expect(packages).not.toContain(serverOnly);
     // With the newest peers, that is all there is (Neon 1.0 itself still depended on @types/pg and pg-types).
@@ -147,10 +153,6 @@ describe.each(SETS)('with the %s peers', (set) => {
   it('Node 20: plain node imports every export and runs create → get → rotate → delete (node-postgres)', async () => {
     const report = await nodeRun(process.execPath, [], projects.node[set], `${set}_node`);
     expect(report.runtime).toMatch(/^node v20\./);
-    // The worker's CLI from the installed package, plain node (its server dependencies installed next to it).
-    const help = await run(join(projects.node[set], 'node_modules/.bin/pg-edge-session-worker'), ['--help'], { cwd: projects.node[set] });
-    expect(help.code, help.stderr).toBe(0);
-    expect(help.stdout).toContain('pg-edge-session-worker');
   });
 
   it('Bun 1.4: the same script (node-postgres)', async () => {
@@ -252,6 +254,100 @@ describe.each(SETS)('with the %s peers', (set) => {
     } finally {
       await mf.dispose();
     }
+  });
+});
+
+describe('the sync worker package (pg-edge-session-worker), installed on its own', () => {
+  const SECRET = 'consumer-worker-secret-0123456789-abcdef';
+
+  it('ships built JavaScript, its declarations, the Dockerfile and deploy examples; depends on the library instead of copying it', async () => {
+    const files = (await mustRun('tar', ['-tzf', projects.workerTarball], { cwd: projects.root })).trim().split('\n');
+    for (const f of ['dist/cli.js', 'dist/main.js', 'dist/main.d.ts', 'Dockerfile', 'README.md']) expect(files).toContain(`package/${f}`);
+    expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+    // The core (listener, feed, flush, cleanup) is the library's, imported by name: one implementation.
+    expect(files.filter((f) => /hub|listen|touches|cleanup/.test(f))).toEqual([]);
+    const main = readFileSync(join(projects.worker, 'node_modules/pg-edge-session-worker/dist/main.js'), 'utf8');
+    expect(main).toContain("from 'pg-edge-session/host'");
+  });
+
+  it('installs its server dependencies and no tooling; the edge app installs none of them', () => {
+    const { packages, bytes } = projects.workerInstall;
+    for (const dep of ['pg-edge-session', 'pg-edge-session-worker', 'pg', 'ws', 'prom-client', '@hono/node-server', 'hono', 'drizzle-orm'])
+      expect(packages).toContain(dep);
+    for (const tooling of ['tsx', 'esbuild', 'typescript', 'vitest']) expect(packages).not.toContain(tooling);
+    console.log(
+      `[consumers] worker install (npm install pg-edge-session-worker): ${packages.length} packages, ${(bytes / 1e6).toFixed(1)} MB`,
+    );
+  });
+
+  it("type-checks an app that embeds startWorker in the consumer's tsc 5.9 and 7.0 (NodeNext, exactOptionalPropertyTypes)", async () => {
+    const failures: string[] = [];
+    for (const tsc of [join(projects.node.newest, 'node_modules/typescript/bin/tsc'), join(REPO, 'node_modules/.bin/tsc')]) {
+      const r = await run(process.execPath, [tsc, '-p', 'worker-app/tsconfig.json'], { cwd: projects.worker });
+      if (r.code !== 0 || r.stdout !== '') failures.push(`${tsc}:\n${r.stdout}${r.stderr}`);
+    }
+    expect(failures.join('\n\n')).toBe('');
+  });
+
+  it('runs its bin with plain node: --help, --migrate, /healthz, a change delivered to a poll, SIGTERM exits 0', async () => {
+    const bin = join(projects.worker, 'node_modules/.bin/pg-edge-session-worker');
+    const help = await run(bin, ['--help'], { cwd: projects.worker });
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toContain('Usage: pg-edge-session-worker');
+
+    const schemaName = schema('worker_bin');
+    // As the Dockerfile starts it: Node itself is the process (the bin's #!/usr/bin/env node), configured by env.
+    const proc = spawn(bin, ['--migrate'], {
+      cwd: projects.worker,
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        PG_EDGE_SESSION_SECRET: SECRET,
+        PG_EDGE_SESSION_SCHEMA: schemaName,
+        HOST: '127.0.0.1',
+        PORT: '0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`worker did not listen:\n${lines.join('\n')}`)), 30_000);
+        const onData = (d: Buffer) => {
+          lines.push(...d.toString().split('\n').filter(Boolean));
+          const listening = lines.find((l) => l.includes('"msg":"worker listening"'));
+          if (listening) {
+            clearTimeout(timer);
+            resolve(JSON.parse(listening).url);
+          }
+        };
+        proc.stdout.on('data', onData);
+        proc.stderr.on('data', onData);
+        void exited.then((c) => reject(new Error(`worker exited with ${c}:\n${lines.join('\n')}`)));
+      });
+      expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
+      const auth = { authorization: `Bearer ${SECRET}` };
+      expect((await fetch(`${url}/v1/changes`)).status).toBe(401);
+      const manager = new SessionManager(drizzle(admin), { schemaName, cacheSize: 0 });
+      const { session } = await manager.createSession('consumer-worker', { n: 1 });
+      const first = (await (await fetch(`${url}/v1/changes`, { headers: auth })).json()) as { cursor: string };
+      expect(await manager.deleteSessionById(session.id)).toBe(true);
+      let delivered: string[] = [];
+      const deadline = Date.now() + 10_000;
+      while (!delivered.includes(session.id) && Date.now() < deadline) {
+        const r = (await (await fetch(`${url}/v1/changes?after=${encodeURIComponent(first.cursor)}`, { headers: auth })).json()) as {
+          ids: string[];
+        };
+        delivered = r.ids;
+        if (!delivered.includes(session.id)) await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(delivered).toContain(session.id);
+    } finally {
+      proc.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(lines.join('\n')).toContain('"msg":"worker stopped"');
   });
 });
 

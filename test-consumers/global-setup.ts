@@ -19,6 +19,7 @@ import {
   type Projects,
   REPO,
   RUNTIMES,
+  WORKER_APP_EXTRAS,
 } from './support.ts';
 
 declare module 'vitest' {
@@ -54,15 +55,29 @@ export async function setup(p: TestProject) {
 
   // What prepack runs, then the pack itself (its JSON report alone on stdout).
   await mustRun('npm', ['run', 'build'], { cwd: REPO });
-  const packed = JSON.parse(await mustRun('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', root], { cwd: REPO }));
-  const tarball = join(root, packed[0].filename as string);
+  const pack = async (cwd: string) =>
+    join(
+      root as string,
+      JSON.parse(await mustRun('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', root as string], { cwd }))[0].filename,
+    );
+  const tarball = await pack(REPO);
+  const workerTarball = await pack(join(REPO, 'worker'));
 
   const sets = Object.keys(PEERS) as PeerSet[];
   const edge = {} as Record<PeerSet, string>;
   const node = {} as Record<PeerSet, string>;
   const edgeInstall = {} as Projects['edgeInstall'];
   const runtimes = project(root, 'runtimes');
+  const worker = project(root, 'worker');
+  let workerInstall: Projects['workerInstall'] | undefined;
   await Promise.all([
+    (async () => {
+      // What `npm install pg-edge-session-worker` gives (the library's tarball beside it: both unpublished).
+      await npmInstall(worker, [tarball, workerTarball]);
+      const nm = join(worker, 'node_modules');
+      workerInstall = { packages: installedPackages(nm), bytes: bytesIn(nm) };
+      await npmInstall(worker, specs(WORKER_APP_EXTRAS));
+    })(),
     npmInstall(runtimes, specs(RUNTIMES)),
     ...sets.map(async (set) => {
       // The edge app installs exactly what the README's install line says, nothing else.
@@ -76,12 +91,22 @@ export async function setup(p: TestProject) {
       await npmInstall(node[set], [tarball, ...specs(PEERS[set]), ...specs(NODE_APP_EXTRAS)]);
     }),
   ]);
-  const projects: Projects = { root, tarball, edge, node, runtimes, edgeInstall };
+  const projects: Projects = {
+    root,
+    tarball,
+    workerTarball,
+    edge,
+    node,
+    runtimes,
+    edgeInstall,
+    worker,
+    workerInstall: workerInstall as Projects['workerInstall'],
+  };
   p.provide('databaseUrl', url);
   p.provide('wsProxyPort', proxy.port);
   p.provide('projects', projects);
   console.log(
-    `[consumers] packed and installed ${sets.length * 2 + 1} scratch projects in ${((Date.now() - started) / 1000).toFixed(1)} s (${root})`,
+    `[consumers] packed and installed ${sets.length * 2 + 2} scratch projects in ${((Date.now() - started) / 1000).toFixed(1)} s (${root})`,
   );
 }
 

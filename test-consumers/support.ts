@@ -17,18 +17,17 @@ export const PEERS = {
 } as const;
 export type PeerSet = keyof typeof PEERS;
 
-/** A Node app: node-postgres, the worker's optional peers (for `pg-edge-session/worker`), its tooling. */
+/** A Node app: node-postgres and its tooling. */
 export const NODE_APP_EXTRAS = {
   pg: '8.23.1',
   '@types/pg': '8.23.1',
   '@types/node': '20.19.43',
-  ws: '8.23.0',
-  '@types/ws': '8.18.2',
-  'prom-client': '15.1.3',
-  '@hono/node-server': '2.1.9',
   typescript: '5.9.3',
   'drizzle-kit': '0.31.11',
 };
+
+/** Installed into the worker project after its size was taken: what its type-check needs. */
+export const WORKER_APP_EXTRAS = { '@types/node': '20.19.43' };
 
 /** The runtimes, from npm (their packages carry the binaries). */
 export const RUNTIMES = { bun: '1.4.5', deno: '2.9.6', 'edge-runtime': '4.0.1' };
@@ -119,10 +118,16 @@ export interface Projects {
   /** Scratch root (removed after the run unless KEEP_CONSUMERS=1). */
   root: string;
   tarball: string;
+  /** The worker package's tarball (pg-edge-session-worker). */
+  workerTarball: string;
   /** Edge app: the tarball + hono, drizzle-orm and Neon only. */
   edge: Record<PeerSet, string>;
-  /** Node app: the tarball, the peers, node-postgres, the worker's optional peers, typescript, drizzle-kit. */
+  /** Node app: the tarball, the peers, node-postgres, typescript, drizzle-kit. */
   node: Record<PeerSet, string>;
+  /** A Node project that installs the two tarballs only (`npm install pg-edge-session-worker`), then @types/node. */
+  worker: string;
+  /** Its node_modules right after the two tarballs. */
+  workerInstall: { packages: string[]; bytes: number };
   /** bun, deno, edge-runtime. */
   runtimes: string;
   /** The edge app's node_modules right after `npm install pg-edge-session hono drizzle-orm @neondatabase/serverless`. */

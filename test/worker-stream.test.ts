@@ -5,11 +5,11 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Hub, type Subscriber } from '../src/host/hub.ts';
+import { MAX_SUBSCRIBER_QUEUE, openSubscriberStream } from '../src/host/stream.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedEvent } from '../src/protocol.ts';
-import { Hub, type Subscriber } from '../worker/hub.ts';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../worker/main.ts';
-import { MAX_SUBSCRIBER_QUEUE, openSubscriberStream } from '../worker/stream.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 
 const SECRET = 'stream-secret-0123456789-abcdefghijklmnop';

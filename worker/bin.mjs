@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// The CLI runs the TypeScript sources through tsx's loader (the package ships sources, not a build).
+// In this repository only (not in the package): the worker CLI from its TypeScript sources through tsx's
+// loader, with Node as the process (the process tests signal it). The installed package's bin is
+// dist/cli.js, built JavaScript that plain node runs.
 import { register } from 'tsx/esm/api';
 
 register();

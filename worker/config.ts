@@ -1,80 +1,45 @@
 import { parseArgs } from 'node:util';
-import { validateSchemaName, validateTablePrefix } from '../src/config.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ConfigError } from 'pg-edge-session';
+import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from 'pg-edge-session/host';
 
-/** Options of the sync worker (startWorker and the CLI). Durations in ms. */
-export interface WorkerOptions {
+/**
+ * Options of the sync worker (startWorker and the CLI): the host core's (`HostOptions`: intervals, batch
+ * sizes, schema, idle timeout, ... with their defaults) plus the Node process's own. Durations in ms.
+ */
+export interface WorkerOptions extends HostOptions {
   /** PostgreSQL URL. On Neon use the DIRECT endpoint (not `-pooler`): LISTEN needs a session. Required. */
   databaseUrl: string;
   /** Shared secret isolates send as `Authorization: Bearer …`; at least 32 bytes. Required unless insecureDev. */
-  secret?: string;
+  secret?: string | undefined;
   /**
    * Run without a secret (local development only; every request is accepted). Default false. Refused with a
    * `host` that is not loopback (127.0.0.0/8, ::1, localhost): the network could then do anything the isolates can.
    */
-  insecureDev?: boolean;
+  insecureDev?: boolean | undefined;
   /** 'pg' (node-postgres over TCP) or 'neon' (@neondatabase/serverless over WebSocket). Default: 'neon' for *.neon.tech hosts, else 'pg'. */
-  driver?: 'pg' | 'neon';
+  driver?: 'pg' | 'neon' | undefined;
   /** For the neon driver against a non-Neon PostgreSQL: a WebSocket proxy `host:port/path` (no TLS). */
-  neonWsProxy?: string;
+  neonWsProxy?: string | undefined;
   /** HTTP port. Default 8787; 0 picks a free one. */
-  port?: number;
+  port?: number | undefined;
   /** HTTP host. Default '127.0.0.1'; use '0.0.0.0' in a container. */
-  host?: string;
-  schemaName?: string;
-  tablePrefix?: string;
+  host?: string | undefined;
   /** Apply migrations at start. Default false (a missing schema is then a startup error). */
-  migrate?: boolean;
-  /** Touch flush interval. Default 10 s (isolates' touches wait at most this long). */
-  lastAccessUpdateInterval?: number;
-  /** Rows per touch-flush statement. Default 5000. */
-  lastAccessUpdateBatchSize?: number;
-  /** Cleanup interval (also runs once at start). Default 1 h. */
-  cleanupInterval?: number;
-  /** Rows per cleanup delete statement (each aims to stay well under 100 ms). Default 1000. */
-  cleanupBatchSize?: number;
-  /** Session idle timeout used by cleanup; must match the managers'. Default 48 h. */
-  inactivityDuration?: number;
-  /** How long change records are kept for catch-up (cursors older than this get a reset). Default 15 min. */
-  changeRetention?: number;
-  /**
-   * Record the sessions cleanup deletes (expired, idle_expired) in the audit table, as the managers do with
-   * their `audit` option; set it when theirs is on. Default false.
-   */
-  audit?: boolean;
-  /** Audit rows older than this are pruned by cleanup (match the managers' `auditRetention`). Default 365 days. */
-  auditRetention?: number;
-  /** Safety-net read of the change record even without a wake-up. Default 250 ms (keep well under maxStaleness). */
-  pollInterval?: number;
-  /** Trailing read after each wake-up, to catch transactions whose wake-up was skipped. Default 25 ms. */
-  settleDelay?: number;
-  /** Most touches held in memory before POST /v1/touches answers 503. Default 1,000,000. */
-  maxPendingTouches?: number;
-  /**
-   * Most /v1/stream subscribers at once; beyond it the stream answers 503 `TOO_MANY_SUBSCRIBERS` with
-   * `Retry-After` (clients poll meanwhile). Each costs a connection and a few KB (events are serialized
-   * once and shared). Default 1000.
-   */
-  maxSubscribers?: number;
-  /**
-   * Go idle after this long without a subscriber, a poll, touches or a wake-up: pending touches are written,
-   * the LISTEN connection is closed and no query is sent (cleanup waits too), so a Neon compute can scale to
-   * zero. The next request reconnects and catches up from the cursor. In ms; default 60 s; 0 never idles.
-   */
-  idleTimeout?: number;
-  /** Largest reconnect delay. Default 10 s. */
-  maxBackoff?: number;
+  migrate?: boolean | undefined;
   /** Where JSON log lines go. Default process.stdout. 'silent' drops them. */
-  log?: ((line: string) => void) | 'silent';
+  log?: ((line: string) => void) | 'silent' | undefined;
 }
 
-export type ResolvedWorkerOptions = Required<Omit<WorkerOptions, 'secret' | 'neonWsProxy' | 'log'>> & {
-  secret: string | undefined;
+export type ResolvedWorkerOptions = ResolvedHostOptions & {
+  databaseUrl: string;
+  insecureDev: boolean;
+  driver: 'pg' | 'neon';
   neonWsProxy: string | undefined;
+  port: number;
+  host: string;
+  migrate: boolean;
   log: (line: string) => void;
 };
-
-const SECOND = 1000;
 
 export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   if (typeof o.databaseUrl !== 'string' || o.databaseUrl.length === 0) throw new ConfigError('databaseUrl', 'DATABASE_URL is required');
@@ -92,10 +57,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     );
   }
   const insecureDev = o.insecureDev === true;
-  if (o.secret !== undefined && o.secret !== '') {
-    if (new TextEncoder().encode(o.secret).length < 32)
-      throw new ConfigError('secret', 'must be at least 32 bytes (e.g. `openssl rand -base64 32`)');
-  } else if (!insecureDev) {
+  if ((o.secret === undefined || o.secret === '') && !insecureDev) {
     throw new ConfigError(
       'secret',
       'no secret configured: set PG_EDGE_SESSION_SECRET (≥ 32 bytes), or pass --insecure-dev for local development',
@@ -108,40 +70,22 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
       `--insecure-dev accepts every request without a secret, so it is only allowed on a loopback host (127.0.0.1, ::1, localhost), not ${host}; set a secret instead`,
     );
   }
-  const num = (name: keyof WorkerOptions, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    const x = v === undefined ? def : v;
-    if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max)
-      throw new ConfigError(name, `expected a number between ${min} and ${max}, got ${String(v)}`);
-    return x;
-  };
+  const core = resolveHostOptions(o);
+  const port = o.port ?? 8787;
+  if (typeof port !== 'number' || !Number.isFinite(port) || port < 0 || port > 65535)
+    throw new ConfigError('port', `expected a number between 0 and 65535, got ${String(o.port)}`);
   const driver = o.driver ?? (url.hostname.endsWith('.neon.tech') ? 'neon' : 'pg');
   if (driver !== 'pg' && driver !== 'neon') throw new ConfigError('driver', "expected 'pg' or 'neon'");
   const log = o.log === 'silent' ? () => {} : (o.log ?? ((line: string) => process.stdout.write(`${line}\n`)));
   return {
+    ...core,
     databaseUrl: o.databaseUrl,
-    secret: o.secret === '' ? undefined : o.secret,
     insecureDev,
     driver,
     neonWsProxy: o.neonWsProxy,
-    port: num('port', o.port, 8787, 0, 65535),
+    port,
     host,
-    schemaName: validateSchemaName(o.schemaName ?? 'public'),
-    tablePrefix: validateTablePrefix(o.tablePrefix ?? ''),
     migrate: o.migrate === true,
-    lastAccessUpdateInterval: num('lastAccessUpdateInterval', o.lastAccessUpdateInterval, 10 * SECOND, 10),
-    lastAccessUpdateBatchSize: num('lastAccessUpdateBatchSize', o.lastAccessUpdateBatchSize, 5000, 1, 50000),
-    cleanupInterval: num('cleanupInterval', o.cleanupInterval, 3600 * SECOND, 10),
-    cleanupBatchSize: num('cleanupBatchSize', o.cleanupBatchSize, 1000, 1, 50000),
-    inactivityDuration: num('inactivityDuration', o.inactivityDuration, 48 * 3600 * SECOND, 0),
-    changeRetention: num('changeRetention', o.changeRetention, 15 * 60 * SECOND, 1000),
-    audit: o.audit === true,
-    auditRetention: num('auditRetention', o.auditRetention, 365 * 24 * 3600 * SECOND, 1),
-    pollInterval: num('pollInterval', o.pollInterval, 250, 5, 60 * SECOND),
-    settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
-    maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
-    maxSubscribers: num('maxSubscribers', o.maxSubscribers, 1000, 0, 1_000_000),
-    idleTimeout: num('idleTimeout', o.idleTimeout, 60 * SECOND, 0),
-    maxBackoff: num('maxBackoff', o.maxBackoff, 10 * SECOND, 10),
     log,
   };
 }

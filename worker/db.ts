@@ -1,39 +1,20 @@
-// The worker's connections: one dedicated client for LISTEN and change reads, and a small pool for
-// touch flushes and cleanup. node-postgres over TCP, or Neon's driver over WebSocket.
+// The Node worker's connections (the host core's HostDb): one dedicated client for LISTEN and change reads,
+// and a small pool for touch flushes, the feed's database answers and cleanup. node-postgres over TCP, or
+// Neon's driver over WebSocket (the `ws` package: Node 20 has no global WebSocket).
 import { Client as NeonClient, Pool as NeonPool, neonConfig } from '@neondatabase/serverless';
 import { drizzle as drizzleNeon } from 'drizzle-orm/neon-serverless';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import type { TransactionalDatabase } from 'pg-edge-session';
+import { type HostDb, LISTENER_APPLICATION_NAME, type ListenClient } from 'pg-edge-session/host';
 import ws from 'ws';
-import type { TransactionalDatabase } from '../src/db.ts';
 import type { ResolvedWorkerOptions } from './config.ts';
 
-/** application_name of the LISTEN connection (find it in pg_stat_activity). */
-export const LISTENER_APPLICATION_NAME = 'pg-edge-session-listener';
+export { LISTENER_APPLICATION_NAME };
 
-/** What the worker needs of a client: pg.Client and Neon's Client both fit. */
-export interface ListenClient {
-  connect(): Promise<unknown>;
-  query(text: string): Promise<unknown>;
-  on(event: 'notification', fn: (msg: { channel: string }) => void): unknown;
-  on(event: 'error', fn: (err: Error) => void): unknown;
-  on(event: 'end', fn: () => void): unknown;
-  end(): Promise<void>;
-}
-
-export interface PooledClient {
-  release(destroy?: boolean): void;
-}
-
-export interface WorkerDb {
-  newListenClient(): ListenClient;
-  /** Drizzle database over a client (for reads on the listen connection). */
-  overClient(client: ListenClient): TransactionalDatabase;
-  /** Drizzle database over the pool. */
+export interface WorkerDb extends HostDb {
+  /** Drizzle database over the pool (with transactions: `--migrate` runs on it). */
   pool: TransactionalDatabase;
-  /** A client checked out of the pool (cleanup holds its advisory lock on one connection). */
-  checkout(): Promise<{ db: TransactionalDatabase; release(destroy?: boolean): void }>;
-  end(): Promise<void>;
 }
 
 /**

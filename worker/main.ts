@@ -1,21 +1,15 @@
-// startWorker(): wiring, timers and graceful shutdown. Also the CLI entry (bin: pg-edge-session-worker).
+// startWorker(): the host core (pg-edge-session/host) served by @hono/node-server, on node-postgres or Neon
+// connections, with timers for the touch flush and the cleanup, and graceful shutdown. Also the CLI entry
+// (bin: pg-edge-session-worker).
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { sql } from 'drizzle-orm';
-import { ConfigError, classifyDatabaseError, describeError } from '../src/errors.ts';
-import { channelName } from '../src/feed.ts';
-import { migrate } from '../src/migrate.ts';
-import { objectNames } from '../src/names.ts';
-import { Store } from '../src/store.ts';
-import { createWorkerApp } from './app.ts';
-import { runCleanup } from './cleanup.ts';
+import { ConfigError, classifyDatabaseError, describeError } from 'pg-edge-session';
+import { type CleanupRun, createSyncCore, jsonLogger, type Listener, objectNames } from 'pg-edge-session/host';
+import { migrate } from 'pg-edge-session/migrate';
 import { HELP, parseCli, resolveWorkerOptions, type WorkerOptions } from './config.ts';
 import { connectWorkerDb } from './db.ts';
-import { Hub } from './hub.ts';
-import { Listener } from './listen.ts';
-import { jsonLogger } from './log.ts';
 import { createMetrics } from './metrics.ts';
-import { TouchBuffer } from './touches.ts';
 
 export type { WorkerOptions } from './config.ts';
 
@@ -28,7 +22,7 @@ export interface RunningWorker {
   /** Flushes pending touches now. */
   flushTouches(): Promise<void>;
   /** Runs one cleanup now (skipped if another worker holds the lock). */
-  runCleanup(): ReturnType<typeof runCleanup>;
+  runCleanup(): Promise<CleanupRun>;
   /** Graceful: stop accepting, close streams, flush every pending touch, close connections. */
   close(): Promise<void>;
   /** For tests and operations. */
@@ -59,66 +53,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     await db.end().catch(() => {});
     throw e;
   }
-  const metrics = createMetrics();
-  const hub = new Hub(o.maxSubscribers);
-  // Cleanup is skipped while the listener is idle (it would wake the database for nobody) and runs once
-  // traffic wakes it again; pending touches are written before it goes idle.
-  let cleanupDue = false;
-  let cleanupRunning: Promise<unknown> = Promise.resolve();
-  const listener: Listener = new Listener(o, db, names, channelName(names), hub, metrics, log, {
-    beforeSleep: async () => {
-      await cleanupRunning;
-      await touches.flush();
-    },
-    afterWake: () => {
-      if (!cleanupDue) return;
-      cleanupDue = false;
-      void cleanup();
-    },
-  });
-  const touches = new TouchBuffer(
-    new Store(db.pool, names),
-    o.lastAccessUpdateBatchSize,
-    o.maxPendingTouches,
-    o.inactivityDuration,
-    metrics,
-    log,
-  );
-  const shutdown = new AbortController();
-  let accepting = true;
-  const app = createWorkerApp({
-    o,
-    db,
-    names,
-    hub,
-    listener,
-    touches,
-    metrics,
-    log,
-    accepting: () => accepting,
-  });
-
-  listener.start();
+  const core = createSyncCore(o, { db, metrics: createMetrics(), log });
+  core.start();
   const timers: ReturnType<typeof setInterval>[] = [];
-  timers.push(setInterval(() => touches.flush().catch(() => {}), o.lastAccessUpdateInterval));
-  const cleanup = () => {
-    const run = runCleanup(o, db, names, metrics, log, shutdown.signal).catch((err) => {
-      log('warn', 'cleanup failed', { err });
-      return { ran: false, sessions: 0, attributes: 0, changes: 0, longestBatchMs: 0 };
-    });
-    cleanupRunning = run;
-    return run;
-  };
-  timers.push(
-    setInterval(() => {
-      if (listener.resting) cleanupDue = true;
-      else void cleanup();
-    }, o.cleanupInterval),
-  );
-  const firstCleanup = cleanup();
+  timers.push(setInterval(() => core.flushTouches().catch(() => {}), o.lastAccessUpdateInterval));
+  timers.push(setInterval(() => void core.cleanupDue(), o.cleanupInterval));
+  void core.runCleanup();
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: o.port, hostname: o.host }, () => resolve(s));
+    const s = serve({ fetch: core.app.fetch, port: o.port, hostname: o.host }, () => resolve(s));
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
@@ -129,31 +72,23 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   return {
     url,
     port,
-    ready: () => listener.whenReady(),
-    flushTouches: () => touches.flush(),
-    runCleanup: cleanup,
-    listener,
+    ready: () => core.listener.whenReady(),
+    flushTouches: () => core.flushTouches(),
+    runCleanup: () => core.runCleanup(),
+    listener: core.listener,
     get pendingTouches() {
-      return touches.size;
+      return core.touches.size;
     },
     close: () => {
       closing ??= (async () => {
-        accepting = false;
-        shutdown.abort();
-        hub.close(); // ends every stream, so server.close() below is not held open by them
+        core.beginShutdown(); // ends every stream, so server.close() below is not held open by them
         for (const t of timers) clearInterval(t);
         // A stream that just ended leaves an idle keep-alive connection behind, which server.close() (closing
         // only the connections idle at the call) would wait out for the keep-alive timeout: close those too.
         const idle = setInterval(() => (server as { closeIdleConnections?: () => void }).closeIdleConnections?.(), 20);
         await new Promise<void>((r) => server.close(() => r()));
         clearInterval(idle);
-        // Every pending touch is written before exit; a failing database gets a few retries.
-        for (let attempt = 0; attempt < 5 && touches.size > 0; attempt++) {
-          await touches.flush().catch(() => new Promise((r) => setTimeout(r, 200 * (attempt + 1))));
-        }
-        if (touches.size > 0) log('error', 'exiting with unwritten touches', { pending: touches.size });
-        await firstCleanup.catch(() => {});
-        await listener.stop();
+        await core.finishShutdown();
         await db.end().catch(() => {});
         log('info', 'worker stopped');
       })();

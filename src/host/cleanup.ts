@@ -1,14 +1,14 @@
 // Expired-session cleanup, one runner at a time across replicas: the run holds a session-level advisory
-// lock on one pooled connection; another worker that cannot take it skips this round.
+// lock on one connection of its own; another worker that cannot take it skips this round.
 import { sql } from 'drizzle-orm';
-import { rowsOf } from '../src/db.ts';
-import { pruneChanges } from '../src/feed.ts';
-import { SessionManager } from '../src/manager.ts';
-import type { ObjectNames } from '../src/names.ts';
-import type { ResolvedWorkerOptions } from './config.ts';
-import type { WorkerDb } from './db.ts';
+import { rowsOf } from '../db.ts';
+import { pruneChanges } from '../feed.ts';
+import { SessionManager } from '../manager.ts';
+import type { ObjectNames } from '../names.ts';
+import type { HostDb } from './db.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
+import type { HostMetrics } from './metrics.ts';
+import type { ResolvedHostOptions } from './options.ts';
 
 export interface CleanupRun {
   ran: boolean;
@@ -19,10 +19,10 @@ export interface CleanupRun {
 }
 
 export async function runCleanup(
-  o: ResolvedWorkerOptions,
-  db: WorkerDb,
+  o: ResolvedHostOptions,
+  db: HostDb,
   names: ObjectNames,
-  metrics: Metrics,
+  metrics: HostMetrics,
   log: Logger,
   signal?: AbortSignal,
 ): Promise<CleanupRun> {

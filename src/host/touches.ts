@@ -2,9 +2,9 @@
 // flush) and written every interval in batches, one statement each, with GREATEST so last_accessed never
 // moves backwards, and never extending a session that was idle-expired when its run of accesses began. A
 // failed batch goes back into the buffer and is retried at the next flush.
-import type { Store, TouchEntry } from '../src/store.ts';
+import type { Store, TouchEntry } from '../store.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
+import type { HostMetrics } from './metrics.ts';
 
 export class TouchBuffer {
   /** id → [last, first] */
@@ -17,7 +17,7 @@ export class TouchBuffer {
     private readonly maxPending: number,
     /** The sessions' idle timeout (inactivityDuration; 0 = none): flushes never extend an idle-expired session. */
     private readonly idleMs: number,
-    private readonly metrics: Metrics,
+    private readonly metrics: HostMetrics,
     private readonly log: Logger,
   ) {}
 

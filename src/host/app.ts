@@ -1,41 +1,51 @@
-// The worker's HTTP surface (Hono): feed, push stream, touch ingestion, health and metrics.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// The sync host's HTTP surface (Hono): feed, push stream, touch ingestion, health and metrics. One app for
+// every host: the Node worker serves it with @hono/node-server, the Durable Object answers its binding's
+// fetch with it. Web APIs only (Web Crypto for the secret check).
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { SessionError } from '../src/errors.ts';
-import { isCursor, readChanges } from '../src/feed.ts';
-import type { ObjectNames } from '../src/names.ts';
-import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../src/protocol.ts';
-import type { TouchEntry } from '../src/store.ts';
-import { isUuid } from '../src/token.ts';
-import type { ResolvedWorkerOptions } from './config.ts';
-import type { WorkerDb } from './db.ts';
+import { SessionError } from '../errors.ts';
+import { isCursor, readChanges } from '../feed.ts';
+import type { ObjectNames } from '../names.ts';
+import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
+import type { TouchEntry } from '../store.ts';
+import { isUuid } from '../token.ts';
+import type { HostDb } from './db.ts';
 import { type Hub, sseFrame } from './hub.ts';
 import type { Listener } from './listen.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
+import type { HostMetrics } from './metrics.ts';
+import type { ResolvedHostOptions } from './options.ts';
 import { MAX_SUBSCRIBER_QUEUE, openSubscriberStream, SUBSCRIBER_WRITE_TIMEOUT_MS } from './stream.ts';
 import type { TouchBuffer } from './touches.ts';
 
-export interface WorkerAppDeps {
-  o: ResolvedWorkerOptions;
-  db: WorkerDb;
+export interface HostAppDeps {
+  o: Pick<ResolvedHostOptions, 'secret'>;
+  db: Pick<HostDb, 'pool'>;
   names: ObjectNames;
   hub: Hub;
   listener: Listener;
   touches: TouchBuffer;
-  metrics: Metrics;
+  metrics: HostMetrics;
   log: Logger;
   accepting: () => boolean;
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+const encoder = new TextEncoder();
+const digest = async (s: string) => new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(s)));
+
+/** Constant time in the contents (both are 32-byte digests, so the length says nothing). */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
+}
 
 function err(code: string, message: string): ErrorBody {
   return { error: { code, message } };
 }
 
-export function createWorkerApp(d: WorkerAppDeps): Hono {
+export function createHostApp(d: HostAppDeps): Hono {
   const app = new Hono();
   const secretDigest = d.o.secret === undefined ? undefined : digest(d.o.secret);
 
@@ -73,7 +83,7 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
     if (secretDigest === undefined) return next();
     const h = c.req.header('authorization') ?? '';
     const m = /^Bearer +(.+)$/i.exec(h);
-    if (m === null || !timingSafeEqual(digest(m[1] as string), secretDigest)) {
+    if (m === null || !equalBytes(await digest(m[1] as string), await secretDigest)) {
       return c.json(err('UNAUTHORIZED', 'missing or wrong bearer secret'), 401);
     }
     return next();
@@ -83,7 +93,8 @@ export function createWorkerApp(d: WorkerAppDeps): Hono {
     const latest = d.hub.latest;
     d.metrics.freshness.set(latest ? (Date.now() - latest.freshAsOf) / 1000 : -1);
     d.metrics.subscribers.set(d.hub.subscriberCount);
-    return c.body(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType });
+    const { body, contentType } = await d.metrics.render();
+    return c.body(body, 200, { 'content-type': contentType });
   });
 
   /** The answer from the chain of reads in memory, when the listener vouches for it; synchronous. */

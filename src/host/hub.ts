@@ -1,6 +1,6 @@
 // The worker's view of the change feed: the reads the listener made, chained by cursor, so isolates
 // polling or streaming with a cursor this worker handed out are answered from memory.
-import type { FeedEvent, FeedResponse } from '../src/protocol.ts';
+import type { FeedEvent, FeedResponse } from '../protocol.ts';
 
 interface Entry {
   from: string;

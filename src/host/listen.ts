@@ -7,14 +7,14 @@
 // what its `beforeSleep` hook flushes (pending touches), closes its connection and sends nothing more, so
 // a Neon compute can scale to zero. The next `activity()` reconnects it, and its first read catches up
 // from the cursor it kept (the record is durable: nothing is missed).
-import { backoffDelay } from '../src/backoff.ts';
-import { readChanges } from '../src/feed.ts';
-import type { ObjectNames } from '../src/names.ts';
-import type { ResolvedWorkerOptions } from './config.ts';
-import type { ListenClient, WorkerDb } from './db.ts';
+import { backoffDelay } from '../backoff.ts';
+import { isCursor, readChanges } from '../feed.ts';
+import type { ObjectNames } from '../names.ts';
+import type { HostDb, ListenClient } from './db.ts';
 import type { Hub } from './hub.ts';
 import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
+import type { HostMetrics } from './metrics.ts';
+import type { ResolvedHostOptions } from './options.ts';
 
 export interface ListenerHooks {
   /** Runs before the listener goes idle (flush pending touches); if it throws, the listener stays awake. */
@@ -28,6 +28,7 @@ export class Listener {
   #cursor: string | null = null;
   #ready = false;
   #stopped = false;
+  #started = false;
   #attempt = 0;
   #reading: Promise<void> | undefined;
   #again = false;
@@ -42,18 +43,33 @@ export class Listener {
   #wakeUp: (() => void) | undefined;
 
   constructor(
-    private readonly o: ResolvedWorkerOptions,
-    private readonly db: WorkerDb,
+    private readonly o: ResolvedHostOptions,
+    private readonly db: HostDb,
     private readonly names: ObjectNames,
     private readonly channel: string,
     private readonly hub: Hub,
-    private readonly metrics: Metrics,
+    private readonly metrics: HostMetrics,
     private readonly log: Logger,
     private readonly hooks: ListenerHooks = {},
   ) {}
 
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** The snapshot the last read ended at (null before the first read): a host may persist it. */
+  get cursor(): string | null {
+    return this.#cursor;
+  }
+
+  /**
+   * Before `start()`: read the record from this cursor on (one a host persisted before it restarted), so
+   * the first read delivers what changed while the host was gone and the feed answers from memory a
+   * client whose cursor is this one. Ignored once started, and for a value that is not a cursor.
+   */
+  resumeFrom(cursor: string | null | undefined): void {
+    if (this.#started || !isCursor(cursor)) return;
+    this.#cursor = cursor;
   }
 
   /** Idle: no connection, no query, until the next `activity()`. */
@@ -118,6 +134,8 @@ export class Listener {
   }
 
   start(): void {
+    if (this.#started) return;
+    this.#started = true;
     void this.#loop();
   }
 
