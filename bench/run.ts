@@ -18,7 +18,7 @@ interface Options {
 
 const USAGE = `Usage: npm run bench -- [--quick] [--only=section[,section...]] [--reps=N]
 
-  --quick        short repetitions and smaller data (whole run under 2 minutes)
+  --quick        short repetitions and smaller data (whole run about 4 minutes)
   --only=NAMES   run only these sections: ${SECTIONS.map((s) => s.name).join(', ')}
   --reps=N       measured repetitions per figure (default 3 with --quick, else 5; at least 3)
 

@@ -17,11 +17,11 @@ const stub = {
   execute(_q: SQL) {
     const now = Date.now();
     k++;
-    // What a driver hands back for the read (SELECT session_get(...) AS s): one json column, parsed.
+    // What a driver hands back for the read (SELECT session_get(...)::text AS s): the row's json as text.
     return Promise.resolve({
       rows: [
         {
-          s: {
+          s: JSON.stringify({
             id: crypto.randomUUID(),
             user_id: `user-${k}`,
             group_id: null,
@@ -31,7 +31,7 @@ const stub = {
             updated_at: now,
             last_accessed: now,
             expires_at: now + 30 * 86_400_000,
-          },
+          }),
           uncacheable: true,
         },
       ],

@@ -43,7 +43,8 @@ export const cleanup: Section = {
   name: 'cleanup',
   title: 'Cleanup',
   async run(ctx) {
-    const n = ctx.pick(100_000, 1_000_000);
+    // Paced under load, cleanup runs at a few thousand rows per second: the full run keeps it to minutes.
+    const n = ctx.pick(30_000, 200_000);
     const live = ctx.pick(5_000, 50_000);
     const reps = ctx.pick(ctx.reps, Math.min(ctx.reps, 3));
     const loadPool = await openPool(ctx.url, LOAD_CONCURRENCY);
