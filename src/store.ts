@@ -547,6 +547,7 @@ export class Store {
       changed: number | null;
       last_block: number | null;
       blocks: number | null;
+      active: number | null;
     }>(
       'deleteExpired',
       sql`WITH c AS MATERIALIZED (
