@@ -217,8 +217,8 @@ export class Store {
   /**
    * Runs a hot statement: named and prepared through the driver's own client when it is node-postgres or
    * Neon's, else through `db.execute`. A server that cannot keep prepared statements (a transaction-mode
-   * pooler without their support answers 26000, before anything ran) turns them off for this store, and
-   * the statement is sent again through `db.execute`.
+   * pooler without their support answers 26000 "does not exist" or 42P05 "already exists", both before
+   * anything ran) turns them off for this store, and the statement is sent again through `db.execute`.
    */
   async runStatement<T>(operation: string, st: Statement, values: unknown[]): Promise<T[]> {
     const client = this.#client;
@@ -226,7 +226,8 @@ export class Store {
       try {
         return (await client.query({ name: st.name, text: st.text, values })).rows as T[];
       } catch (e) {
-        if (findErrorCode(e) !== '26000') throw classifyDatabaseError(operation, e, this.names);
+        const code = findErrorCode(e);
+        if (code !== '26000' && code !== '42P05') throw classifyDatabaseError(operation, e, this.names);
         this.#client = undefined;
       }
     }

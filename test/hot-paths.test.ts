@@ -97,7 +97,10 @@ describe.each(DRIVERS)('named prepared statements (%s)', (driver) => {
     expect(rb.object).toEqual({ a: 1, b: 2 });
   });
 
-  it('a server that forgets prepared statements (a pooler without their support, 26000) turns them off, and the call still succeeds', async () => {
+  it.each([
+    ['26000', 'prepared statement "x" does not exist'],
+    ['42P05', 'prepared statement "x" already exists'],
+  ])('a pooler without prepared statements (%s) turns them off, and the call still succeeds', async (code, message) => {
     let refused = 0;
     let executed = 0;
     const db = {
@@ -108,7 +111,7 @@ describe.each(DRIVERS)('named prepared statements (%s)', (driver) => {
       $client: Object.assign(Object.create(pgClientOf(fx.t.db) as object), {
         query: async () => {
           refused++;
-          throw Object.assign(new Error('prepared statement "x" does not exist'), { code: '26000' });
+          throw Object.assign(new Error(message), { code });
         },
       }),
     };
