@@ -3,15 +3,24 @@
  *
  * What lives how long (pg-edge-session/neon does the wiring):
  * - per isolate: the SessionManager (its LRU cache is the point: a hit costs no I/O) and the SyncClient
- *   ('poll' mode: the middleware polls the sync worker's feed and pushes touches in `waitUntil`);
+ *   ('poll' mode: the middleware polls the feed and pushes touches in `waitUntil`), talking to the sync
+ *   host: the Durable Object below (binding SESSION_SYNC, one `wrangler deploy`), or a Node sync worker
+ *   when SYNC_WORKER_URL is set;
+ * - per app: one SessionSyncObject (pg-edge-session/durable-object), exported from this module, which
+ *   holds the LISTEN connection, flushes touches and runs cleanup on alarms, and idles with no traffic;
  * - per statement: the database connection. Workers cannot share a WebSocket (a Neon `Pool`) between
  *   requests, so each statement the manager runs opens a Neon connection in the request that runs it and
  *   closes it before the statement's promise settles. A cache hit opens none.
  *
  * Environment (wrangler.toml [vars], secrets, or .dev.vars for `wrangler dev`):
  *   DATABASE_URL        Neon POOLED endpoint (`-pooler`) for the handlers. Required.
- *   SYNC_WORKER_URL     Base URL of the sync worker. Unset: no sync client (cached sessions are then
- *                       trusted for MAX_STALENESS_MS after they were read).
+ *   SESSION_SYNC        The Durable Object binding (wrangler.toml). The isolates' sync host unless
+ *                       SYNC_WORKER_URL is set.
+ *   SESSION_SYNC_DATABASE_URL  (secret) The DIRECT endpoint, for the object's LISTEN connection (default
+ *                       DATABASE_URL; a -pooler host is refused). SESSION_SYNC_FLUSH_INTERVAL_MS,
+ *                       SESSION_SYNC_CLEANUP_INTERVAL_MS, SESSION_SYNC_IDLE_TIMEOUT_MS, ...: see SessionSyncEnv.
+ *   SYNC_WORKER_URL     Base URL of a Node sync worker instead of the object. Unset and no SESSION_SYNC: no
+ *                       sync client (cached sessions are then trusted for MAX_STALENESS_MS after they were read).
  *   SYNC_SECRET         The sync worker's shared secret (a secret: `wrangler secret put SYNC_SECRET`).
  *   NEON_WS_PROXY       Local development only: `host:port/path` of a WebSocket-to-TCP proxy in front
  *                       of a plain PostgreSQL (ws://, no TLS), e.g. `127.0.0.1:5433/v2`.
@@ -23,11 +32,16 @@
  *                       development in browsers that refuse Secure cookies from http://localhost.
  */
 import type { ExecutionContext } from 'hono';
-import type { SessionConfig } from 'pg-edge-session';
+import type { DurableObjectNamespaceLike, SessionConfig, SyncClientOptions } from 'pg-edge-session';
+import type { SessionSyncEnv } from 'pg-edge-session/durable-object';
 import { neonSessions } from 'pg-edge-session/neon';
 import { createExampleApp, type ExampleAttributes } from './app.ts';
 
-export interface Env {
+// The sync host of this app: wrangler.toml binds it as SESSION_SYNC (class_name = "SessionSyncObject").
+export { SessionSyncObject } from 'pg-edge-session/durable-object';
+
+export interface Env extends SessionSyncEnv {
+  SESSION_SYNC?: DurableObjectNamespaceLike;
   DATABASE_URL?: string;
   SYNC_WORKER_URL?: string;
   SYNC_SECRET?: string;
@@ -84,6 +98,11 @@ function setUp(env: Env): Isolate {
     ...(env.SESSION_SCHEMA ? { schemaName: env.SESSION_SCHEMA } : {}),
     ...(env.SESSION_TABLE_PREFIX ? { tablePrefix: env.SESSION_TABLE_PREFIX } : {}),
   };
+  const target: Pick<SyncClientOptions, 'workerUrl' | 'secret' | 'durableObject'> | undefined = env.SYNC_WORKER_URL
+    ? { workerUrl: env.SYNC_WORKER_URL, ...(env.SYNC_SECRET ? { secret: env.SYNC_SECRET } : {}) }
+    : env.SESSION_SYNC
+      ? { durableObject: env.SESSION_SYNC }
+      : undefined;
   const { manager, sync } = neonSessions<ExampleAttributes>({
     databaseUrl,
     config,
@@ -91,16 +110,15 @@ function setUp(env: Env): Isolate {
     applicationName: 'pg-edge-session-example',
     // A local PostgreSQL behind a WebSocket-to-TCP proxy (plain ws://, no TLS); never in production.
     ...(env.NEON_WS_PROXY ? { wsProxy: env.NEON_WS_PROXY } : {}),
-    ...(env.SYNC_WORKER_URL
+    ...(target
       ? {
           sync: {
-            workerUrl: env.SYNC_WORKER_URL,
-            ...(env.SYNC_SECRET ? { secret: env.SYNC_SECRET } : {}),
+            ...target,
             syncInterval: ms(env, 'SYNC_INTERVAL_MS', 250),
             touchInterval: ms(env, 'TOUCH_INTERVAL_MS', 2000),
             onError: warnAtMostEvery(30_000, (e, suppressed) =>
               console.warn(
-                `[example] sync worker request failed (the isolate falls back to the database)${suppressed > 0 ? `, ${suppressed} more since the last warning` : ''}:`,
+                `[example] sync host request failed (the isolate falls back to the database)${suppressed > 0 ? `, ${suppressed} more since the last warning` : ''}:`,
                 String(e),
               ),
             ),

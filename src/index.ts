@@ -28,5 +28,5 @@ export type { FeedEvent, FeedResponse, TouchBatch } from './protocol.ts';
 export type { Attributes, SetAttributeOptions } from './session.ts';
 export { Session } from './session.ts';
 export type { SessionEndReason, TouchEntry } from './store.ts';
-export { SyncClient, type SyncClientOptions } from './sync.ts';
+export { BINDING_BASE_URL, type DurableObjectNamespaceLike, type FetcherLike, SyncClient, type SyncClientOptions } from './sync.ts';
 export { isWellFormedToken } from './token.ts';

@@ -6,20 +6,48 @@ import type { SessionManager } from './manager.ts';
 import { type FeedEvent, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from './protocol.ts';
 import type { TouchEntry } from './store.ts';
 
+/** What the client calls `fetch` on: a Durable Object stub, a service binding, anything with `fetch`. */
+export interface FetcherLike {
+  fetch(request: Request): Promise<Response>;
+}
+
+/**
+ * A Durable Object namespace binding (`[[durable_objects.bindings]]` in wrangler.toml) whose class is
+ * `SessionSyncObject` from `pg-edge-session/durable-object`. Cloudflare's `DurableObjectNamespace` fits.
+ */
+export interface DurableObjectNamespaceLike {
+  idFromName(name: string): unknown;
+  get(id: unknown): FetcherLike;
+}
+
+/** Base URL of requests sent through a binding: never resolved (the binding routes them), only parsed. */
+export const BINDING_BASE_URL = 'https://pg-edge-session.sync';
+
 export interface SyncClientOptions {
   /**
-   * Base URL of the sync worker, e.g. https://sessions-worker.example.com. Must be https (the secret and the
-   * feed cross the network), except on loopback (http://127.0.0.1, http://localhost, http://[::1]) or with
-   * `insecureHttp: true`.
+   * Base URL of a sync worker reached over the network (the Node worker), e.g.
+   * https://sessions-worker.example.com. Must be https (the secret and the feed cross the network), except on
+   * loopback (http://127.0.0.1, http://localhost, http://[::1]) or with `insecureHttp: true`. Exactly one of
+   * `workerUrl`, `durableObject` and `fetcher` is required.
    */
-  workerUrl: string;
+  workerUrl?: string | undefined;
+  /**
+   * The sync host as a Durable Object (Cloudflare Workers): the namespace binding of `SessionSyncObject`.
+   * Requests go through the binding to the one object named `objectName` (no URL, no secret, no TLS: the
+   * binding is only reachable by your own Workers). Same protocol as `workerUrl`.
+   */
+  durableObject?: DurableObjectNamespaceLike | undefined;
+  /** Name of the object `durableObject` addresses (`idFromName`). Default 'pg-edge-session'. */
+  objectName?: string | undefined;
+  /** Any fetcher that answers the sync protocol (a Durable Object stub, a service binding). */
+  fetcher?: FetcherLike | undefined;
   /**
    * Allow a plain-http `workerUrl` that is not loopback (a private network you trust, e.g. a sidecar or a
    * service mesh that encrypts for you). Default false.
    */
   insecureHttp?: boolean;
   /** The worker's shared secret (sent as a bearer token). Omit only against an --insecure-dev worker. */
-  secret?: string;
+  secret?: string | undefined;
   /**
    * 'poll' (Workers, Vercel Edge: no background work between requests): `beforeRead()` polls the feed at
    * most every syncInterval, in the background while the cache is fresh and inline when it is not.
@@ -52,8 +80,8 @@ export interface SyncClientOptions {
   touchInterval?: number;
   /** Stream mode: reconnect when no event arrived for this long, in ms. Default 5000. */
   streamIdleTimeout?: number;
-  /** `fetch` to use (tests, custom agents). Default globalThis.fetch. */
-  fetch?: typeof fetch;
+  /** `fetch` to use with `workerUrl` (tests, custom agents). Default globalThis.fetch. */
+  fetch?: typeof fetch | undefined;
   /** Called after invalidations are applied (metrics, tests). */
   onApply?: (change: { ids: string[]; reset: boolean; freshAsOf: number; source: 'worker' | 'stream' | 'database' }) => void;
   /** Called when talking to the worker fails (it is retried; nothing is lost). */
@@ -95,7 +123,15 @@ export class SyncClient {
   // biome-ignore lint/suspicious/noExplicitAny: any manager, whatever its attribute type
   constructor(manager: SessionManager<any>, options: SyncClientOptions) {
     this.#m = manager;
-    this.#url = checkWorkerUrl(options?.workerUrl, options?.insecureHttp);
+    const targets = [options?.workerUrl, options?.durableObject, options?.fetcher].filter((t) => t !== undefined).length;
+    if (targets !== 1) {
+      throw new ConfigError(
+        targets === 0 ? 'workerUrl' : 'durableObject',
+        'give exactly one of workerUrl (a sync worker over the network), durableObject (a SessionSyncObject binding) and fetcher',
+      );
+    }
+    const binding = bindingFetch(options.durableObject, options.objectName, options.fetcher);
+    this.#url = binding === undefined ? checkWorkerUrl(options.workerUrl, options.insecureHttp) : BINDING_BASE_URL;
     this.#headers = options.secret ? { authorization: `Bearer ${options.secret}` } : {};
     this.#mode = options.mode ?? 'poll';
     this.#interval = options.syncInterval ?? 250;
@@ -104,7 +140,7 @@ export class SyncClient {
     this.#touchFallbackInterval = options.touchFallbackInterval ?? 60_000;
     this.#touchInterval = options.touchInterval ?? 2000;
     this.#streamIdleTimeout = options.streamIdleTimeout ?? 5000;
-    this.#fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
+    this.#fetch = binding ?? options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.#onApply = options.onApply;
     this.#onError = options.onError;
   }
@@ -370,6 +406,30 @@ export function* touchBodies(touches: readonly TouchEntry[]): Generator<{ body: 
 function answerAge(r: FeedResponse): number {
   if (typeof r.now !== 'number' || !Number.isFinite(r.now) || !Number.isFinite(r.freshAsOf)) return 0;
   return Math.max(0, r.now - r.freshAsOf);
+}
+
+/**
+ * `fetch` through a binding: a Durable Object namespace (a stub per request, to the object named `name`:
+ * stubs are cheap, and none outlives the request that made it) or a fetcher. Undefined without either.
+ */
+function bindingFetch(
+  ns: DurableObjectNamespaceLike | undefined,
+  name: string | undefined,
+  fetcher: FetcherLike | undefined,
+): typeof fetch | undefined {
+  if (ns !== undefined) {
+    if (ns === null || typeof ns.idFromName !== 'function' || typeof ns.get !== 'function') {
+      throw new ConfigError('durableObject', 'expected a Durable Object namespace binding (idFromName, get)');
+    }
+    const objectName = name ?? 'pg-edge-session';
+    if (typeof objectName !== 'string' || objectName === '') throw new ConfigError('objectName', 'expected a non-empty string');
+    return (input, init) => ns.get(ns.idFromName(objectName)).fetch(new Request(input, init));
+  }
+  if (fetcher !== undefined) {
+    if (fetcher === null || typeof fetcher.fetch !== 'function') throw new ConfigError('fetcher', 'expected an object with fetch(request)');
+    return (input, init) => fetcher.fetch(new Request(input, init));
+  }
+  return undefined;
 }
 
 const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;

@@ -22,7 +22,7 @@ const databaseUrl = inject('databaseUrl');
 const wsProxy = `127.0.0.1:${inject('wsProxyPort')}/v2`;
 const SETS = Object.keys(PEERS) as PeerSet[];
 const STEPS = ['create', 'get', 'rotate', 'delete', 'middleware'];
-const EDGE_EXPORTS = ['.', './hono', './neon', './schema', './migrate', './feed', './protocol', './host'];
+const EDGE_EXPORTS = ['.', './hono', './neon', './schema', './migrate', './feed', './protocol', './host', './durable-object'];
 
 let admin: pg.Pool;
 const schemas: string[] = [];
@@ -197,7 +197,7 @@ describe.each(SETS)('with the %s peers', (set) => {
     expect(Object.keys(report.exports)).toEqual(EDGE_EXPORTS.map((e) => `pg-edge-session${e.slice(1)}`));
   });
 
-  it('workerd: the README Worker bundled by wrangler from the installed package (no nodejs_compat), in Miniflare', async () => {
+  it('workerd: the README Worker bundled by wrangler from the installed package (no nodejs_compat), its sync host the Durable Object, in Miniflare', async () => {
     const cwd = projects.edge[set];
     const outdir = join(cwd, 'out');
     await mustRun(
@@ -230,6 +230,8 @@ describe.each(SETS)('with the %s peers', (set) => {
       modules: [{ type: 'ESModule', path: 'index.js', contents: script }],
       compatibilityDate: COMPATIBILITY_DATE,
       bindings: { DATABASE_URL: databaseUrl, NEON_WS_PROXY: wsProxy, SESSION_SCHEMA: schemaName },
+      // The library's Durable Object, exported by the Worker as README says (wrangler.toml's binding).
+      durableObjects: { SESSION_SYNC: { className: 'SessionSyncObject', useSQLite: true } },
     });
     try {
       const scenario = (await (await mf.dispatchFetch('http://consumer.test/scenario')).json()) as { steps: string[]; exports: object };
@@ -251,6 +253,15 @@ describe.each(SETS)('with the %s peers', (set) => {
       expect(await (await mf.dispatchFetch('http://consumer.test/', { headers: { cookie: cookie as string } })).json()).toBeNull();
       const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemaName}".sessions`);
       expect(rows[0].n).toBe(0);
+      // The isolate's sync client polled the feed through the object (pg-edge-session/durable-object).
+      const check = (await (await mf.dispatchFetch('http://consumer.test/sync-check')).json()) as {
+        cursor: string | null;
+        sources: string[];
+        errors: string[];
+      };
+      expect(check.errors).toEqual([]);
+      expect(check.sources).toEqual(['worker']);
+      expect(check.cursor).toMatch(/^\d+:\d+:/);
     } finally {
       await mf.dispose();
     }

@@ -2,17 +2,22 @@
 // in headless Chromium (Debian's, through playwright-core) from two browser profiles. Revoking one
 // profile's session from the other signs it out; the printed psql command opens the database; Ctrl-C (SIGINT
 // to the whole process group, as a terminal sends it to npm, sh, tsx and node alike) stops everything:
-// "Stopped.", and the touches still pending written to the database.
+// "Stopped.", and the touches still pending written to the database. Then the Workers demo as
+// example/README.md runs it: `wrangler dev` of the repository's wrangler.toml, its sync host the Durable
+// Object, Neon's driver through the local WebSocket proxy, in the same browser.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbeddedPostgres } from '../scripts/embedded-db.ts';
+import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
+import { startWsProxy, type WsProxy } from '../scripts/ws-proxy.ts';
+import { migrate } from '../src/migrate.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -171,5 +176,124 @@ describe('the npm start demo in a browser', () => {
     } finally {
       await db.stop();
     }
+  }, 60_000);
+});
+
+describe('the Workers demo under wrangler dev, its sync host the Durable Object', () => {
+  let db: EmbeddedDatabase;
+  let admin: pg.Pool;
+  let proxy: WsProxy;
+  let proc: ChildProcess;
+  let appUrl: string;
+  let browser: Browser;
+  const persist = mkdtempSync(join(tmpdir(), 'pges-e2e-wrangler-'));
+  const dataDir = mkdtempSync(join(tmpdir(), 'pges-e2e-do-'));
+  chmodSync(dataDir, 0o755);
+  const output: string[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+    // A database of its own: the object's LISTEN connection is then the only one of its kind there.
+    db = await startEmbeddedPostgres({ dir: join(dataDir, 'pg') });
+    admin = new pg.Pool({ connectionString: db.url, max: 2 });
+    admin.on('error', () => {}); // the database stops at the end, maybe before an idle client has closed
+    await migrate(drizzle(admin)); // example/README.md step 2
+    proxy = await startWsProxy(); // step 1
+    const port = await freePort();
+    // Step 3's .dev.vars as --var flags (a .dev.vars of the developer's own stays untouched), step 4.
+    const vars = {
+      DATABASE_URL: db.url,
+      NEON_WS_PROXY: `127.0.0.1:${proxy.port}/v2`,
+      INSECURE_COOKIES: '1',
+      SESSION_SYNC_IDLE_TIMEOUT_MS: '5000',
+    };
+    proc = spawn(
+      process.execPath,
+      [
+        join(root, 'node_modules/wrangler/bin/wrangler.js'),
+        'dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--persist-to',
+        persist,
+        ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
+      ],
+      { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    appUrl = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`wrangler dev did not get ready:\n${output.join('')}`)), 60_000);
+      const onData = (d: Buffer) => {
+        output.push(d.toString());
+        if (/Ready on http:\/\/127\.0\.0\.1:\d+/.test(output.join(''))) {
+          clearTimeout(t);
+          resolve(`http://127.0.0.1:${port}`);
+        }
+      };
+      proc.stdout?.on('data', onData);
+      proc.stderr?.on('data', onData);
+      proc.on('exit', (code) => reject(new Error(`wrangler dev exited ${code}:\n${output.join('')}`)));
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (proc && proc.exitCode === null) {
+      try {
+        process.kill(-(proc.pid as number), 'SIGTERM');
+      } catch {}
+      await new Promise((r) => setTimeout(r, 500));
+      try {
+        process.kill(-(proc.pid as number), 'SIGKILL');
+      } catch {}
+    }
+    await proxy?.close();
+    await admin?.end();
+    await db?.stop();
+    rmSync(persist, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('signs in from two profiles, revokes one from the other; a DELETE in psql signs the other out; the object holds the LISTEN connection', async () => {
+    const a = await (await browser.newContext()).newPage();
+    const b = await (await browser.newContext()).newPage();
+    for (const p of [a, b]) {
+      await p.goto(appUrl);
+      await p.fill('input[name="name"]', 'Grace');
+      await p.click('form[action="/login"] button');
+      await p.waitForSelector('form[action="/logout"]');
+    }
+    await a.reload();
+    expect(await a.locator('li[data-session-id]').count()).toBe(2);
+    expect(await a.locator('footer', { hasText: 'on Cloudflare Workers' }).count()).toBe(1);
+    await a.locator('li[data-session-id]:not([data-current]) form[action="/sessions/revoke"] button').click();
+    await a.locator('p.notice', { hasText: 'Session revoked.' }).waitFor();
+    await b.reload();
+    expect(await b.locator('form[action="/login"]').count()).toBe(1);
+    await b.locator('p.notice', { hasText: 'This session was revoked from another device.' }).waitFor();
+
+    // The isolates polled the Durable Object, which opened its LISTEN connection (through the proxy).
+    const listeners = async () =>
+      Number(
+        (await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-edge-session-listener'`)).rows[0]
+          .n,
+      );
+    const deadline = Date.now() + 10_000;
+    while ((await listeners()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await listeners()).toBe(1);
+
+    // Typed into psql: A is signed out within maxStaleness (1 s) + the poll interval.
+    const id = await a.locator('li[data-session-id][data-current]').getAttribute('data-session-id');
+    await admin.query('DELETE FROM sessions WHERE id = $1', [id]);
+    await new Promise((r) => setTimeout(r, 1000 + 250 + 150));
+    await a.reload();
+    expect(await a.locator('form[action="/login"]').count()).toBe(1);
+    await a.screenshot({ path: join(root, '.data', 'e2e-workers-do.png'), fullPage: true });
   }, 60_000);
 });

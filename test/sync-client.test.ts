@@ -213,3 +213,57 @@ describe('SyncClient touch pushes against a real worker', () => {
     for (const b of bodies) expect(b).toBeLessThanOrEqual(MAX_TOUCH_BODY_BYTES);
   });
 });
+
+describe('SyncClient through a binding (durableObject or fetcher instead of workerUrl)', () => {
+  it('takes exactly one target: none, or two, is a ConfigError naming the option', () => {
+    const m = offlineManager();
+    const fetcher = { fetch: async () => new Response('{}') };
+    const ns = { idFromName: (n: string) => n, get: () => fetcher };
+    expect(() => new SyncClient(m, {})).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', option: 'workerUrl' }));
+    expect(() => new SyncClient(m, { workerUrl: 'https://w.example', durableObject: ns })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', option: 'durableObject' }),
+    );
+    expect(() => new SyncClient(m, { durableObject: {} as never })).toThrow(expect.objectContaining({ option: 'durableObject' }));
+    expect(() => new SyncClient(m, { fetcher: {} as never })).toThrow(expect.objectContaining({ option: 'fetcher' }));
+    expect(() => new SyncClient(m, { durableObject: ns, objectName: '' })).toThrow(expect.objectContaining({ option: 'objectName' }));
+    // exactOptionalPropertyTypes: an explicitly undefined secret is accepted.
+    expect(() => new SyncClient(m, { durableObject: ns, secret: undefined })).not.toThrow();
+  });
+
+  it('sends the same protocol to the object named objectName: polls the feed, pushes touches', async () => {
+    const seen: { object: unknown; method: string; url: string; body: string }[] = [];
+    const ns = {
+      idFromName: (name: string) => ({ name }),
+      get: (id: unknown) => ({
+        fetch: async (req: Request) => {
+          seen.push({ object: id, method: req.method, url: req.url, body: await req.text() });
+          if (req.method === 'POST') return Response.json({ accepted: 1 });
+          return Response.json({
+            cursor: '20:20:',
+            ids: ['11111111-1111-4111-8111-111111111111'],
+            reset: false,
+            freshAsOf: Date.now(),
+            now: Date.now(),
+          });
+        },
+      }),
+    };
+    const m = offlineManager();
+    const applied: string[][] = [];
+    const sync = new SyncClient(m, { durableObject: ns, objectName: 'sessions-eu', onApply: (c) => applied.push(c.ids) });
+    await sync.sync();
+    expect(sync.cursor).toBe('20:20:');
+    expect(applied).toEqual([['11111111-1111-4111-8111-111111111111']]);
+    await sync.sync();
+    const at = Date.now();
+    m.restoreTouches([['11111111-1111-4111-8111-111111111111', at]]);
+    await sync.pushTouches();
+    expect(seen.map((s) => [s.method, s.url])).toEqual([
+      ['GET', 'https://pg-edge-session.sync/v1/changes'],
+      ['GET', 'https://pg-edge-session.sync/v1/changes?after=20%3A20%3A'],
+      ['POST', 'https://pg-edge-session.sync/v1/touches'],
+    ]);
+    expect(seen.every((s) => (s.object as { name: string }).name === 'sessions-eu')).toBe(true);
+    expect(JSON.parse(seen[2]?.body ?? '')).toEqual({ touches: [['11111111-1111-4111-8111-111111111111', at, at]] });
+  });
+});
