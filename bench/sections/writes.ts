@@ -1,5 +1,6 @@
 // Writes at c=32: createSession, updateSession (each worker its own session, one attribute) and
-// deleteSession, next to connect-pg-simple's set/destroy and to a plain one-row UPDATE (no trigger).
+// deleteSession, next to connect-pg-simple's set/destroy and to a plain one-row UPDATE (no trigger); and
+// deleteSession with the audit option on (one session_audit row written by the same statement) next to it off.
 
 import { SessionManager } from '../../src/manager.ts';
 import type { Session } from '../../src/session.ts';
@@ -25,6 +26,7 @@ export const writes: Section = {
       const peerTable = await createPeerTable(ctx.admin, schema);
       const exec = new CountingExecutor(ours.db);
       const manager = new SessionManager(exec, { schemaName: schema });
+      const audited = new SessionManager(exec, { schemaName: schema, audit: true });
       const table = manager.names.sessions;
       const peer = openPeer(peerPool.pool, schema);
       // Both tables hold the same number of sessions of the same data before anything is measured.
@@ -35,6 +37,7 @@ export const writes: Section = {
       const deleteTotal = deletes * (ctx.reps + 1);
       const delTokens = await seedOursWithTokens(ctx.admin, table, deleteTotal, 'live', 'del');
       const delSids = await seedPeerWithSids(ctx.admin, peerTable, deleteTotal);
+      const auditTokens = await seedOursWithTokens(ctx.admin, table, deleteTotal, 'live', 'dela');
       await ctx.admin.query(`ANALYZE ${table}; ANALYZE ${peerTable}`);
 
       // One session per worker for the updates.
@@ -67,6 +70,7 @@ export const writes: Section = {
 
       let createdOurs = 0;
       let deletedOurs = 0;
+      let deletedAudited = 0;
       const r = await interleave(
         [
           timed('create', async (i) => {
@@ -87,12 +91,20 @@ export const writes: Section = {
             if (await manager.deleteSession(delTokens[k] as string)) deletedOurs++;
           }),
           counted('peer-delete', (k) => peer.destroy(delSids[k] as string)),
+          counted('delete-audit', async (k) => {
+            if (await audited.deleteSession(auditTokens[k] as string)) deletedAudited++;
+          }),
         ],
         ctx.reps,
         ctx.log,
       );
       const deletedExpected = deletes * (ctx.reps + 1);
       if (deletedOurs !== deletedExpected) throw new Error(`deleteSession deleted ${deletedOurs} of ${deletedExpected} sessions`);
+      if (deletedAudited !== deletedExpected) throw new Error(`audited deleteSession deleted ${deletedAudited} of ${deletedExpected}`);
+      const auditRows = Number(
+        (await ctx.admin.query(`SELECT count(*)::integer AS n FROM ${manager.names.audit} WHERE reason = 'logout'`)).rows[0]?.n ?? 0,
+      );
+      if (auditRows !== deletedExpected) throw new Error(`audit rows: ${auditRows}, expected ${deletedExpected}`);
 
       const get = (id: string) => summarize(r.get(id) ?? []);
       ctx.add({ id: 'plain-update', label: `plain one-row UPDATE, c=${c} (no trigger)`, summary: get('plain-update'), reference: true });
@@ -123,6 +135,14 @@ export const writes: Section = {
         peer: 'peer-delete',
         floor: 'plain-update',
         goal: { metric: 'peer', cmp: '>=', target: 1 },
+      });
+      ctx.add({
+        id: 'delete-audit',
+        label: `deleteSession with audit on (+1 audit row each), c=${c}`,
+        summary: get('delete-audit'),
+        peer: 'peer-delete',
+        floor: 'delete',
+        note: 'vs floor: the same delete with audit off, in the same run — the audit write cost',
       });
       await manager.close();
     } finally {
