@@ -169,9 +169,13 @@ describe('example app in workerd (Miniflare)', () => {
 
     const r = await send(mf, jar, 'POST', '/login', { name: 'Alice' });
     expect(r.status).toBe(303);
-    expect(jar.lastSetCookie).toHaveLength(1);
+    // The token, and (the example has audit on) the session id beside it with the same attributes.
+    expect(jar.lastSetCookie).toHaveLength(2);
     const set = new RegExp(`^${COOKIE}=[A-Za-z0-9_-]{43}; Max-Age=(\\d+); Path=/; HttpOnly; Secure; SameSite=Lax$`).exec(
       jar.lastSetCookie[0] as string,
+    );
+    expect(jar.lastSetCookie[1]).toMatch(
+      new RegExp(`^${COOKIE}\\.id=[0-9a-f-]{36}; Max-Age=\\d+; Path=/; HttpOnly; Secure; SameSite=Lax$`),
     );
     expect(set).not.toBeNull();
     // Until the absolute expiry (30 days), counted when the header is written (a second may have begun).
@@ -289,7 +293,9 @@ describe('example app in workerd (Miniflare)', () => {
     const token = jar.get(COOKIE);
     const r = await send(mf, jar, 'POST', '/logout');
     expectNotice(r, 'signed-out');
-    expect(jar.lastSetCookie.filter((l) => l.startsWith(`${COOKIE}=`))).toEqual([`${COOKIE}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax`]);
+    expect(jar.lastSetCookie.filter((l) => l.startsWith(`${COOKIE}=`))).toEqual([
+      `${COOKIE}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax`,
+    ]);
     const replay = await mf.dispatchFetch(`${ORIGIN}/api/me`, { headers: { cookie: `${COOKIE}=${token}` } });
     expect(await replay.json()).toBeNull();
   });
