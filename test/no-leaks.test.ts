@@ -6,19 +6,16 @@
 // must still name its cause: the driver's message, its code, and host:port for a connection.
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
-import { Pool as NeonPool } from '@neondatabase/serverless';
-import { drizzle as drizzleNeon } from 'drizzle-orm/neon-serverless';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { SqlExecutor } from '../src/db.ts';
 import { SessionError } from '../src/errors.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { SyncClient } from '../src/sync.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
-import { configureNeon, DRIVERS, type Driver, databaseUrl, uniqueSchema } from './support/db.ts';
-import { sha256Hex, table } from './support/manager-helpers.ts';
+import { DRIVERS, databaseUrl, uniqueSchema } from './support/db.ts';
+import { openDriver, sha256Hex, table } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
@@ -62,19 +59,6 @@ function withPassword(url: string, port?: number): string {
     u.port = String(port);
   }
   return u.toString();
-}
-
-/** A drizzle database through the given driver on `url`. */
-function openDriver(driver: Driver, url: string): { db: SqlExecutor; close(): Promise<void> } {
-  if (driver === 'node-postgres') {
-    const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
-    pool.on('error', () => {});
-    return { db: drizzlePg(pool), close: () => pool.end() };
-  }
-  configureNeon();
-  const pool = new NeonPool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
-  pool.on('error', () => {});
-  return { db: drizzleNeon(pool), close: () => pool.end() };
 }
 
 describe.each(DRIVERS)('no secret in errors or logs (%s)', (driver) => {

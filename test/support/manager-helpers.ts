@@ -71,7 +71,11 @@ export async function setLastAccessed(fx: StoreFixture, id: string, ms: number):
  * through the test WebSocket proxy, which then fails to reach the port).
  */
 export function unreachableDb(driver: Driver): { db: SqlExecutor; close(): Promise<void> } {
-  const url = 'postgres://postgres:postgres@127.0.0.1:1/test';
+  return openDriver(driver, 'postgres://postgres:postgres@127.0.0.1:1/test');
+}
+
+/** A Drizzle database through the given driver on `url` (small pool, 5 s connect timeout, errors typed). */
+export function openDriver(driver: Driver, url: string): { db: SqlExecutor; close(): Promise<void> } {
   if (driver === 'node-postgres') {
     const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
     pool.on('error', () => {});
