@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { parseStoredAttributes } from './attributes.ts';
-import type { SessionRecord } from './cache.ts';
+import { recordWeight, type SessionRecord } from './cache.ts';
 import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, statement, toSql } from './db.ts';
 import type { StoredDevice } from './device.ts';
 import { classifyDatabaseError, findErrorCode } from './errors.ts';
@@ -129,10 +129,14 @@ export function parseRowText(text: string | null | undefined): RowText | undefin
   return row === null ? undefined : { row, textLength: text.length };
 }
 
-/** `size`: what the cache weighs the record by (see SessionRecord.size). */
-export function rowToRecord(r: SessionRow, size: number): SessionRecord {
+/**
+ * A row as the cache and sessions hold it. `jsonLength`: the length of the row's JSON text, from which (with
+ * the attribute count) the record's estimated heap is weighed for the cache's byte bound (`recordWeight`).
+ */
+export function rowToRecord(r: SessionRow, jsonLength: number): SessionRecord {
+  const attributes = parseStoredAttributes(r.attributes);
   return {
-    size,
+    size: recordWeight(jsonLength, attributes.size),
     id: r.id,
     userId: r.user_id,
     groupId: r.group_id,
@@ -141,7 +145,7 @@ export function rowToRecord(r: SessionRow, size: number): SessionRecord {
     updatedAt: Number(r.updated_at),
     lastAccessed: Number(r.last_accessed),
     expiresAt: Number(r.expires_at),
-    attributes: parseStoredAttributes(r.attributes),
+    attributes,
   };
 }
 

@@ -414,6 +414,18 @@ describe.each(DRIVERS)('memory and size bounds (%s)', (driver) => {
     expect(m.cache.size).toBeGreaterThan(0);
   });
 
+  it('small sessions read through misses are weighed by their estimated heap, not by their JSON alone', async () => {
+    // Regression: a miss weighed a record by its row's JSON length (~300 bytes) while it takes over 1 KB of
+    // heap, so the byte bound let the cache grow to about 4x its size.
+    const m = fx.manager({ cacheMaxBytes: 256 * 1024, cacheSize: 100_000 });
+    const tokens: string[] = [];
+    for (let i = 0; i < 400; i++) tokens.push((await fx.manager().createSession(uid(), { theme: 'dark' })).token);
+    for (const t of tokens) await m.getSession(t);
+    expect(m.cache.bytes).toBeLessThanOrEqual(256 * 1024);
+    expect(m.cache.size).toBeLessThanOrEqual(256);
+    expect(m.cache.size).toBeGreaterThan(100);
+  });
+
   it('the default cache bound fits a Workers isolate', () => {
     expect(fx.manager().config.cacheMaxBytes).toBeLessThanOrEqual(64 * 1024 * 1024);
   });

@@ -53,14 +53,18 @@ async function fill(manager: SessionManager, count: number): Promise<void> {
 await fill(new SessionManager(stub, { cacheSize: 1000, maxStaleness: 3_600_000 }), 2000);
 
 const results: number[] = [];
+/** What the cache's byte bound counts per session (SessionRecord.size, from recordWeight). */
+const weights: number[] = [];
 for (let r = 0; r < reps; r++) {
   const before = settle();
-  let manager: SessionManager | undefined = new SessionManager(stub, { cacheSize: n, maxStaleness: 3_600_000 });
+  // The byte bound (cacheMaxBytes) is set out of the way: this measures what n cached sessions take.
+  let manager: SessionManager | undefined = new SessionManager(stub, { cacheSize: n, cacheMaxBytes: n * 65536, maxStaleness: 3_600_000 });
   await fill(manager, n);
   const after = settle();
   if (manager.cache.size !== n) throw new Error(`cache holds ${manager.cache.size} of ${n}`);
   results.push((after - before) / n);
+  weights.push(manager.cache.bytes / n);
   manager = undefined;
   settle();
 }
-process.stdout.write(`${JSON.stringify({ n, touch, bytesPerSession: results })}\n`);
+process.stdout.write(`${JSON.stringify({ n, touch, bytesPerSession: results, weightPerSession: weights })}\n`);

@@ -8,12 +8,11 @@ import { summarize } from '../lib/measure.ts';
 
 const run = promisify(execFile);
 
-async function measure(n: number, reps: number, touch: boolean): Promise<number[]> {
+async function measure(n: number, reps: number, touch: boolean): Promise<{ bytesPerSession: number[]; weightPerSession: number[] }> {
   const child = join(import.meta.dirname, '..', 'lib', 'memory-child.ts');
   const args = ['--expose-gc', '--import', 'tsx', child, String(n), String(reps), ...(touch ? ['--touch'] : [])];
   const { stdout } = await run(process.execPath, args, { cwd: join(import.meta.dirname, '..', '..'), maxBuffer: 1 << 20 });
-  const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { bytesPerSession: number[] };
-  return out.bytesPerSession;
+  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { bytesPerSession: number[]; weightPerSession: number[] };
 }
 
 async function measureWorker(n: number, reps: number): Promise<number[]> {
@@ -31,7 +30,7 @@ export const memory: Section = {
   async run(ctx) {
     const n = ctx.pick(10_000, 100_000);
     for (const touch of [false, true]) {
-      const bytes = await measure(n, ctx.reps, touch);
+      const { bytesPerSession: bytes, weightPerSession } = await measure(n, ctx.reps, touch);
       ctx.log(`  ${touch ? 'with' : 'without'} touches: ${bytes.map((b) => b.toFixed(0)).join(', ')} bytes per session`);
       const s = summarize(bytes.map((b) => ({ ops: b, count: n, durationMs: 0 })));
       ctx.add({
@@ -41,6 +40,17 @@ export const memory: Section = {
         unit: 'bytes',
         note: touch ? undefined : 'token string, record, attribute map, id index and LRU bookkeeping; 4 small attributes',
       });
+      if (!touch) {
+        // cacheMaxBytes counts each session's estimated weight: it must not be below what the session takes.
+        const weight = weightPerSession[0] ?? 0;
+        ctx.add({
+          id: 'weight-per-session',
+          label: 'estimated weight per cached session (what cacheMaxBytes counts)',
+          value: weight,
+          unit: 'bytes',
+          note: `${(weight / s.ops).toFixed(2)}x the measured heap (at least 1 keeps the byte bound an upper bound)`,
+        });
+      }
     }
     const touches = 100_000;
     const perTouch = await measureWorker(touches, ctx.reps);
