@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick] [-- --only=miss,writes] [-- --reps=N]`
 // Runs the sections against one PostgreSQL (DATABASE_URL, else an embedded one), prints a markdown table
 // and writes the same figures as JSON to bench/results/latest.json and a timestamped file beside it.
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -50,6 +51,31 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
+/** Other work above this share of all CPUs (while the bench is idle) flags a section as measured on a busy machine. */
+const BUSY_SHARE = 0.25;
+
+function isBusy(load1: number, otherCpu: number | undefined, cores: number): boolean {
+  return otherCpu === undefined ? load1 > cores : otherCpu > BUSY_SHARE;
+}
+
+/** Share of all CPUs busy during one second, from /proc/stat (Linux); undefined elsewhere. */
+async function cpuBusyWhileIdle(): Promise<number | undefined> {
+  const sample = () => {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { idle, total: fields.reduce((a, b) => a + b, 0) };
+  };
+  try {
+    const a = sample();
+    await new Promise((r) => setTimeout(r, 1000));
+    const b = sample();
+    const total = b.total - a.total;
+    return total > 0 ? Math.max(0, 1 - (b.idle - a.idle) / total) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   const started = new Date();
@@ -60,8 +86,12 @@ async function main(): Promise<number> {
   // Warm-ups repeat until the rate stops climbing (measure.ts, warmUp).
   warmupPolicy.maxWindows = opts.quick ? 5 : 10;
   const cores = cpus().length;
-  /** 1-minute load average read just before each section. */
-  const loads: { section: string; load1: number }[] = [];
+  /**
+   * Before each section: the 1-minute load average (it includes this run's own previous section, so it is
+   * high after any concurrent section) and the share of all CPUs busy during one second while the bench
+   * itself is idle (/proc/stat): that is other work, and what flags a run as busy.
+   */
+  const loads: { section: string; load1: number; otherCpu: number | undefined }[] = [];
 
   const database = await openDatabase();
   log(`PostgreSQL ${database.version} (${database.source}); ${opts.quick ? 'quick' : 'full'} mode, ${reps} repetitions per figure`);
@@ -82,10 +112,12 @@ async function main(): Promise<number> {
   try {
     for (const section of sections) {
       const s0 = performance.now();
+      const otherCpu = await cpuBusyWhileIdle();
       const load1 = loadavg()[0] ?? 0;
-      loads.push({ section: section.name, load1 });
+      loads.push({ section: section.name, load1, otherCpu });
+      const other = otherCpu === undefined ? '' : `; other work ${(otherCpu * 100).toFixed(0)}% of the CPUs`;
       log(
-        `== ${section.title} (${section.name}); load average ${load1.toFixed(2)} on ${cores} cores${load1 > cores ? ' (busy: above the core count)' : ''}`,
+        `== ${section.title} (${section.name}); load average ${load1.toFixed(2)} on ${cores} cores${other}${isBusy(load1, otherCpu, cores) ? ' (busy)' : ''}`,
       );
       const ctx: BenchContext = {
         url: database.url,
@@ -125,16 +157,16 @@ async function main(): Promise<number> {
   const elapsed = (performance.now() - t0) / 1000;
   const failed = report.failedGoals();
   const table = report.markdown();
-  const busy = loads.filter((l) => l.load1 > cores);
+  const busy = loads.filter((l) => isBusy(l.load1, l.otherCpu, cores));
   const lines = [
     `## pg-edge-session benchmark (${opts.quick ? 'quick' : 'full'}, ${started.toISOString()})`,
     '',
     `PostgreSQL ${database.version} (${database.source}), Node ${process.version}, ${cores} CPUs; median of ${reps} repetitions; ${elapsed.toFixed(0)} s. Warm-up: windows of ${opts.quick ? 500 : 1000} ms repeated until one is no more than ${warmupPolicy.tolerance * 100}% faster than the one before (at most ${warmupPolicy.maxWindows}).`,
     '',
-    `Load average (1 min) before each section: ${loads.map((l) => `${l.section} ${l.load1.toFixed(2)}`).join(', ')}.`,
+    `Before each section, load average (1 min, includes the previous section's own work) / other work's share of the CPUs in the second before it: ${loads.map((l) => `${l.section} ${l.load1.toFixed(2)}${l.otherCpu === undefined ? '' : ` / ${(l.otherCpu * 100).toFixed(0)}%`}`).join(', ')}.`,
     busy.length > 0
-      ? `⚠️ BUSY MACHINE: the load exceeded the ${cores} cores before ${busy.map((l) => l.section).join(', ')}; other work shared the CPUs, so absolute figures (and latency tails) are not trustworthy for this run.`
-      : `Load stayed at or below the ${cores} cores.`,
+      ? `⚠️ BUSY MACHINE: other work used more than ${BUSY_SHARE * 100}% of the CPUs before ${busy.map((l) => l.section).join(', ')}, so absolute figures (and latency tails) of those sections are not trustworthy; ratios measured in the same section share the disturbance.`
+      : `No other work above ${BUSY_SHARE * 100}% of the CPUs before any section.`,
     '',
     table,
     '',
