@@ -28,8 +28,9 @@
  * destroyed, or when the request's cookie names no live session (the cookie is then cleared); such a
  * response also gets `Cache-Control: no-store`, so no shared cache keeps or replays it.
  *
- * Cross-origin requests: unsafe methods (anything but GET, HEAD and OPTIONS) from another origin are
- * refused with a 403 before the handler runs and before any session work (see `CsrfOptions`). SameSite=Lax
+ * Cross-origin requests: unsafe methods (anything but GET, HEAD and cookie-less CORS preflights) from
+ * another origin are refused with a 403 before the handler runs and before any session work (see
+ * `CsrfOptions`). SameSite=Lax
  * alone does not do it: it lets same-site sibling subdomains through, `sameSite: 'None'` lets everything
  * through, and login CSRF (signing the victim in as the attacker) needs no cookie at all.
  *
@@ -128,7 +129,8 @@ export type TouchStrategy<A extends Attributes = Attributes> =
  * Origins other than the request's own whose unsafe requests are accepted — the shapes of `hono/csrf`'s
  * `origin` option: one origin, a list, or a function. An origin is `scheme://host[:port]` exactly as a
  * browser sends it in `Origin` (lower case, no default port, no path or trailing slash); the list is
- * checked at construction. The function is called only for an `Origin` that is present, not `"null"`
+ * checked at construction. No wildcards (`hono/csrf` has none either): `'https://*.example.com'` is a
+ * `ConfigError`; use the function form for a pattern. The function is called only for an `Origin` that is present, not `"null"`
  * and not the request's own origin, and trusts it only when it returns `true`; it can look at the
  * context, e.g. `(origin, c) => origin.endsWith('.example.com') && origin.startsWith('https://')`.
  */
@@ -137,7 +139,9 @@ export type TrustedOrigins = string | readonly string[] | ((origin: string, c: C
 /**
  * The middleware's refusal of cross-origin unsafe requests (CSRF and login CSRF).
  *
- * A request whose method is not GET, HEAD or OPTIONS is refused — whatever its content type — unless:
+ * A request whose method is not GET or HEAD, and that is not a CORS preflight (OPTIONS with
+ * `Access-Control-Request-Method` and no session cookie: browsers never send cookies with one), is
+ * refused — whatever its content type — unless:
  * - its `Origin` is the request URL's origin (`new URL(c.req.url).origin`) and its `Sec-Fetch-Site`, if
  *   sent, is `same-origin`; or
  * - its `Origin` is one of `trustedOrigins` (any `Sec-Fetch-Site`: a trusted site is cross-site); or
@@ -154,7 +158,12 @@ export type TrustedOrigins = string | readonly string[] | ((origin: string, c: C
  *
  * Behind a proxy whose request URL is not the public origin (TLS ended at the proxy, so the URL is
  * `http://`; or another host or port), the app's own browser requests would be refused: list the public
- * origin in `trustedOrigins`. GET, HEAD and OPTIONS are never checked: they must not change state.
+ * origin in `trustedOrigins`. GET and HEAD are never checked: they must not change state.
+ *
+ * The method checked is the one the handler sees: `hono/method-override` in front of this middleware
+ * turns a form POST with `_method=OPTIONS` (or PUT, DELETE...) into a new request of that method, with
+ * the POST's headers and cookie, and this middleware checks that request. An OPTIONS that carries the
+ * session cookie or is not a preflight is therefore checked like a POST.
  *
  * Why not `hono/csrf` itself: it checks only form content types (a JSON or other body would pass, relying
  * on CORS preflights that a permissive CORS setup gives away), it accepts a request when either header
@@ -288,7 +297,6 @@ const COOKIE_NAME_RE = /^[\w!#$%&'*.^`|~+-]+$/;
 const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
 const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf', 'clientIp']);
 const CSRF_KEYS = new Set(['trustedOrigins']);
-const SAFE_METHOD_RE = /^(GET|HEAD|OPTIONS)$/;
 /**
  * At most this many distinct well-formed session cookie values are looked up in one request: a crafted
  * Cookie header with dozens of values costs no more than this many `getSession` calls.
@@ -393,6 +401,13 @@ function isSerializedOrigin(s: string): boolean {
 
 type OriginCheck = (c: Context) => boolean | Promise<boolean>;
 
+/** How to say a wildcard origin with the function form, e.g. for "https://*.example". */
+function wildcardHint(pattern: string): string {
+  const sub = /^(https?):\/\/\*\.([a-z0-9.-]+(?::\d+)?)$/.exec(pattern);
+  const check = sub === null ? '/* your rule */ false' : `origin.startsWith('${sub[1]}://') && origin.endsWith('.${sub[2]}')`;
+  return `list each origin, or pass a function, e.g. trustedOrigins: (origin) => ${check}`;
+}
+
 /** The CSRF check of the options, or undefined when it is off. Validated here, once. */
 function resolveCsrf(input: unknown): OriginCheck | undefined {
   if (input === false) return undefined;
@@ -409,6 +424,10 @@ function resolveCsrf(input: unknown): OriginCheck | undefined {
   else {
     const list: unknown[] = typeof t === 'string' ? [t] : Array.isArray(t) ? t : [t];
     for (const origin of list) {
+      // hono/csrf compares its origin list literally too: a pattern here would silently never match.
+      if (typeof origin === 'string' && origin.includes('*')) {
+        throw new ConfigError('csrf.trustedOrigins', `wildcards are not supported, got ${show(origin)}: ${wildcardHint(origin)}`);
+      }
       if (typeof origin !== 'string' || !isSerializedOrigin(origin)) {
         const canonical = typeof origin === 'string' ? originOf(origin) : undefined;
         const hint = canonical === undefined || canonical === 'null' ? '' : ` (did you mean ${JSON.stringify(canonical)}?)`;
@@ -790,6 +809,22 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   // With audit on, the session's id rides next to the token so a dead cookie can be told why it died.
   const idCookie = manager.config.audit ? `${cookie.name}.id` : undefined;
 
+  /**
+   * What the origin check lets through: GET and HEAD, and CORS preflights — OPTIONS asking
+   * `Access-Control-Request-Method` without the session cookie (browsers send no credentials with a
+   * preflight, so hono/cors behind this middleware still answers them). Any other OPTIONS is checked: a
+   * method override makes one out of a cross-site form POST, cookie included.
+   */
+  const unchecked = (c: Context): boolean => {
+    const method = c.req.method;
+    if (method === 'GET' || method === 'HEAD') return true;
+    return (
+      method === 'OPTIONS' &&
+      c.req.header('access-control-request-method') !== undefined &&
+      cookieValues(c.req.raw.headers.get('cookie'), cookie.name).length === 0
+    );
+  };
+
   const writeCookie = (c: Context, change: CookieChange): void => {
     if (change === undefined) return;
     // A response carrying a token (or its removal) must not be stored by a shared cache and replayed to
@@ -811,7 +846,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
 
   return createMiddleware<SessionEnv<A>>(async function session(c, next) {
     // Before anything else: a refused request reads no cookie, runs no query and sets nothing.
-    if (sameOrigin !== undefined && !SAFE_METHOD_RE.test(c.req.method) && !(await sameOrigin(c))) {
+    if (sameOrigin !== undefined && !unchecked(c) && !(await sameOrigin(c))) {
       throw new HTTPException(403, {
         message: 'cross-origin request refused by the session middleware (see the csrf option)',
         res: new Response('Forbidden', { status: 403, headers: { 'content-type': 'text/plain; charset=UTF-8' } }),

@@ -4,6 +4,7 @@
 // set a session cookie (login CSRF). Both drivers, through app.request(), against the real database.
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { methodOverride } from 'hono/method-override';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from '../src/hono.ts';
@@ -181,18 +182,98 @@ describe.each(DRIVERS)('cross-origin requests (%s)', (driver) => {
     }
   });
 
-  it('GET, HEAD and OPTIONS are never refused, whatever their origin', async () => {
+  it('GET and HEAD are never refused, whatever their origin', async () => {
     const { app, ran } = setup();
     const { jar } = await signIn(app);
     ran.length = 0;
-    for (const method of ['GET', 'HEAD', 'OPTIONS']) {
+    for (const method of ['GET', 'HEAD']) {
       for (const headers of CROSS_ORIGIN) {
         const res = await send(app, method, '/me', { ...headers, cookie: jar.header() });
         expect(res.status, `${method} ${JSON.stringify(headers)}`).toBe(200);
         if (method !== 'HEAD') expect(await res.json()).toEqual({ userId: 'alice' });
       }
     }
-    expect(ran).toHaveLength(3 * CROSS_ORIGIN.length);
+    expect(ran).toHaveLength(2 * CROSS_ORIGIN.length);
+  });
+
+  it('CORS preflights (OPTIONS with Access-Control-Request-Method, no cookie) pass from any origin; any other OPTIONS is checked', async () => {
+    const { app, ran } = setup();
+    const { jar } = await signIn(app);
+    ran.length = 0;
+    const preflight = { 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' };
+    for (const headers of CROSS_ORIGIN) {
+      const res = await send(app, 'OPTIONS', '/me', { ...headers, ...preflight });
+      expect(res.status, JSON.stringify(headers)).toBe(200);
+      expect(await res.json()).toBeNull();
+    }
+    expect(ran).toHaveLength(CROSS_ORIGIN.length);
+    ran.length = 0;
+    // Browsers never send cookies with a preflight: an OPTIONS carrying the session cookie, or one that is
+    // not a preflight, is a request a page made (or a method override produced) and is checked.
+    for (const headers of CROSS_ORIGIN) {
+      for (const extra of [{ cookie: jar.header(), ...preflight }, { cookie: jar.header() }, {}] as Record<string, string>[]) {
+        const res = await send(app, 'OPTIONS', '/me', { ...headers, ...extra });
+        expect(res.status, `${JSON.stringify(headers)} ${JSON.stringify(extra)}`).toBe(403);
+      }
+    }
+    expect(ran).toEqual([]);
+    for (const headers of SAME_ORIGIN) {
+      const res = await send(app, 'OPTIONS', '/me', { ...headers, cookie: jar.header() });
+      expect(res.status, JSON.stringify(headers)).toBe(200);
+      expect(await res.json()).toEqual({ userId: 'alice' });
+    }
+  });
+
+  it('the reported attack: hono/method-override in front turns a cross-site form POST into OPTIONS (or any method); still refused', async () => {
+    const m = fx.manager<Attrs>({ cacheSize: 0, maxSessions: 1000 });
+    const app = new Hono<SessionEnv<Attrs>>();
+    const ran: string[] = [];
+    app.use(methodOverride({ app }));
+    app.use(sessionMiddleware<Attrs>({ manager: m }));
+    app.all('/login/:user', async (c) => {
+      ran.push(`login ${c.req.method}`);
+      return c.json({ id: (await c.var.session.login(c.req.param('user'))).id });
+    });
+    app.all('/set', async (c) => {
+      ran.push(`set ${c.req.method}`);
+      const s = await c.var.session.get();
+      if (s === null) return c.text('no session', 401);
+      s.set('a', (s.get('a') ?? 0) + 1);
+      return c.text('ok');
+    });
+    const form = (path: string, method: string, headers: Record<string, string>) =>
+      Promise.resolve(
+        app.request(`${APP}${path}`, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ _method: method, x: '1' }).toString(),
+        }),
+      );
+    const signedIn = await form('/login/alice', 'POST', { origin: APP });
+    expect(signedIn.status).toBe(200);
+    const jar = new CookieJar().take(signedIn);
+    const { id } = (await signedIn.json()) as { id: string };
+    const before = await row(m, id);
+    ran.length = 0;
+    for (const method of ['OPTIONS', 'options', 'PUT', 'DELETE', 'PATCH', 'PROPFIND']) {
+      for (const headers of CROSS_ORIGIN) {
+        const res = await form('/set', method, { ...headers, cookie: jar.header() });
+        expect(res.status, `${method} ${JSON.stringify(headers)}`).toBe(403);
+        expect(res.headers.getSetCookie()).toEqual([]);
+      }
+    }
+    // Login CSRF the same way: no cookie, turned into OPTIONS.
+    const forgedLogin = await form('/login/victim', 'OPTIONS', { origin: EVIL, 'sec-fetch-site': 'cross-site' });
+    expect(forgedLogin.status).toBe(403);
+    expect(forgedLogin.headers.getSetCookie()).toEqual([]);
+    expect(ran).toEqual([]);
+    expect(await row(m, id)).toEqual(before);
+    expect(await sessionsOf(m, 'victim')).toBe(0);
+    // The app's own forms still use the override.
+    const own = await form('/set', 'OPTIONS', { origin: APP, 'sec-fetch-site': 'same-origin', cookie: jar.header() });
+    expect(own.status).toBe(200);
+    expect(ran).toEqual(['set OPTIONS']);
+    expect((await row(m, id))?.version).toBe(before!.version + 1);
   });
 
   it('trustedOrigins: a listed origin passes (any Sec-Fetch-Site), unlisted ones and "null" are still refused', async () => {
@@ -292,6 +373,10 @@ describe('csrf options', () => {
     ['csrf.trustedOrigins', { csrf: { trustedOrigins: 'https://a.example:443' } }],
     ['csrf.trustedOrigins', { csrf: { trustedOrigins: 'null' } }],
     ['csrf.trustedOrigins', { csrf: { trustedOrigins: '*' } }],
+    // Patterns: hono/csrf compares origins literally too; accepted, this would never match anything.
+    ['csrf.trustedOrigins', { csrf: { trustedOrigins: 'https://*.example' } }],
+    ['csrf.trustedOrigins', { csrf: { trustedOrigins: ['https://a.example', 'https://*.a.example'] } }],
+    ['csrf.trustedOrigins', { csrf: { trustedOrigins: 'https://a.example:*' } }],
     ['csrf.trustedOrigins', { csrf: { trustedOrigins: ['https://a.example', 5] } }],
     ['csrf.trustedOrigins', { csrf: { trustedOrigins: 42 } }],
     ['csrf.trustedOrigins', { csrf: { trustedOrigins: { 'https://a.example': true } } }],
@@ -304,6 +389,12 @@ describe('csrf options', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).option).toBe(option);
+  });
+
+  it('refuses a wildcard origin and points to the function form', () => {
+    expect(() => sessionMiddleware({ manager, csrf: { trustedOrigins: 'https://*.example' } })).toThrow(
+      /wildcards are not supported.*trustedOrigins: \(origin\) =>/,
+    );
   });
 
   it('suggests the origin a browser would send', () => {
