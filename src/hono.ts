@@ -115,7 +115,8 @@ export interface SessionCookieOptions {
 /**
  * What happens when a request reads a live session (`get()` or an accessor):
  * - `'manager'` (default): `manager.getSession` records the access in memory (`touch: true`); the
- *   manager writes touches in batches (`flushTouches`, `startBackgroundTasks`, or the sync worker).
+ *   touches are written in batches: by the sync host with `sync`, else by the manager itself every
+ *   lastAccessUpdateInterval (its own timer on Node and Bun; after a response, through `waitUntil`, here).
  * - `'none'`: no last access is recorded (idle expiry then counts from creation and the last update).
  * - a function: called with the session after the response (through `executionCtx.waitUntil` when the
  *   runtime has one), instead of the manager's recording. Errors go to `onBackgroundError`.
@@ -186,7 +187,9 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
    * The isolate's client of the sync worker (`new SyncClient(manager, { workerUrl, secret })`). With it,
    * reads keep the cache fresh from the worker's feed (polling in `waitUntil`, inline only when the
    * cache is older than maxStaleness) and touches go to the worker after the response. Without it the
-   * manager works alone: cached entries are trusted for maxStaleness after they were read.
+   * manager works alone: cached entries are trusted for maxStaleness after they were read, and once the
+   * oldest recorded touch is lastAccessUpdateInterval old the middleware writes the touches after the
+   * response (`manager.flushTouchesIfDue()`, through `waitUntil` where the runtime has it).
    */
   sync?: SyncClient;
   /**
@@ -806,6 +809,11 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   if (sync !== undefined && !(sync instanceof SyncClient)) throw new ConfigError('sync', `expected a SyncClient, got ${show(sync)}`);
   const sameOrigin = resolveCsrf(options.csrf);
   const clientIp = resolveClientIp(options.clientIp);
+  // Without a sync client the manager writes its own touches: the middleware hands a due flush to waitUntil
+  // (Workers, whose timers do not outlive a request) or lets it run in the background (Node), after the
+  // response, never before it.
+  const flushesTouches = sync === undefined && touch === 'manager';
+  if (flushesTouches) manager._flushedAfterResponses();
   // With audit on, the session's id rides next to the token so a dead cookie can be told why it died.
   const idCookie = manager.config.audit ? `${cookie.name}.id` : undefined;
 
@@ -893,6 +901,8 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
         if (typeof touch === 'function' && loaded !== null) afterResponse(c, () => touch(loaded, c), onBackgroundError);
         const push = sync?.pushTouchesIfDue();
         if (push !== undefined) afterResponse(c, () => push, onBackgroundError);
+        const flush = flushesTouches ? manager.flushTouchesIfDue() : undefined;
+        if (flush !== undefined) afterResponse(c, () => flush, onBackgroundError);
       }
     }
   });

@@ -166,7 +166,9 @@ function utf8Length(s: string): number {
  *
  * Reads hit an in-memory LRU (no I/O) while the entry is fresh (see `maxStaleness`); a miss is one
  * SELECT. Every write is one statement. Reads never write: touches are kept in memory and written in
- * batches by `flushTouches()` (the sync worker takes them over in production).
+ * batches, every lastAccessUpdateInterval, off the request path: by the sync host when a SyncClient is
+ * attached; otherwise by the manager itself, on an unref'd timer where the runtime has one (Node, Bun) and
+ * through sessionMiddleware after a response (`waitUntil` on Workers); `close()` writes what is left.
  */
 export class SessionManager<A extends Attributes = Attributes> {
   readonly config: Readonly<ResolvedConfig>;
@@ -182,6 +184,19 @@ export class SessionManager<A extends Attributes = Attributes> {
   readonly #touchedByUser = new Map<string, Set<string>>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #flushing: Promise<FlushResult> | undefined;
+  /** When the oldest pending touch was recorded (ms, the manager's clock); +Infinity while none is pending. */
+  #pendingSince = Number.POSITIVE_INFINITY;
+  /**
+   * Who writes the touches: 'self' (the default: this manager, on its own unref'd timer where the runtime has
+   * one, and through the middleware after responses), 'sync' (a SyncClient takes them to the sync host) or
+   * 'tasks' (startBackgroundTasks' timer).
+   */
+  #touchWriter: 'self' | 'sync' | 'tasks' = 'self';
+  /** The lazily armed flush timer ('self' only); false once the runtime showed it has no background timers. */
+  #flushTimer: ReturnType<typeof setTimeout> | undefined | false;
+  /** A sessionMiddleware hands due flushes to waitUntil / the background after its responses. */
+  #flushedAfterResponses = false;
+  #warnedNoFlush = false;
 
   constructor(db: SqlExecutor, config: SessionConfig = {}) {
     this.config = Object.freeze(resolveConfig(config));
@@ -393,8 +408,82 @@ export class SessionManager<A extends Attributes = Attributes> {
     } else if (this.#pending.size < MAX_PENDING_TOUCHES) {
       t.pending = true;
       t.first = first;
+      // Once per session per flush cycle, never on a hit of a session already pending.
+      if (this.#pending.size === 0) this.#startPendingRun();
+      else if (this.#flushTimer === false) this.#warnIfNeverFlushed();
       this.#pending.set(id, t);
     }
+  }
+
+  /** The first touch since the last flush: note when, and arm the flush timer (Node, Bun) if this manager writes its own. */
+  #startPendingRun(): void {
+    this.#pendingSince = this.#clock();
+    if (this.#touchWriter !== 'self' || this.#flushTimer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      if (this.#touchWriter === 'self' && this.#pending.size > 0) this.flushTouches().catch((e) => this.#reportFlushError(e));
+    }, this.config.lastAccessUpdateInterval);
+    const handle = timer as unknown as { unref?: unknown } | number;
+    if (typeof handle === 'object' && handle !== null && typeof handle.unref === 'function') {
+      // A long-lived process (Node, Bun): the timer must not keep it alive; close() writes what is left.
+      handle.unref();
+      this.#flushTimer = timer;
+    } else {
+      // No unref: a runtime whose timers do not outlive a request (Workers, Deno Deploy, Vercel Edge). The
+      // middleware flushes there, after a response; nothing else would.
+      clearTimeout(timer);
+      this.#flushTimer = false;
+    }
+  }
+
+  /**
+   * On a runtime without background timers, touches kept for twice lastAccessUpdateInterval without anything
+   * writing them mean nothing ever will: say so, once.
+   */
+  #warnIfNeverFlushed(): void {
+    if (this.#warnedNoFlush || this.#touchWriter !== 'self' || this.#flushedAfterResponses) return;
+    if (this.#clock() - this.#pendingSince < 2 * this.config.lastAccessUpdateInterval) return;
+    this.#warnedNoFlush = true;
+    console.warn(
+      `[pg-edge-session] ${this.#pending.size} sessions' last accesses have waited ${Math.round((this.#clock() - this.#pendingSince) / 1000)} s ` +
+        'in memory and nothing writes them: this runtime has no background timers, and this manager has no sessionMiddleware ' +
+        '(which writes them after a response, through waitUntil) and no SyncClient. Use either, or call manager.flushTouches() ' +
+        '(e.g. in ctx.waitUntil) every lastAccessUpdateInterval; otherwise other processes see these users as idle.',
+    );
+  }
+
+  #reportFlushError(e: unknown): void {
+    console.error('[pg-edge-session] writing last accesses failed (kept, retried after lastAccessUpdateInterval):', e);
+  }
+
+  /**
+   * @internal Called by the SyncClient made for this manager: touches go to the sync host from now on, so
+   * this manager no longer writes them on its own.
+   */
+  _touchesTakenBySync(): void {
+    this.#touchWriter = 'sync';
+    this.#disarmFlushTimer();
+  }
+
+  /** @internal Called by sessionMiddleware: it runs `flushTouchesIfDue()` after its responses. */
+  _flushedAfterResponses(): void {
+    this.#flushedAfterResponses = true;
+  }
+
+  #disarmFlushTimer(): void {
+    if (this.#flushTimer !== undefined && this.#flushTimer !== false) clearTimeout(this.#flushTimer);
+    if (this.#flushTimer !== false) this.#flushTimer = undefined;
+  }
+
+  /**
+   * The flush of touches when one is due: this manager writes its own touches (no SyncClient, no
+   * startBackgroundTasks) and the oldest pending one is lastAccessUpdateInterval old. Undefined otherwise.
+   * sessionMiddleware calls it after each response and hands the flush to `waitUntil` (Workers) or lets it
+   * run in the background (Node); a read never waits for it.
+   */
+  flushTouchesIfDue(): Promise<FlushResult> | undefined {
+    if (this.#touchWriter !== 'self' || this.#clock() - this.#pendingSince < this.config.lastAccessUpdateInterval) return undefined;
+    return this.flushTouches();
   }
 
   /** Newest known accesses of a user's sessions, for max-sessions eviction (bounded). */
@@ -656,6 +745,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       t.pending = false;
     }
     this.#pending = new Map();
+    this.#pendingSince = Number.POSITIVE_INFINITY;
     return out;
   }
 
@@ -807,6 +897,10 @@ export class SessionManager<A extends Attributes = Attributes> {
       (t as { unref?: () => void }).unref?.();
       this.#timers.push(t);
     };
+    if (this.#touchWriter === 'self') {
+      this.#touchWriter = 'tasks';
+      this.#disarmFlushTimer();
+    }
     every(this.config.lastAccessUpdateInterval, () => this.flushTouches());
     every(this.config.cleanupInterval, () => this.deleteExpired());
     return () => this.stopBackgroundTasks();
@@ -815,11 +909,13 @@ export class SessionManager<A extends Attributes = Attributes> {
   stopBackgroundTasks(): void {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    if (this.#touchWriter === 'tasks') this.#touchWriter = 'self';
   }
 
-  /** Stops background tasks and writes pending touches. */
+  /** Stops background tasks and the flush timer and writes pending touches. */
   async close(): Promise<void> {
     this.stopBackgroundTasks();
+    this.#disarmFlushTimer();
     await this.flushTouches();
   }
 }

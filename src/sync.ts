@@ -143,6 +143,8 @@ export class SyncClient {
     this.#fetch = binding ?? options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.#onApply = options.onApply;
     this.#onError = options.onError;
+    // The manager's touches go to the sync host from now on (pushTouches), not to the manager's own flush.
+    manager._touchesTakenBySync();
   }
 
   get cursor(): string | null {

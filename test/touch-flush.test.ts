@@ -1,0 +1,151 @@
+// Last access reaches the database with nothing but the README's "Using it" setup: a manager with no sync
+// client and no startBackgroundTasks(). On Node the manager writes its touches on its own (unref'd) timer
+// every lastAccessUpdateInterval; behind sessionMiddleware a due flush goes to executionCtx.waitUntil
+// (Workers) after the response; close() writes what is pending. With a SyncClient nothing changes: the
+// touches go to the sync host, the manager writes none itself. Real PostgreSQL over node-postgres.
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { Hono } from 'hono';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
+import { SessionManager } from '../src/manager.ts';
+import { migrate } from '../src/migrate.ts';
+import { SyncClient } from '../src/sync.ts';
+import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('touches are written without a sync client or startBackgroundTasks()', () => {
+  let pool: pg.Pool;
+  let schemaName: string;
+  const stored = async (id: string): Promise<number> => {
+    const r = await pool.query(`SELECT last_accessed FROM "${schemaName}".sessions WHERE id = $1`, [id]);
+    return new Date(r.rows[0].last_accessed).getTime();
+  };
+
+  beforeAll(async () => {
+    pool = new pg.Pool({ connectionString: databaseUrl(), max: 4 });
+    schemaName = uniqueSchema('touch_flush');
+    await migrate(drizzle(pool), { schemaName });
+  });
+  afterAll(async () => {
+    await dropSchema(pool, schemaName);
+    await pool.end();
+  });
+
+  it("the README's manager (Node): reads every 500 ms for 4 s move last_accessed within lastAccessUpdateInterval", async () => {
+    // The README's options, plus a short interval so the test does not wait 10 minutes.
+    const manager = new SessionManager<{ name: string }>(drizzle(pool), { maxSessions: 5, schemaName, lastAccessUpdateInterval: 1000 });
+    try {
+      const { session, token } = await manager.createSession('user-42', { name: 'Ada' });
+      const created = session.createdAt.getTime();
+      let lastRead = created;
+      for (let i = 0; i < 8; i++) {
+        await sleep(500);
+        expect(await manager.getSession(token)).not.toBeNull();
+        lastRead = Date.now();
+      }
+      // Within one interval (+ a margin for the statement) of the last read, it is in the database.
+      await sleep(1000 + 500);
+      const last = await stored(session.id);
+      expect(last).toBeGreaterThan(created + 2500);
+      expect(last).toBeLessThanOrEqual(lastRead);
+      expect(manager.pendingTouchCount).toBe(0);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it('the middleware on Node (no executionCtx): reads through app.request move last_accessed in the background', async () => {
+    const manager = new SessionManager(drizzle(pool), { schemaName, lastAccessUpdateInterval: 1000 });
+    try {
+      const app = new Hono<SessionEnv>();
+      app.use(sessionMiddleware({ manager }));
+      app.get('/', async (c) => c.text(String((await c.var.session.get())?.userId ?? null)));
+      const { session, token } = await manager.createSession('node-user');
+      const created = session.createdAt.getTime();
+      for (let i = 0; i < 6; i++) {
+        await sleep(500);
+        const res = await app.request('/', { headers: { cookie: `__Host-session=${token}` } });
+        expect(await res.text()).toBe('node-user');
+      }
+      await sleep(1500);
+      expect(await stored(session.id)).toBeGreaterThan(created + 2000);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it('close() writes the touches still pending', async () => {
+    let now = Date.now();
+    const manager = new SessionManager(drizzle(pool), { schemaName, clock: () => now });
+    const { session, token } = await manager.createSession('closing-user');
+    now += 30_000;
+    expect(await manager.getSession(token)).not.toBeNull();
+    expect(await stored(session.id)).toBe(now - 30_000);
+    await manager.close();
+    expect(manager.pendingTouchCount).toBe(0);
+    expect(await stored(session.id)).toBe(now);
+  });
+
+  it('the middleware on a Workers executionCtx hands a due flush to waitUntil, after the response', async () => {
+    let now = Date.now();
+    // A minute-long interval on an injected clock: the real-time timer cannot fire during the test.
+    const manager = new SessionManager(drizzle(pool), { schemaName, lastAccessUpdateInterval: 60_000, clock: () => now });
+    try {
+      const app = new Hono<SessionEnv>();
+      app.use(sessionMiddleware({ manager }));
+      app.get('/', async (c) => c.text(String((await c.var.session.get())?.userId ?? null)));
+      const waited: Promise<unknown>[] = [];
+      const ctx = { waitUntil: (p: Promise<unknown>) => void waited.push(p), passThroughOnException() {}, props: {} };
+      const get = () => app.request('/', { headers: { cookie: `__Host-session=${token}` } }, {}, ctx);
+      const { session, token } = await manager.createSession('worker-user');
+      const created = now;
+
+      now += 1000;
+      expect(await (await get()).text()).toBe('worker-user');
+      // Not due yet (the oldest touch is younger than lastAccessUpdateInterval): nothing handed over.
+      expect(waited).toHaveLength(0);
+      expect(manager.pendingTouchCount).toBe(1);
+
+      now += 60_000;
+      expect(await (await get()).text()).toBe('worker-user');
+      expect(waited).toHaveLength(1);
+      await Promise.all(waited);
+      expect(manager.pendingTouchCount).toBe(0);
+      expect(await stored(session.id)).toBe(created + 61_000);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it('with a SyncClient the manager writes no touches itself (they go to the sync host)', async () => {
+    let now = Date.now();
+    const manager = new SessionManager(drizzle(pool), { schemaName, lastAccessUpdateInterval: 1000, clock: () => now });
+    new SyncClient(manager, { workerUrl: 'http://127.0.0.1:9' });
+    const { session, token } = await manager.createSession('synced-user');
+    const created = now;
+    now += 5000;
+    expect(await manager.getSession(token)).not.toBeNull();
+    now += 5000;
+    expect(manager.flushTouchesIfDue()).toBeUndefined();
+    await sleep(1500); // the manager's own timer would have fired by now
+    expect(manager.pendingTouchCount).toBe(1);
+    expect(await stored(session.id)).toBe(created);
+  });
+
+  it('with startBackgroundTasks() its interval timer writes them, and the manager arms no timer of its own', async () => {
+    const manager = new SessionManager(drizzle(pool), { schemaName, lastAccessUpdateInterval: 60_000 });
+    const stop = manager.startBackgroundTasks();
+    try {
+      const { session, token } = await manager.createSession('tasks-user');
+      await sleep(20);
+      expect(await manager.getSession(token)).not.toBeNull();
+      expect(manager.flushTouchesIfDue()).toBeUndefined();
+      expect(await stored(session.id)).toBe(session.createdAt.getTime());
+    } finally {
+      stop();
+      await manager.close();
+    }
+  });
+});
