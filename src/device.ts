@@ -25,6 +25,12 @@ export interface StoredDevice {
 }
 
 export const MAX_USER_AGENT_LENGTH = 512;
+/**
+ * How much of a User-Agent `describeUserAgent` reads: a browser names itself after the 512 stored characters
+ * when extensions or frameworks pad the header, and real headers stay far below this. Every rule below runs
+ * in time linear in its input, so this bounds the work a crafted header can cause.
+ */
+export const MAX_USER_AGENT_LABEL_INPUT = 16 * 1024;
 export const MAX_DEVICE_LABEL_LENGTH = 128;
 
 /**
@@ -32,7 +38,7 @@ export const MAX_DEVICE_LABEL_LENGTH = 128;
  * A small documented table rather than a parser dependency: the label is for people reading a device
  * list, and an unknown agent still gets a sensible "<OS>" or "Unknown browser" label.
  */
-const BROWSERS: [RegExp, string][] = [
+const BROWSERS: [RegExp | ((ua: string) => boolean), string][] = [
   [/\bEdg(?:e|A|iOS)?\//, 'Edge'],
   [/\bOPR\/|\bOpera\b/, 'Opera'],
   [/\bSamsungBrowser\//, 'Samsung Internet'],
@@ -40,7 +46,7 @@ const BROWSERS: [RegExp, string][] = [
   [/\bYaBrowser\//, 'Yandex Browser'],
   [/\bFirefox\/|\bFxiOS\//, 'Firefox'],
   [/\bCriOS\/|\bChrome\/|\bChromium\/|HeadlessChrome\//, 'Chrome'],
-  [/\bVersion\/[\d.]+.*\bSafari\/|\bMobile\/\w+ Safari\/|AppleWebKit\/.*\(KHTML, like Gecko\)(?!.*Chrome)/, 'Safari'],
+  [isSafari, 'Safari'],
   [/^curl\//, 'curl'],
   [/^Wget\//i, 'Wget'],
   [/^PostmanRuntime\//, 'Postman'],
@@ -61,12 +67,28 @@ const SYSTEMS: [RegExp, string][] = [
 ];
 
 /**
+ * Safari, in linear time: "Version/x ... Safari/", "Mobile/x Safari/", or WebKit's "(KHTML, like Gecko)"
+ * after "AppleWebKit/" with no "Chrome" behind it. As one regex (`.*` around a negative lookahead) it
+ * took cubic time on a crafted header of repeated fragments, harmless at 512 characters but not at
+ * MAX_USER_AGENT_LABEL_INPUT.
+ */
+function isSafari(ua: string): boolean {
+  const version = /\bVersion\/[\d.]+/.exec(ua);
+  if (version !== null && /\bSafari\//.test(ua.slice(version.index + version[0].length))) return true;
+  if (/\bMobile\/\w+ Safari\//.test(ua)) return true;
+  const webkit = ua.indexOf('AppleWebKit/');
+  const gecko = ua.lastIndexOf('(KHTML, like Gecko)');
+  return webkit !== -1 && gecko > webkit && !ua.includes('Chrome', gecko);
+}
+
+/**
  * A short human label for a user agent: "<browser> on <system>", or the one that is known, or
- * "Unknown device". Table-driven (see BROWSERS and SYSTEMS); never throws.
+ * "Unknown device". Table-driven (see BROWSERS and SYSTEMS), from the first MAX_USER_AGENT_LABEL_INPUT
+ * characters; never throws.
  */
 export function describeUserAgent(userAgent: string): string {
-  const ua = userAgent.slice(0, MAX_USER_AGENT_LENGTH);
-  const browser = BROWSERS.find(([re]) => re.test(ua))?.[1];
+  const ua = userAgent.slice(0, MAX_USER_AGENT_LABEL_INPUT);
+  const browser = BROWSERS.find(([rule]) => (typeof rule === 'function' ? rule(ua) : rule.test(ua)))?.[1];
   const system = SYSTEMS.find(([re]) => re.test(ua))?.[1];
   if (browser !== undefined && system !== undefined) return `${browser} on ${system}`;
   return browser ?? system ?? 'Unknown device';
@@ -109,8 +131,8 @@ function ipv6Groups(v: string): number[] | undefined {
 }
 
 /**
- * Checks and normalizes what a caller gives `createSession`: a user agent is cut to its bound and
- * labelled; an IP must be an address (an IPv4-mapped IPv6 address is stored as IPv4); the label is
+ * Checks and normalizes what a caller gives `createSession`: a user agent is labelled from the whole
+ * header, then cut to its bound for storage; an IP must be an address (an IPv4-mapped IPv6 address is stored as IPv4); the label is
  * bounded. Throws InvalidArgumentError naming the field, so a bad value writes nothing.
  */
 export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | null {
@@ -127,6 +149,8 @@ export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | nul
     return v.slice(0, max);
   };
   const userAgent = text('userAgent', input.userAgent, MAX_USER_AGENT_LENGTH, true);
+  // Labelled from the header as sent: its browser may be named past the stored characters.
+  const device = userAgent === null ? null : describeUserAgent(input.userAgent as string);
   let ip = text('ip', input.ip, 64, false);
   if (ip !== null) {
     if (ip.toLowerCase().startsWith('::ffff:') && IPV4.test(ip.slice(7))) ip = ip.slice(7);
@@ -134,7 +158,7 @@ export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | nul
     ip = ip.toLowerCase();
   }
   const label = text('label', input.label, MAX_DEVICE_LABEL_LENGTH, false);
-  return { userAgent, device: userAgent === null ? null : describeUserAgent(userAgent), ip, label };
+  return { userAgent, device, ip, label };
 }
 
 /** Parses "a.b.c.d/n" or "v6::/n" (or a bare address) into a matcher. Throws on anything else. */

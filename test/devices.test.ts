@@ -4,7 +4,7 @@
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { forwardedClient, resolveClientIp } from '../src/client-ip.ts';
-import { describeUserAgent, isIpAddress, prepareDevice } from '../src/device.ts';
+import { describeUserAgent, isIpAddress, MAX_USER_AGENT_LABEL_INPUT, MAX_USER_AGENT_LENGTH, prepareDevice } from '../src/device.ts';
 import { ConfigError, InvalidArgumentError } from '../src/errors.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
 import type { SessionManager } from '../src/manager.ts';
@@ -45,6 +45,22 @@ describe('device labels and addresses (pure)', () => {
     expect(describeUserAgent('curl/8.5.0')).toBe('curl');
     expect(describeUserAgent('')).toBe('Unknown device');
     expect(describeUserAgent('x'.repeat(100_000))).toBe('Unknown device');
+  });
+
+  it('labels a long User-Agent from the whole header (its browser named past the 512 stored characters), stores it cut', () => {
+    // The reported case: an 8 KB agent whose browser comes after character 512 was labelled "Linux".
+    const long = `Mozilla/5.0 (X11; Linux x86_64; ${'x'.repeat(8000)}) Gecko/20100101 Firefox/133.0`;
+    expect(describeUserAgent(long)).toBe('Firefox on Linux');
+    const stored = prepareDevice({ userAgent: long });
+    expect(stored).toMatchObject({ device: 'Firefox on Linux', userAgent: long.slice(0, MAX_USER_AGENT_LENGTH) });
+    // Read up to MAX_USER_AGENT_LABEL_INPUT characters, no further.
+    const far = `${'x'.repeat(MAX_USER_AGENT_LABEL_INPUT)} Firefox/133.0`;
+    expect(describeUserAgent(far)).toBe('Unknown device');
+    expect(describeUserAgent(far.slice(-MAX_USER_AGENT_LABEL_INPUT))).toBe('Firefox');
+    // The Safari rules hold as before on real agents, and WebKit-based Chrome is not called Safari.
+    expect(describeUserAgent(`${'y'.repeat(600)} ${IPHONE}`)).toBe('Safari on iPhone');
+    expect(describeUserAgent('Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko)')).toBe('Safari on macOS');
+    expect(describeUserAgent('Mozilla/5.0 (Macintosh) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome')).toBe('macOS');
   });
 
   it('accepts IPv4/IPv6 addresses only, and stores an IPv4-mapped address as IPv4', () => {
