@@ -130,6 +130,30 @@ export class SchemaMissingError extends SessionError {
 }
 
 /**
+ * `migrate()` found migrations recorded as applied in `<prefix>session_migrations` but objects they make
+ * missing, and could not make them again without losing data (e.g. a column dropped from a table that
+ * holds rows). `missing` names each one ("column auth.sessions.user_id"). Nothing was changed.
+ */
+export class SchemaIncompleteError extends SessionError {
+  override name = 'SchemaIncompleteError';
+  readonly schemaName: string;
+  readonly tablePrefix: string;
+  readonly missing: string[];
+  constructor(schemaName: string, tablePrefix: string, missing: string[]) {
+    super(
+      'SCHEMA_MISSING',
+      `The session store in schema "${schemaName}" with table prefix "${tablePrefix}" has its migrations recorded but lacks: ` +
+        `${missing.join(', ')}. A tool that manages this schema removed them (drizzle-kit push with a schema file that ` +
+        'does not export every session table: export all of createSessionTables(...).tables, see README.md "With drizzle-kit"). ' +
+        `Restore them from a backup, or drop the store's tables and run migrate(db, config) again.`,
+    );
+    this.schemaName = schemaName;
+    this.tablePrefix = tablePrefix;
+    this.missing = missing;
+  }
+}
+
+/**
  * The database could not be reached or the connection broke mid-request. Nothing was cached. The message
  * names the operation and the driver's cause (its message and code, e.g. `connect ECONNREFUSED
  * 10.0.0.5:5432 (ECONNREFUSED)`); `cause` is a copy of the driver's error without the query's parameters.

@@ -1,15 +1,21 @@
 import { sql } from 'drizzle-orm';
 import { resolveConfig, type SessionConfig } from './config.ts';
 import { rowsOf, type TransactionalDatabase } from './db.ts';
-import { classifyDatabaseError, SessionError } from './errors.ts';
+import { classifyDatabaseError, SchemaIncompleteError, SessionError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { objectNames, renderSql } from './names.ts';
+import { repairSchema } from './schema-check.ts';
 
 export { type MigrationSqlOptions, migrationSql, migrationTags } from './migration-sql.ts';
 
 export interface MigrateResult {
   /** Tags of the migrations this call applied (empty when the schema was up to date). */
   applied: string[];
+  /**
+   * Objects of migrations recorded as applied that were missing and that this call made again (empty
+   * when nothing was missing), e.g. `table auth.session_audit` after `drizzle-kit push` dropped it.
+   */
+  repaired: string[];
 }
 
 /**
@@ -17,6 +23,11 @@ export interface MigrateResult {
  * transaction, serialized by an advisory lock so several workers may call it at once. Applied migrations
  * are recorded in `<schema>.<prefix>session_migrations`. Needs a driver with interactive transactions
  * (node-postgres, neon-serverless, postgres-js, pglite), not neon-http.
+ *
+ * Then it checks that every table, column, index, function and trigger of the recorded migrations is
+ * there (another tool may have dropped one, or never made it: README.md, "With drizzle-kit") and makes
+ * again what only needs creating (`repaired`). If something cannot be made again without losing data, it
+ * throws `SchemaIncompleteError` naming it, and changes nothing.
  */
 export async function migrate(
   db: TransactionalDatabase,
@@ -44,7 +55,9 @@ export async function migrate(
         await tx.execute(sql`INSERT INTO ${sql.raw(names.migrations)} (tag) VALUES (${m.tag})`);
         applied.push(m.tag);
       }
-      return { applied };
+      const check = await repairSchema(tx, schemaName, tablePrefix);
+      if (check.missing.length > 0) throw new SchemaIncompleteError(schemaName, tablePrefix, check.missing);
+      return { applied, repaired: check.repaired };
     });
   } catch (e) {
     throw classifyDatabaseError('migrate', e, { schemaName, tablePrefix });

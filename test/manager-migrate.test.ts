@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { embeddedMigrationsSource } from '../scripts/embed-migrations.ts';
 import { LONGEST_SUFFIX } from '../src/config.ts';
+import { SchemaIncompleteError } from '../src/errors.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { MIGRATIONS } from '../src/migrations.ts';
@@ -185,6 +186,121 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     const fresh2 = fresh('mig_upgrade_ref');
     await migrate(fx.t.db, { schemaName: fresh2, tablePrefix });
     expect(await objectsIn(fx, schemaName)).toEqual(await objectsIn(fx, fresh2));
+  });
+
+  it('makes again the audit table that drizzle-kit push dropped (tags recorded, table gone): audit works after it', async () => {
+    const schemaName = fresh('mig_pushed');
+    const tablePrefix = 'px_';
+    expect((await migrate(fx.t.db, { schemaName, tablePrefix })).repaired).toEqual([]);
+    const reference = await objectsIn(fx, schemaName);
+    const m = new SessionManager(fx.t.db, { schemaName, tablePrefix, audit: true });
+    const kept = await m.createSession(uid(), { kept: 1 });
+    // What `drizzle-kit push` ran with a schema file that did not export the audit table.
+    await fx.t.admin.query(`DROP TABLE "${schemaName}"."${tablePrefix}session_audit" CASCADE`);
+    const r = await migrate(fx.t.db, { schemaName, tablePrefix });
+    expect(r.applied).toEqual([]);
+    expect([...r.repaired].sort()).toEqual(
+      [
+        `table ${schemaName}.${tablePrefix}session_audit`,
+        ...[
+          'id',
+          'session_id',
+          'user_id',
+          'group_id',
+          'reason',
+          'ended_at',
+          'created_at',
+          'last_accessed',
+          'user_agent',
+          'device',
+          'ip',
+          'label',
+        ]
+          .map((c) => `column ${schemaName}.${tablePrefix}session_audit.${c}`)
+          .sort(),
+        `index ${schemaName}.${tablePrefix}session_audit_user_idx`,
+        `index ${schemaName}.${tablePrefix}session_audit_session_idx`,
+        `index ${schemaName}.${tablePrefix}session_audit_ended_idx`,
+      ].sort(),
+    );
+    expect(await objectsIn(fx, schemaName)).toEqual(reference);
+    // The sessions were not touched; ending one writes its audit record again.
+    m.clearCache();
+    expect((await m.getSession(kept.token))!.get('kept')).toBe(1);
+    expect(await m.deleteSession(kept.token)).toBe(true);
+    const ends = await fx.t.admin.query<{ reason: string }>(
+      `SELECT reason FROM "${schemaName}"."${tablePrefix}session_audit" WHERE session_id = $1::uuid`,
+      [kept.session.id],
+    );
+    expect(ends.rows.map((x) => x.reason)).toEqual(['logout']);
+    expect((await migrate(fx.t.db, { schemaName, tablePrefix })).repaired).toEqual([]);
+  });
+
+  it('makes again a dropped table with its seed row, index, function, trigger and a column a migration added', async () => {
+    const schemaName = fresh('mig_partial');
+    await migrate(fx.t.db, { schemaName });
+    const reference = await objectsIn(fx, schemaName);
+    const q = (text: string) => fx.t.admin.query(text.replaceAll('S.', `"${schemaName}".`));
+    await q('DROP TABLE S.session_changes_horizon');
+    await q('DROP INDEX S.sessions_user_idx');
+    await q('DROP FUNCTION S.session_get');
+    await q('DROP TRIGGER sessions_capture_delete ON S.sessions');
+    await q('ALTER TABLE S.sessions DROP COLUMN device');
+    const r = await migrate(fx.t.db, { schemaName });
+    expect(r.applied).toEqual([]);
+    expect([...r.repaired].sort()).toEqual(
+      [
+        `table ${schemaName}.session_changes_horizon`,
+        `column ${schemaName}.session_changes_horizon.id`,
+        `column ${schemaName}.session_changes_horizon.pruned_below`,
+        `column ${schemaName}.sessions.device`,
+        `index ${schemaName}.sessions_user_idx`,
+        `function ${schemaName}.session_get`,
+        `trigger sessions_capture_delete on ${schemaName}.sessions`,
+      ].sort(),
+    );
+    expect(await objectsIn(fx, schemaName)).toEqual(reference);
+    // The horizon's one row is back (the feed reads it), and the store works end to end.
+    expect((await q('SELECT pruned_below::text AS p FROM S.session_changes_horizon')).rows).toEqual([{ p: '0' }]);
+    const m = new SessionManager(fx.t.db, { schemaName });
+    const { token, session } = await m.createSession(
+      uid(),
+      {},
+      { device: { userAgent: 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' } },
+    );
+    expect((await q(`SELECT device FROM S.sessions WHERE id = '${session.id}'`)).rows).toEqual([{ device: 'Firefox on Linux' }]);
+    m.clearCache();
+    expect((await m.getSession(token))!.id).toBe(session.id);
+    expect(await m.deleteSession(token)).toBe(true);
+    const captured = await q(`SELECT count(*)::int AS n FROM S.session_changes WHERE session_id = '${session.id}'`);
+    expect(captured.rows[0]).toEqual({ n: 1 });
+  });
+
+  it('fails with SchemaIncompleteError naming what it cannot make again without loss, and changes nothing', async () => {
+    const schemaName = fresh('mig_broken');
+    await migrate(fx.t.db, { schemaName });
+    await fx.t.admin.query(`ALTER TABLE "${schemaName}".sessions DROP COLUMN user_id CASCADE`);
+    await fx.t.admin.query(`DROP FUNCTION "${schemaName}".session_get`);
+    const before = await objectsIn(fx, schemaName);
+    const e = await migrate(fx.t.db, { schemaName }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(SchemaIncompleteError);
+    expect(e).toMatchObject({ code: 'SCHEMA_MISSING', schemaName, tablePrefix: '' });
+    // Everything missing is named: what went with the column (CASCADE) and the function too.
+    expect([...(e as SchemaIncompleteError).missing].sort()).toEqual(
+      [
+        `column ${schemaName}.sessions.user_id`,
+        `index ${schemaName}.sessions_user_idx`,
+        `trigger sessions_capture_update on ${schemaName}.sessions`, // its WHEN clause names user_id
+        `function ${schemaName}.session_get`,
+      ].sort(),
+    );
+    expect((e as Error).message).toContain(`column ${schemaName}.sessions.user_id`);
+    expect((e as Error).message).toMatch(/createSessionTables\(\.\.\.\)\.tables/);
+    // Not even the function (which alone could be made again) was made.
+    expect(await objectsIn(fx, schemaName)).toEqual(before);
   });
 
   it('two concurrent migrate calls on a fresh schema both succeed, and the work is done once', async () => {
