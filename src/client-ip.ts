@@ -3,7 +3,7 @@
  * can set, unless the app says which proxies in front of it are trusted to set it. Edge-safe.
  */
 import type { Context } from 'hono';
-import { isIpAddress, parseCidr } from './device.ts';
+import { normalizeIp, parseCidr } from './device.ts';
 import { ConfigError } from './errors.ts';
 
 /**
@@ -18,6 +18,11 @@ import { ConfigError } from './errors.ts';
  *   listed proxy is taken at its platform address, whatever its header says.
  * - `'none'`: record no IP.
  * - a function `(c) => string | undefined`: your own rule (it must return an IP address or undefined).
+ *
+ * Whatever the source gives, sign-in never fails because of it: an address is normalized (`normalizeIp`
+ * in device.ts: an IPv6 zone such as `%eth0` dropped, IPv4-mapped IPv6 as IPv4), and a value that is not
+ * an address (`CF-Connecting-IP: garbage`, a list, a port) records no IP and is reported (see
+ * `resolveClientIp`).
  */
 export type ClientIpOption = 'platform' | 'none' | { trustedProxies: string[] } | ((c: Context) => string | undefined);
 
@@ -42,16 +47,26 @@ export function platformIp(c: Context): string | undefined {
   return typeof ip === 'string' && ip !== '' ? ip : undefined;
 }
 
-/** Validates the option once and returns the function the middleware calls at sign-in. */
-export function resolveClientIp(option: unknown): (c: Context) => string | undefined {
-  if (option === undefined || option === 'platform') return platformIp;
+/**
+ * Validates the option once and returns the function the middleware calls at sign-in: a normalized
+ * address or undefined, never a malformed value. `onMalformed` hears of each value that was given but is
+ * not an address (undefined is then returned).
+ */
+export function resolveClientIp(
+  option: unknown,
+  onMalformed: (value: unknown, c: Context) => void = () => {},
+): (c: Context) => string | undefined {
+  const checked = (value: unknown, c: Context): string | undefined => {
+    if (value === undefined || value === null || value === '') return undefined;
+    const ip = typeof value === 'string' ? normalizeIp(value) : undefined;
+    if (ip === undefined) onMalformed(value, c);
+    return ip;
+  };
+  if (option === undefined || option === 'platform') return (c) => checked(platformIp(c), c);
   if (option === 'none') return () => undefined;
   if (typeof option === 'function') {
     const fn = option as (c: Context) => unknown;
-    return (c) => {
-      const ip = fn(c);
-      return typeof ip === 'string' && isIpAddress(ip) ? ip : undefined;
-    };
+    return (c) => checked(fn(c), c);
   }
   if (option !== null && typeof option === 'object' && !Array.isArray(option)) {
     const keys = Object.keys(option);
@@ -70,27 +85,32 @@ export function resolveClientIp(option: unknown): (c: Context) => string | undef
       }
     });
     const trusted = (ip: string) => matchers.some((m) => m(ip));
-    return (c) => forwardedClient(platformIp(c), c.req.header('x-forwarded-for'), trusted);
+    return (c) => forwardedClient(checked(platformIp(c), c), c.req.header('x-forwarded-for'), trusted, (hop) => onMalformed(hop, c));
   }
   throw new ConfigError('clientIp', 'expected "platform", "none", { trustedProxies: [...] } or a function (c) => string | undefined');
 }
 
 /**
  * The client address from the platform's address and X-Forwarded-For: the rightmost address that is not a
- * trusted proxy, walking left only while each hop is trusted. Undefined when a hop is malformed.
+ * trusted proxy, walking left only while each hop is trusted. Hops are normalized as `normalizeIp` does.
+ * Undefined when a hop is malformed (`onMalformed` hears of it).
  */
 export function forwardedClient(
   peer: string | undefined,
   header: string | undefined,
   trusted: (ip: string) => boolean,
+  onMalformed: (hop: string) => void = () => {},
 ): string | undefined {
   if (peer === undefined) return undefined;
   let client = peer;
   if (!trusted(client) || header === undefined) return client;
   const hops = header.split(',').map((h) => h.trim());
   for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = hops[i] as string;
-    if (!isIpAddress(hop)) return undefined;
+    const hop = normalizeIp(hops[i] as string);
+    if (hop === undefined) {
+      onMalformed(hops[i] as string);
+      return undefined;
+    }
     client = hop;
     if (!trusted(hop)) return hop;
   }

@@ -9,7 +9,10 @@ import { InvalidArgumentError } from './errors.ts';
 export interface DeviceInfo {
   /** The request's User-Agent, stored as given up to MAX_USER_AGENT_LENGTH characters (cut beyond). */
   userAgent?: string | undefined;
-  /** The client's IP address (v4 or v6). Anything that is not an IP address is refused. */
+  /**
+   * The client's IP address (v4 or v6; an IPv6 zone such as `%eth0` is dropped). Anything that is not an
+   * IP address is refused.
+   */
   ip?: string | undefined;
   /** A label of the app's own ("Work laptop", "API key #3"), at most MAX_DEVICE_LABEL_LENGTH characters. */
   label?: string | undefined;
@@ -101,6 +104,19 @@ export function isIpAddress(v: string): boolean {
   return IPV4.test(v) || ipv6Groups(v) !== undefined;
 }
 
+/**
+ * An address as the library stores it, or undefined when `value` is not one: surrounding spaces trimmed,
+ * an IPv6 zone (`fe80::1%eth0`, what Node reports for a link-local peer) dropped — it names an interface
+ * of the receiving host, not the client — an IPv4-mapped IPv6 address written as IPv4, lower case.
+ */
+export function normalizeIp(value: string): string | undefined {
+  let s = value.trim();
+  const zone = s.indexOf('%');
+  if (zone !== -1 && s.slice(0, zone).includes(':')) s = s.slice(0, zone);
+  if (s.toLowerCase().startsWith('::ffff:') && IPV4.test(s.slice(7))) s = s.slice(7);
+  return isIpAddress(s) ? s.toLowerCase() : undefined;
+}
+
 /** The eight 16-bit groups of a textual IPv6 address (an embedded dotted IPv4 tail allowed), or undefined. */
 function ipv6Groups(v: string): number[] | undefined {
   if (v.length > 45 || !v.includes(':') || !/^[0-9A-Fa-f:.]+$/.test(v)) return undefined;
@@ -132,8 +148,8 @@ function ipv6Groups(v: string): number[] | undefined {
 
 /**
  * Checks and normalizes what a caller gives `createSession`: a user agent is labelled from the whole
- * header, then cut to its bound for storage; an IP must be an address (an IPv4-mapped IPv6 address is stored as IPv4); the label is
- * bounded. Throws InvalidArgumentError naming the field, so a bad value writes nothing.
+ * header, then cut to its bound for storage; an IP must be an address (normalized by `normalizeIp`: zone
+ * dropped, IPv4-mapped as IPv4); the label is bounded. Throws InvalidArgumentError naming the field, so a bad value writes nothing.
  */
 export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | null {
   if (input === undefined) return null;
@@ -151,12 +167,9 @@ export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | nul
   const userAgent = text('userAgent', input.userAgent, MAX_USER_AGENT_LENGTH, true);
   // Labelled from the header as sent: its browser may be named past the stored characters.
   const device = userAgent === null ? null : describeUserAgent(input.userAgent as string);
-  let ip = text('ip', input.ip, 64, false);
-  if (ip !== null) {
-    if (ip.toLowerCase().startsWith('::ffff:') && IPV4.test(ip.slice(7))) ip = ip.slice(7);
-    if (!isIpAddress(ip)) throw new InvalidArgumentError('device.ip', 'expected an IPv4 or IPv6 address');
-    ip = ip.toLowerCase();
-  }
+  const rawIp = text('ip', input.ip, 64, false);
+  const ip = rawIp === null ? null : normalizeIp(rawIp);
+  if (ip === undefined) throw new InvalidArgumentError('device.ip', 'expected an IPv4 or IPv6 address');
   const label = text('label', input.label, MAX_DEVICE_LABEL_LENGTH, false);
   return { userAgent, device, ip, label };
 }

@@ -47,7 +47,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
 import { type ClientIpOption, resolveClientIp } from './client-ip.ts';
 import type { DeviceInfo } from './device.ts';
-import { ConfigError, SessionError, SessionNotFoundError } from './errors.ts';
+import { ConfigError, InvalidArgumentError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
 import type { Attributes, Session } from './session.ts';
 import type { SessionEndReason } from './store.ts';
@@ -202,11 +202,16 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
   /**
    * Where `login()` takes the client IP it records with the session (shown by `listUserSessions`).
    * Default `'platform'`: the address the runtime saw, never a header a client could set. Behind your own
-   * proxies, list them: `{ trustedProxies: [...] }`. See `ClientIpOption`.
+   * proxies, list them: `{ trustedProxies: [...] }`. See `ClientIpOption`. An address is normalized (an
+   * IPv6 zone like `%eth0` dropped); a value that is not an address (`CF-Connecting-IP: garbage`) never
+   * fails the sign-in: the session gets no IP, and the first such value is reported to
+   * `onBackgroundError`.
    */
   clientIp?: ClientIpOption;
   /**
-   * Receives errors of work done after the response (a touch callback). Default: `console.error`.
+   * Receives errors of work done after the response (a touch callback), and, once per middleware, an
+   * `InvalidArgumentError` (argument `'clientIp'`) for the first client address that was not an IP
+   * address (see `clientIp`). Default: `console.error`.
    * Errors of the request's own work (loading, saving, login, rotate, destroy) are not sent here: they
    * are thrown, and Hono's `app.onError` sees them (branch on `error.code`).
    */
@@ -808,7 +813,22 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   const sync = options.sync;
   if (sync !== undefined && !(sync instanceof SyncClient)) throw new ConfigError('sync', `expected a SyncClient, got ${show(sync)}`);
   const sameOrigin = resolveCsrf(options.csrf);
-  const clientIp = resolveClientIp(options.clientIp);
+  // A malformed address costs the session its IP, never the sign-in; the operator hears of it once.
+  let malformedIpReported = false;
+  const clientIp = resolveClientIp(options.clientIp, (value, c) => {
+    if (malformedIpReported) return;
+    malformedIpReported = true;
+    const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 64)) : show(value);
+    const error = new InvalidArgumentError(
+      'clientIp',
+      `the client address ${shown} is not an IP address; sessions are created without one (reported once per middleware)`,
+    );
+    try {
+      onBackgroundError(error, c);
+    } catch {
+      // A reporter that throws must not fail the sign-in.
+    }
+  });
   // Without a sync client the manager writes its own touches: the middleware hands a due flush to waitUntil
   // (Workers, whose timers do not outlive a request) or lets it run in the background (Node), after the
   // response, never before it.

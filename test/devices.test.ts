@@ -321,6 +321,41 @@ describe.each(DRIVERS)('the middleware records the device and tells a dead cooki
     expect(await ipOf(m, u4)).toBe('198.51.100.20');
   });
 
+  it('the reported attack: whatever address the platform hands over, login() succeeds; a zone is stripped, garbage is stored as null and reported once', async () => {
+    const m = fx.manager({ maxSessions: 10 });
+    const reported: unknown[] = [];
+    const a = app(m, { onBackgroundError: (e) => reported.push(e) });
+    const login = async (remoteAddress: unknown, headers: Record<string, string> = {}, via = a) => {
+      const user = uid();
+      const res = await via.request(
+        '/login',
+        { method: 'POST', headers: { 'x-user': user, ...headers } },
+        { incoming: { socket: { remoteAddress } } },
+      );
+      expect(res.status, String(remoteAddress)).toBe(200);
+      return ipOf(m, user);
+    };
+    // A link-local IPv6 peer, as Node reports it: the zone is the receiving host's interface, not the client's.
+    expect(await login('fe80::1%eth0')).toBe('fe80::1');
+    expect(await login('FE80::ABCD%25')).toBe('fe80::abcd');
+    expect(await login('::ffff:192.0.2.1')).toBe('192.0.2.1');
+    expect(reported).toEqual([]);
+    for (const bad of ['garbage', '1.2.3.4, 5.6.7.8', '1.2.3.4:80', 'x'.repeat(100), '%eth0', 42]) expect(await login(bad)).toBeNull();
+    // Reported once per middleware, as a typed error naming the option, with the value quoted.
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toBeInstanceOf(InvalidArgumentError);
+    expect((reported[0] as InvalidArgumentError).argument).toBe('clientIp');
+    expect((reported[0] as Error).message).toContain('"garbage"');
+    // The app's own function and its trusted proxies get the same treatment.
+    const own = app(m, { clientIp: () => 'fe80::2%wlan0', onBackgroundError: (e) => reported.push(e) });
+    expect(await login(undefined, {}, own)).toBe('fe80::2');
+    const proxied = app(m, { clientIp: { trustedProxies: ['fe80::/10'] }, onBackgroundError: (e) => reported.push(e) });
+    expect(await login('fe80::9%eth0', { 'x-forwarded-for': '203.0.113.4' }, proxied)).toBe('203.0.113.4');
+    expect(await login('fe80::9%eth0', { 'x-forwarded-for': 'fe80::7%eth1' }, proxied)).toBe('fe80::7');
+    expect(await login('fe80::9%eth0', { 'x-forwarded-for': 'nonsense' }, proxied)).toBeNull();
+    expect(reported).toHaveLength(2);
+  });
+
   it('with audit on, a browser whose session was revoked elsewhere is told why, once; without audit, ended() is null', async () => {
     const m = fx.manager({ audit: true, maxSessions: 10 });
     const a = app(m);

@@ -288,6 +288,24 @@ describe('example app in workerd (Miniflare)', () => {
     expect(await me(mf, jar.take(curl))).toBeNull();
   });
 
+  it('the reported attack: a malformed CF-Connecting-IP never fails the sign-in; it is stored as null, a good one as sent', async () => {
+    const cases: [string, string | null][] = [
+      ['garbage', null],
+      ['1.2.3.4, 5.6.7.8', null],
+      ['203.0.113.77', '203.0.113.77'],
+      ['2001:DB8::1', '2001:db8::1'],
+    ];
+    for (const [header, stored] of cases) {
+      const user = `ip-${Math.random().toString(36).slice(2)}`;
+      const jar = new CookieJar();
+      const r = await send(mf, jar, 'POST', '/login', { name: user }, { 'cf-connecting-ip': header });
+      expect(r.status, header).toBe(303);
+      expect(await me(mf, jar), header).not.toBeNull();
+      const [info] = await nodeManager.listUserSessions(user);
+      expect(info?.ip, header).toBe(stored);
+    }
+  });
+
   it('signs out: the cookie is cleared and the old token is dead', async () => {
     const { jar } = await signIn(mf, 'Dave');
     const token = jar.get(COOKIE);
