@@ -69,7 +69,8 @@ export interface SessionSyncOptions extends Omit<HostOptions, 'secret'> {
  * - `NEON_WS_PROXY`, `SESSION_SCHEMA`, `SESSION_TABLE_PREFIX`: as the app's (see `neonSessions`)
  * - `SESSION_SYNC_FLUSH_INTERVAL_MS` (10000), `SESSION_SYNC_CLEANUP_INTERVAL_MS` (3600000),
  *   `SESSION_SYNC_IDLE_TIMEOUT_MS` (60000), `SESSION_SYNC_POLL_INTERVAL_MS` (250),
- *   `SESSION_SYNC_INACTIVITY_MS` (the managers' inactivityDuration, 172800000), `SESSION_SYNC_AUDIT` ("1": on)
+ *   `SESSION_SYNC_INACTIVITY_MS` (the managers' inactivityDuration, 172800000), `SESSION_SYNC_AUDIT` ("1": on),
+ *   `SESSION_SYNC_TOUCH_MAX_HOLD_MS` (touchMaxHold, 10000)
  * Anything else: subclass and override `options(env)`.
  */
 export interface SessionSyncEnv {
@@ -83,6 +84,7 @@ export interface SessionSyncEnv {
   SESSION_SYNC_IDLE_TIMEOUT_MS?: string;
   SESSION_SYNC_POLL_INTERVAL_MS?: string;
   SESSION_SYNC_INACTIVITY_MS?: string;
+  SESSION_SYNC_TOUCH_MAX_HOLD_MS?: string;
   SESSION_SYNC_AUDIT?: string;
 }
 
@@ -118,6 +120,7 @@ export function sessionSyncOptionsFromEnv(env: SessionSyncEnv): SessionSyncOptio
     idleTimeout: ms('SESSION_SYNC_IDLE_TIMEOUT_MS'),
     pollInterval: ms('SESSION_SYNC_POLL_INTERVAL_MS'),
     inactivityDuration: ms('SESSION_SYNC_INACTIVITY_MS'),
+    touchMaxHold: ms('SESSION_SYNC_TOUCH_MAX_HOLD_MS'),
     audit: str('SESSION_SYNC_AUDIT') === '1',
   };
 }

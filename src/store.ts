@@ -30,7 +30,11 @@ export interface SessionRow {
   expires_at: number;
 }
 
-/** A touch as flushed: session id, newest access, oldest access of the run (ms; defaults to the newest). */
+/**
+ * A touch as flushed: session id, newest access, oldest access of the run (ms; defaults to the newest). A
+ * receiver of touches bounds the oldest access by what it can vouch for (src/host/app.ts, parseTouches), so
+ * there it may lie after the newest; the flush's idle test is made with it.
+ */
 export type TouchEntry = readonly [id: string, last: number, first?: number];
 
 /** A row as the text of its json, parsed; `textLength` weighs it in the cache. */
@@ -473,7 +477,8 @@ export class Store {
       const last = Math.trunc(Math.min(at, now));
       ids.push(id);
       lasts.push(last);
-      firsts.push(typeof from === 'number' && Math.abs(from) <= MAX_DATE_MS ? Math.trunc(Math.min(from, last)) : last);
+      // Not capped at `last`: a receiver's bound on the first access may lie after an old last (parseTouches).
+      firsts.push(typeof from === 'number' && Math.abs(from) <= MAX_DATE_MS ? Math.trunc(Math.min(from, now)) : last);
     }
     if (ids.length === 0) return 0;
     const values: unknown[] = [`{${ids.join(',')}}`, `{${lasts.join(',')}}`, `{${firsts.join(',')}}`];

@@ -38,6 +38,11 @@ async function signIn(app: Fetch, user: string): Promise<{ cookie: string; id: s
   return { cookie, id };
 }
 const me = async (app: Fetch, cookie: string) => (await (await app('/me', { headers: { cookie } })).json()) as { id: string } | null;
+const lastAccessed = async (id: string) =>
+  Number(
+    (await admin.query(`SELECT (extract(epoch from last_accessed) * 1000)::float8 AS l FROM "${schemaName}".sessions WHERE id = $1`, [id]))
+      .rows[0].l,
+  );
 
 let admin: pg.Pool;
 let nodeManager: SessionManager;
@@ -75,8 +80,9 @@ describe('Durable Object host: configuration', () => {
         SESSION_SYNC_DATABASE_URL: 'postgres://direct/db',
         SESSION_SYNC_IDLE_TIMEOUT_MS: '0',
         SESSION_SYNC_AUDIT: '1',
+        SESSION_SYNC_TOUCH_MAX_HOLD_MS: '5000',
       }),
-    ).toMatchObject({ databaseUrl: 'postgres://direct/db', idleTimeout: 0, audit: true });
+    ).toMatchObject({ databaseUrl: 'postgres://direct/db', idleTimeout: 0, audit: true, touchMaxHold: 5000 });
   });
 
   it("answers a typed 500 (and starts nothing) when given Neon's pooled endpoint, which cannot LISTEN", async () => {
@@ -221,14 +227,6 @@ describe('Durable Object host: alarms', () => {
   });
   afterAll(() => c?.dispose());
 
-  const lastAccessed = async (id: string) =>
-    Number(
-      (
-        await admin.query(`SELECT (extract(epoch from last_accessed) * 1000)::float8 AS l FROM "${schemaName}".sessions WHERE id = $1`, [
-          id,
-        ])
-      ).rows[0].l,
-    );
   const metrics = async () => (await c.object('/metrics')).text();
 
   it('flush touches on the alarm: 20 requests → one row written, nothing before the alarm', async () => {
@@ -315,5 +313,48 @@ describe('Durable Object host: idle', () => {
     expect(state.applied).toContain(s.id);
     expect(await me(c.app(1), s.cookie)).toBeNull();
     await until('the listener reconnected', async () => tcp.open > 0);
+  });
+});
+
+describe('Durable Object host: touches', () => {
+  const IDLE = 2000;
+  const HOLD = 1000;
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster({
+      appDatabaseUrl: databaseUrl(),
+      objectDatabaseUrl: databaseUrl(),
+      wsProxy: wsProxy(),
+      schemaName,
+      objectVars: {
+        SESSION_SYNC_FLUSH_INTERVAL_MS: '300',
+        SESSION_SYNC_CLEANUP_INTERVAL_MS: '3600000', // no cleanup deletes the idle sessions meanwhile
+        SESSION_SYNC_INACTIVITY_MS: String(IDLE),
+        SESSION_SYNC_TOUCH_MAX_HOLD_MS: String(HOLD),
+      },
+    });
+    // Wake the object and let its start-up cleanup pass before the sessions exist (none runs after it).
+    await c.object('/metrics');
+    await sleep(1000);
+  });
+  afterAll(() => c?.dispose());
+
+  it('code holding the binding cannot revive an idle-expired session with a back-dated touch', async () => {
+    const victims = await Promise.all([1, 2, 3].map((i) => nodeManager.createSession(`do-idle-victim-${i}`, {})));
+    const [v1, v2, v3] = victims.map((v) => v.session.id) as [string, string, string];
+    const created = Math.max(...(await Promise.all([v1, v2, v3].map(lastAccessed))));
+    // Idle-expired (by the object's inactivityDuration) for longer than its touchMaxHold.
+    await sleep(created + IDLE + HOLD + 500 - Date.now());
+    const batches = async () => metricValue(await (await c.object('/metrics')).text(), 'pges_flush_batches_total');
+    const before = await batches();
+    const posts = [[[v1, Date.now(), Date.now() - 10_000]], [[v2, Date.now(), 1]], [[v3, Date.now() - 10_000]], [[v3, Date.now()]]];
+    for (const touches of posts) {
+      const r = await c.object('/v1/touches', { method: 'POST', body: JSON.stringify({ touches }) });
+      expect(r.status).toBe(200);
+    }
+    await until('the alarm flushed them', async () => (await batches()) > before);
+    await sleep(700); // a post that missed that flush is in the next one
+    const revived = Object.fromEntries(await Promise.all([v1, v2, v3].map(async (id) => [id, (await lastAccessed(id)) >= created + IDLE])));
+    expect(revived).toEqual({ [v1]: false, [v2]: false, [v3]: false });
   });
 });

@@ -17,6 +17,8 @@ const SECRET = 'fuzz-worker-secret-0123456789-abcdefghij';
 const auth = { authorization: `Bearer ${SECRET}` };
 const uuid = fc.uuid({ version: 4 });
 const now = Date.now();
+/** The receiver's bound on how long a client holds a touch (HostOptions.touchMaxHold), small enough to bite. */
+const MAX_HOLD = 5000;
 const goodTime = fc.integer({ min: 1, max: now + 3_600_000 });
 const anyJson = fc.jsonValue({ maxDepth: 4 });
 const touchPair = fc.oneof(
@@ -66,10 +68,13 @@ describe('worker input fuzzing', () => {
   it('parseTouches agrees with the oracle and never throws (3,000 cases)', () => {
     fc.assert(
       fc.property(touchBody, (body) => {
-        const r = parseTouches(body, now);
+        const r = parseTouches(body, now, MAX_HOLD);
         expect(typeof r === 'string').toBe(!valid(body));
-        // Accepted times never lie in the receiver's future, and a run never ends before it begins.
-        if (typeof r !== 'string') for (const [, last, first = last] of r) expect(first <= last && last <= now).toBe(true);
+        // Accepted times never lie in the receiver's future, and a run's first access is never earlier than
+        // the receiver can vouch for (now - maxHold), nor later than both its last access and that bound.
+        if (typeof r !== 'string')
+          for (const [, last, first = last] of r)
+            expect(last <= now && first <= now && first >= now - MAX_HOLD && first <= Math.max(last, now - MAX_HOLD)).toBe(true);
       }),
       fuzzParams(3000),
     );

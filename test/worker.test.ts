@@ -114,7 +114,8 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
       [
         'unknown host',
         url((u) => (u.hostname = 'no-such-host.invalid')),
-        driver === 'pg' ? /ENOTFOUND no-such-host\.invalid/ : /Connection terminated/,
+        // ENOTFOUND where a DNS server answers; EAI_AGAIN where none can be reached (the suite runs offline).
+        driver === 'pg' ? /(?:ENOTFOUND|EAI_AGAIN) no-such-host\.invalid/ : /Connection terminated/,
       ],
       ['missing database', url((u) => (u.pathname = '/no_such_db_x')), /SQLSTATE 3D000\): database "no_such_db_x" does not exist/],
       ['unknown user', url((u) => (u.username = 'no_such_user_x')), /SQLSTATE 28000\): role "no_such_user_x" does not exist/],
@@ -133,6 +134,8 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
         (err: Error) => err,
       );
       expect(e, name).toBeInstanceOf(SessionError);
+      // A host that does not resolve (with or without a DNS server) is unavailable, as a refused port is.
+      if (name === 'wrong port' || name === 'unknown host') expect((e as SessionError).code, name).toBe('DATABASE_UNAVAILABLE');
       const u = new URL(databaseUrl);
       // Where it tried (user@host:port/db) and why, in one line.
       expect(e?.message, name).toContain(`startup check of ${u.username}@${u.hostname}:${u.port || 5432}${u.pathname}`);
@@ -343,6 +346,59 @@ describe.each(WORKER_DRIVERS)('sync worker (listener via %s)', (driver) => {
       [a.session.id],
     );
     expect(again.rows[0].t).toBe(base + 49);
+  });
+
+  it('no touch, batch or merge of them revives an idle-expired session (back-dated first access, runs merged across posts)', async () => {
+    const IDLE = 2000;
+    const HOLD = 1000;
+    const w = await start({ inactivityDuration: IDLE, touchMaxHold: HOLD });
+    const idleManager = new SessionManager(drizzle(admin), { schemaName, inactivityDuration: IDLE, cacheSize: 0 });
+    const lastAccessed = async (id: string) =>
+      Number(
+        (
+          await admin.query(
+            `SELECT (extract(epoch from last_accessed) * 1000)::float8 AS t FROM "${schemaName}"."sessions" WHERE id = $1`,
+            [id],
+          )
+        ).rows[0].t,
+      );
+    const post = async (touches: unknown[]) => {
+      const r = await fetch(`${w.url}/v1/touches`, { method: 'POST', headers: auth, body: JSON.stringify({ touches }) });
+      expect(r.status).toBe(200);
+    };
+    const at = async (t: number) => {
+      while (Date.now() < t) await new Promise((r) => setTimeout(r, t - Date.now()));
+    };
+    const victims = await Promise.all([1, 2, 3].map((i) => idleManager.createSession(`w-idle-victim-${i}`, {})));
+    const merged = await idleManager.createSession('w-idle-merged', {});
+    const created = await lastAccessed(merged.session.id);
+    // While alive: a touch of `merged` reaches the buffer (not flushed: the flush interval is an hour).
+    await post([[merged.session.id, Date.now()]]);
+    // Now idle-expired for longer than touchMaxHold.
+    await at(created + IDLE + HOLD + 500);
+    for (const v of victims) expect(await idleManager.getSession(v.token, { forceRefresh: true })).toBeNull();
+    const [v1, v2, v3] = victims.map((v) => v.session.id);
+    const attacks: [string, string, unknown[][]][] = [
+      ['first back-dated 10 s', v1 as string, [[[v1, Date.now(), Date.now() - 10_000]]]],
+      ['first at 1 ms', v2 as string, [[[v2, Date.now(), 1]]]],
+      ['two posts, 10 s ago then now', v3 as string, [[[v3, Date.now() - 10_000]], [[v3, Date.now()]]]],
+      ['a run held in the buffer since before the idle timeout, then a touch now', merged.session.id, [[[merged.session.id, Date.now()]]]],
+    ];
+    const revived: Record<string, boolean> = {};
+    for (const [, , posts] of attacks) for (const touches of posts) await post(touches);
+    await w.flushTouches();
+    for (const [name, id] of attacks) revived[name] = (await lastAccessed(id)) >= created + IDLE;
+    expect(revived).toEqual(Object.fromEntries(attacks.map(([name]) => [name, false])));
+    for (const v of [...victims, merged]) expect(await idleManager.getSession(v.token, { forceRefresh: true })).toBeNull();
+
+    // An honest touch held past the idle timeout, whose run began while the session was alive and within
+    // touchMaxHold of its arrival, still lands.
+    const honest = await idleManager.createSession('w-idle-honest', {});
+    const honestAt = await lastAccessed(honest.session.id);
+    await at(honestAt + IDLE + 300);
+    await post([[honest.session.id, Date.now(), honestAt + IDLE - 200]]);
+    await w.flushTouches();
+    expect(await lastAccessed(honest.session.id)).toBeGreaterThan(honestAt + IDLE);
   });
 
   it('rejects malformed touch bodies with a typed 400, oversized ones with 413, and changes nothing', async () => {

@@ -118,7 +118,9 @@ Flags (each also read from the environment variable in brackets; flags win):
   --flush-batch N             rows per flush statement [PG_EDGE_SESSION_FLUSH_BATCH] (default 5000)
   --cleanup-interval MS       cleanup interval [PG_EDGE_SESSION_CLEANUP_INTERVAL] (default 3600000)
   --cleanup-batch N           rows per cleanup statement [PG_EDGE_SESSION_CLEANUP_BATCH] (default 1000)
-  --inactivity MS             idle timeout used by cleanup [PG_EDGE_SESSION_INACTIVITY] (default 172800000)
+  --inactivity MS             idle timeout used by cleanup and touch flushes [PG_EDGE_SESSION_INACTIVITY] (default 172800000)
+  --touch-max-hold MS         longest a client may hold a touch; a touch's first access counts as no earlier than
+                              its arrival minus this [PG_EDGE_SESSION_TOUCH_MAX_HOLD] (default 10000)
   --retention MS              change-record retention [PG_EDGE_SESSION_RETENTION] (default 900000)
   --audit                     record sessions cleanup deletes in the audit table [PG_EDGE_SESSION_AUDIT=1] (default off)
   --audit-retention MS        audit rows older than this are pruned [PG_EDGE_SESSION_AUDIT_RETENTION] (default 31536000000)
@@ -155,6 +157,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
       'cleanup-interval': { type: 'string' },
       'cleanup-batch': { type: 'string' },
       inactivity: { type: 'string' },
+      'touch-max-hold': { type: 'string' },
       retention: { type: 'string' },
       audit: { type: 'boolean' },
       'audit-retention': { type: 'string' },
@@ -188,6 +191,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
     cleanupInterval: n('cleanup-interval', pick('cleanup-interval', 'PG_EDGE_SESSION_CLEANUP_INTERVAL')),
     cleanupBatchSize: n('cleanup-batch', pick('cleanup-batch', 'PG_EDGE_SESSION_CLEANUP_BATCH')),
     inactivityDuration: n('inactivity', pick('inactivity', 'PG_EDGE_SESSION_INACTIVITY')),
+    touchMaxHold: n('touch-max-hold', pick('touch-max-hold', 'PG_EDGE_SESSION_TOUCH_MAX_HOLD')),
     changeRetention: n('retention', pick('retention', 'PG_EDGE_SESSION_RETENTION')),
     audit: values.audit === true || env.PG_EDGE_SESSION_AUDIT === '1',
     auditRetention: n('audit-retention', pick('audit-retention', 'PG_EDGE_SESSION_AUDIT_RETENTION')),

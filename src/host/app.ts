@@ -19,7 +19,7 @@ import { MAX_SUBSCRIBER_QUEUE, openSubscriberStream, SUBSCRIBER_WRITE_TIMEOUT_MS
 import type { TouchBuffer } from './touches.ts';
 
 export interface HostAppDeps {
-  o: Pick<ResolvedHostOptions, 'secret'>;
+  o: Pick<ResolvedHostOptions, 'secret' | 'touchMaxHold'>;
   db: Pick<HostDb, 'pool'>;
   names: ObjectNames;
   hub: Hub;
@@ -187,7 +187,7 @@ export function createHostApp(d: HostAppDeps): Hono {
       } catch {
         return c.json(err('BAD_REQUEST', 'body is not JSON'), 400);
       }
-      const parsed = parseTouches(body, Date.now());
+      const parsed = parseTouches(body, Date.now(), d.o.touchMaxHold);
       if (typeof parsed === 'string') return c.json(err('BAD_REQUEST', parsed), 400);
       if (!d.touches.add(parsed)) return c.json(err('OVERLOADED', 'too many pending touches; retry later'), 503);
       return c.json({ accepted: parsed.length });
@@ -201,9 +201,13 @@ export function createHostApp(d: HostAppDeps): Hono {
  * Validates a touch batch; returns `[id, last, first]` entries, or a message saying what is wrong (nothing
  * partial). Times are clamped to `now`, the receiver's clock: an isolate whose clock runs ahead (or a
  * client that lies) cannot push a last access into the future, where it would keep a session alive past
- * its idle timeout.
+ * its idle timeout. A run's first access is what the flush's idle test is made with, so it is taken as no
+ * earlier than `now - maxHold` (the longest a client may hold an access, HostOptions.touchMaxHold): a sender
+ * cannot revive a session that was idle-expired for longer than that by back-dating it. It may then lie
+ * after `last` (an access held longer than that still moves last_accessed, but only of a session alive at
+ * `now - maxHold`).
  */
-export function parseTouches(body: unknown, now: number): TouchEntry[] | string {
+export function parseTouches(body: unknown, now: number, maxHold: number): TouchEntry[] | string {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected {"touches": [[sessionId, ms, firstMs?], ...]}';
   const t = (body as { touches?: unknown }).touches;
   if (!Array.isArray(t)) return '"touches" must be an array';
@@ -217,7 +221,7 @@ export function parseTouches(body: unknown, now: number): TouchEntry[] | string 
     if (!isTime(at)) return `touches[${i}][1] must be ms since the epoch`;
     if (!isTime(from) || from > at) return `touches[${i}][2] must be ms since the epoch, not after touches[${i}][1]`;
     const last = Math.min(at, now);
-    out.push([id.toLowerCase(), last, Math.min(from, last)]);
+    out.push([id.toLowerCase(), last, Math.max(Math.min(from, last), now - maxHold)]);
   }
   return out;
 }

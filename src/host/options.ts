@@ -41,6 +41,14 @@ export interface HostOptions {
   /** Most touches held in memory before POST /v1/touches answers 503. Default 1,000,000. */
   maxPendingTouches?: number | undefined;
   /**
+   * The longest a client may hold an access before it reaches this host (its push interval, plus retries).
+   * A touch's first access is taken as no earlier than its arrival minus this, so a touch can carry a session
+   * across its idle timeout only if the session was alive this long before the touch arrived: a sender (with
+   * the secret, or the Durable Object's binding) cannot revive a session idle-expired for longer by
+   * back-dating the first access of its run. Keep it at least the sync clients' `touchInterval`. Default 10 s.
+   */
+  touchMaxHold?: number | undefined;
+  /**
    * Most /v1/stream subscribers at once; beyond it the stream answers 503 `TOO_MANY_SUBSCRIBERS` with
    * `Retry-After` (clients poll meanwhile). Each costs a connection and a few KB (events are serialized
    * once and shared). Default 1000.
@@ -90,6 +98,7 @@ export function resolveHostOptions(o: HostOptions): ResolvedHostOptions {
     pollInterval: num('pollInterval', o.pollInterval, 250, 5, 60 * SECOND),
     settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
     maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
+    touchMaxHold: num('touchMaxHold', o.touchMaxHold, 10 * SECOND, 0, 24 * 3600 * SECOND),
     maxSubscribers: num('maxSubscribers', o.maxSubscribers, 1000, 0, 1_000_000),
     idleTimeout: num('idleTimeout', o.idleTimeout, 60 * SECOND, 0),
     maxBackoff: num('maxBackoff', o.maxBackoff, 10 * SECOND, 10),

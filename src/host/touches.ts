@@ -1,5 +1,5 @@
 // Touches from isolates, coalesced in memory (per session the newest and the oldest access since the last
-// flush) and written every interval in batches, one statement each, with GREATEST so last_accessed never
+// flush; the oldest as bounded by parseTouches in ./app.ts) and written every interval in batches, one statement each, with GREATEST so last_accessed never
 // moves backwards, and never extending a session that was idle-expired when its run of accesses began. A
 // failed batch goes back into the buffer and is retried at the next flush.
 import type { Store, TouchEntry } from '../store.ts';
@@ -7,7 +7,7 @@ import type { Logger } from './log.ts';
 import type { HostMetrics } from './metrics.ts';
 
 export class TouchBuffer {
-  /** id → [last, first] */
+  /** id → [last, first] (first may lie after last: see parseTouches) */
   #pending = new Map<string, [number, number]>();
   #flushing: Promise<void> | undefined;
 
@@ -34,14 +34,30 @@ export class TouchBuffer {
     return true;
   }
 
-  /** Widens the pending run of `id` to cover [first, last]. */
+  /**
+   * Adds a run to the pending one of `id`. The flush tests only the merged run's first access against the
+   * idle timeout, so two runs become one only when the later one began before the earlier one's last access
+   * could have idled out (one continuous run); otherwise the run with the newer last access is kept alone
+   * (the other one's last access + the idle timeout lies before that run began, so it could not keep the
+   * session alive until then). Without this, a run held here (a failed flush, a long flush interval) would
+   * lend its early first access to a run that arrives after the session idled out.
+   */
   #merge([id, last, first = last]: TouchEntry): void {
     const cur = this.#pending.get(id);
-    if (cur === undefined) this.#pending.set(id, [last, first]);
-    else {
-      if (last > cur[0]) cur[0] = last;
-      if (first < cur[1]) cur[1] = first;
+    if (cur === undefined) {
+      this.#pending.set(id, [last, first]);
+      return;
     }
+    const [earlierLast, laterFirst] = cur[1] <= first ? [cur[0], first] : [last, cur[1]];
+    if (this.idleMs !== 0 && laterFirst >= earlierLast + this.idleMs) {
+      if (last > cur[0]) {
+        cur[0] = last;
+        cur[1] = first;
+      }
+      return;
+    }
+    if (last > cur[0]) cur[0] = last;
+    if (first < cur[1]) cur[1] = first;
   }
 
   /** Writes everything pending. Concurrent calls share one flush. Throws if a batch failed (kept for retry). */
