@@ -15,7 +15,7 @@ import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SessionManager } from '../src/manager.ts';
-import { COMPATIBILITY_DATE, mustRun, PEERS, type PeerSet, REPO, run } from './support.ts';
+import { COMPATIBILITY_DATE, mustRun, PEERS, type PeerSet, REPO, run, wranglerBundle } from './support.ts';
 
 const projects = inject('projects');
 const databaseUrl = inject('databaseUrl');
@@ -200,27 +200,11 @@ describe.each(SETS)('with the %s peers', (set) => {
   it('workerd: the README Worker bundled by wrangler from the installed package (no nodejs_compat), its sync host the Durable Object, in Miniflare', async () => {
     const cwd = projects.edge[set];
     const outdir = join(cwd, 'out');
-    await mustRun(
-      process.execPath,
-      [join(REPO, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir, '--config', 'worker/wrangler.toml'],
-      { cwd, env: { WRANGLER_SEND_METRICS: 'false', CI: '1' } },
-    );
+    await wranglerBundle(cwd, 'worker/wrangler.toml', outdir);
     const script = readFileSync(join(outdir, 'index.js'), 'utf8');
     // The size a user sees: README's app alone (the test Worker also imports every export).
     const readmeOut = join(cwd, 'out-readme');
-    await mustRun(
-      process.execPath,
-      [
-        join(REPO, 'node_modules/wrangler/bin/wrangler.js'),
-        'deploy',
-        '--dry-run',
-        '--outdir',
-        readmeOut,
-        '--config',
-        'worker/wrangler.readme.toml',
-      ],
-      { cwd, env: { WRANGLER_SEND_METRICS: 'false', CI: '1' } },
-    );
+    await wranglerBundle(cwd, 'worker/wrangler.readme.toml', readmeOut);
     const readme = readFileSync(join(readmeOut, 'readme.js'));
     console.log(
       `[consumers] Worker bundle of README's app (${set} peers, wrangler): ${(readme.length / 1024).toFixed(1)} KiB, ${(gzipSync(readme).length / 1024).toFixed(1)} KiB gzip`,

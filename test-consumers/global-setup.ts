@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
 import { startWsProxy, type WsProxy } from '../scripts/ws-proxy.ts';
+import { snippet } from './readme.ts';
 import {
   bytesIn,
+  COMPATIBILITY_DATE,
   FIXTURES,
   installedPackages,
   mustRun,
@@ -39,6 +41,19 @@ function project(dir: string, name: string): string {
   cpSync(FIXTURES, path, { recursive: true });
   writeFileSync(join(path, 'package.json'), `${JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }, null, 2)}\n`);
   return path;
+}
+
+/**
+ * README's Workers app and its wrangler.toml lines, as printed there ("Deploying on Cloudflare Workers +
+ * Neon"): type-checked with the consumer Worker (worker/tsconfig.json), bundled for the size README quotes
+ * (consumers.test.ts) and run in workerd (readme-snippets.test.ts).
+ */
+function readmeWorker(path: string) {
+  writeFileSync(join(path, 'worker/readme.ts'), snippet('README.md', 'workers-app'));
+  writeFileSync(
+    join(path, 'worker/wrangler.readme.toml'),
+    `# README's Workers app exactly as printed there (readme.ts), with README's wrangler.toml lines.\nname = "pg-edge-session-readme"\nmain = "readme.ts"\ncompatibility_date = "${COMPATIBILITY_DATE}"\n\n${snippet('README.md', 'workers-wrangler-toml')}`,
+  );
 }
 
 const specs = (o: Record<string, string>) => Object.entries(o).map(([n, v]) => `${n}@${v}`);
@@ -82,6 +97,7 @@ export async function setup(p: TestProject) {
     ...sets.map(async (set) => {
       // The edge app installs exactly what the README's install line says, nothing else.
       edge[set] = project(root as string, `edge-${set}`);
+      readmeWorker(edge[set]);
       await npmInstall(edge[set], [tarball, ...specs(PEERS[set])]);
       const nm = join(edge[set], 'node_modules');
       edgeInstall[set] = { packages: installedPackages(nm), bytes: bytesIn(nm) };

@@ -24,6 +24,8 @@ export const NODE_APP_EXTRAS = {
   '@types/node': '20.19.43',
   typescript: '5.9.3',
   'drizzle-kit': '0.31.11',
+  // README "Using it" serves the app with it.
+  '@hono/node-server': '2.1.9',
 };
 
 /** Installed into the worker project after its size was taken: what its type-check needs. */
@@ -72,6 +74,15 @@ export async function mustRun(file: string, args: string[], options: Parameters<
   const r = await run(file, args, options);
   if (r.code !== 0) throw new Error(`${file} ${args.join(' ')} (in ${options.cwd}) exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
+}
+
+/** `wrangler deploy --dry-run`: the Worker of `config` bundled by the repository's wrangler into `outdir`, as a deploy would. */
+export async function wranglerBundle(cwd: string, config: string, outdir: string): Promise<void> {
+  await mustRun(
+    process.execPath,
+    [join(REPO, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--outdir', outdir, '--config', config],
+    { cwd, env: { WRANGLER_SEND_METRICS: 'false', CI: '1' } },
+  );
 }
 
 /** `npm install` of exact versions into a project directory (no audit, no fund, no lockfile churn). */
