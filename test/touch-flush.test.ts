@@ -6,7 +6,7 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { Hono } from 'hono';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
@@ -132,6 +132,43 @@ describe('touches are written without a sync client or startBackgroundTasks()', 
     await sleep(1500); // the manager's own timer would have fired by now
     expect(manager.pendingTouchCount).toBe(1);
     expect(await stored(session.id)).toBe(created);
+  });
+
+  it('on a runtime whose timers have no unref (Workers, Deno) and nothing to write touches, it warns once; not behind the middleware', async () => {
+    let now = Date.now();
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    const realSetTimeout = globalThis.setTimeout;
+    const make = async () => {
+      const manager = new SessionManager(drizzle(pool), { schemaName, lastAccessUpdateInterval: 1000, clock: () => now });
+      const a = await manager.createSession('timerless-a');
+      const b = await manager.createSession('timerless-b');
+      return { manager, a: a.token, b: b.token };
+    };
+    try {
+      const alone = await make();
+      const behindMiddleware = await make();
+      sessionMiddleware({ manager: behindMiddleware.manager });
+      // The first touch of a run arms the flush timer: here setTimeout answers a number, as workerd's does.
+      globalThis.setTimeout = ((..._args: unknown[]) => 1) as unknown as typeof setTimeout;
+      try {
+        for (const m of [alone, behindMiddleware]) expect(await m.manager.getSession(m.a)).not.toBeNull(); // cache hits: no I/O
+      } finally {
+        globalThis.setTimeout = realSetTimeout;
+      }
+      now += 2500;
+      for (const m of [alone, behindMiddleware]) expect(await m.manager.getSession(m.b)).not.toBeNull();
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(String(warn.mock.calls[0]?.[0])).toMatch(/nothing writes them.*sessionMiddleware.*SyncClient.*flushTouches/);
+      // Once: more touches that wait say nothing more.
+      now += 5000;
+      const c = await alone.manager.createSession('timerless-c');
+      expect(await alone.manager.getSession(c.token)).not.toBeNull();
+      expect(warn).toHaveBeenCalledTimes(1);
+      await alone.manager.close();
+      await behindMiddleware.manager.close();
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('with startBackgroundTasks() its interval timer writes them, and the manager arms no timer of its own', async () => {
