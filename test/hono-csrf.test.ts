@@ -3,6 +3,7 @@
 // `Sec-Fetch-Site: cross-site` ran its handler as the signed-in user, and a cross-site POST to a login route
 // set a session cookie (login CSRF). Both drivers, through app.request(), against the real database.
 import { Hono } from 'hono';
+import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import { methodOverride } from 'hono/method-override';
 import { describe, expect, it } from 'vitest';
@@ -222,6 +223,26 @@ describe.each(DRIVERS)('cross-origin requests (%s)', (driver) => {
       expect(res.status, JSON.stringify(headers)).toBe(200);
       expect(await res.json()).toEqual({ userId: 'alice' });
     }
+  });
+
+  it('hono/cors behind the middleware still answers real preflights; the credentialed request that follows is checked', async () => {
+    const m = fx.manager<Attrs>({ cacheSize: 0, maxSessions: 1000 });
+    const app = new Hono<SessionEnv<Attrs>>();
+    app.use(sessionMiddleware<Attrs>({ manager: m }));
+    app.use(cors({ origin: SIBLING, credentials: true }));
+    app.post('/set', (c) => c.text('ok'));
+    const preflight = await send(app, 'OPTIONS', '/set', {
+      origin: SIBLING,
+      'sec-fetch-site': 'same-site',
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'content-type',
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe(SIBLING);
+    expect(preflight.headers.get('access-control-allow-credentials')).toBe('true');
+    // CORS allowing it does not make the origin trusted by the session middleware.
+    const actual = await send(app, 'POST', '/set', { origin: SIBLING, 'sec-fetch-site': 'same-site', cookie: '__Host-session=x' });
+    expect(actual.status).toBe(403);
   });
 
   it('the reported attack: hono/method-override in front turns a cross-site form POST into OPTIONS (or any method); still refused', async () => {
