@@ -67,7 +67,11 @@ export interface EmbeddedDatabase {
 export interface EmbeddedOptions {
   /** Data directory; default: a fresh temporary one, removed at stop. */
   dir?: string;
-  /** Port on 127.0.0.1; default: a free one (retried if another process takes it first). */
+  /**
+   * Port on 127.0.0.1; default: a free one (retried if another process takes it first). With `persistent`,
+   * a restart takes the port of the directory's previous start again when it is free (so `npm start`'s
+   * banner shows the same psql command every time), and a free one when it is not.
+   */
   port?: number;
   /** Keep the data in `dir` for the next start (npm start, the chaos run); default false: wiped at start. */
   persistent?: boolean;
@@ -114,7 +118,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   try {
     const fresh = !existsSync(join(dir, 'PG_VERSION'));
     if (fresh) await initdb(bin, dir, runAs);
-    const server = await launchOnPort(bin, dir, runAs, options.port);
+    const previous = persistent && !fresh ? previousPort(dir) : undefined;
+    const server = await launchOnPort(bin, dir, runAs, options.port, previous);
     const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${server.port}/${DATABASE}`;
     // Also on a restart: a first start that stopped between initdb and CREATE DATABASE heals here.
     await ensureDatabase(server.port).catch(async (e) => {
@@ -361,14 +366,31 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function launchOnPort(bin: Binaries, dir: string, runAs: RunAs, port: number | undefined): Promise<Server> {
+/**
+ * The port of the data directory's previous start: PostgreSQL records its command line, `-p` included, in
+ * `postmaster.opts` at every start. Undefined when there is none (or it cannot be read).
+ */
+export function previousPort(dir: string): number | undefined {
+  try {
+    const m = /"-p"\s+"(\d+)"/.exec(readFileSync(join(dir, 'postmaster.opts'), 'utf8'));
+    const port = m ? Number(m[1]) : Number.NaN;
+    return port > 0 && port < 65536 ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `port` when given (its failure is the caller's); else `preferred` when free, else a free one. */
+async function launchOnPort(bin: Binaries, dir: string, runAs: RunAs, port: number | undefined, preferred?: number): Promise<Server> {
+  let wanted = preferred;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await launch(bin, dir, runAs, port ?? (await freePort()));
+      return await launch(bin, dir, runAs, port ?? wanted ?? (await freePort()));
     } catch (e) {
-      // A port picked free can be taken before the server binds it: pick another.
+      // The previous port is taken now, or a port picked free was taken before the server bound it: pick another.
       const taken = e instanceof EmbeddedDbError && /port \d+ is in use|could not create any TCP/i.test(e.message);
-      if (port !== undefined || !taken || attempt >= 3) throw e;
+      if (port !== undefined || !taken || attempt >= 4) throw e;
+      wanted = undefined;
     }
   }
 }

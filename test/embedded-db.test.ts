@@ -142,6 +142,35 @@ describe('embedded PostgreSQL', () => {
     }
   });
 
+  it("npm start's data directory keeps its port across starts while it is free, and takes another when it is not", async () => {
+    const dir = join(tmpdir(), `pges-port-${process.pid}`);
+    const portOf = (db: { url: string }) => Number(new URL(db.url).port);
+    const blocker = createServer();
+    try {
+      const first = await startEmbeddedPostgres({ dir, persistent: true });
+      const port = portOf(first);
+      await first.stop();
+      const second = await startEmbeddedPostgres({ dir, persistent: true });
+      try {
+        expect(portOf(second)).toBe(port);
+      } finally {
+        await second.stop();
+      }
+      // Another process holds that port now: the next start still comes up, elsewhere.
+      await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
+      const third = await startEmbeddedPostgres({ dir, persistent: true });
+      try {
+        expect(portOf(third)).not.toBe(port);
+        expect(await query(third.url, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+      } finally {
+        await third.stop();
+      }
+    } finally {
+      blocker.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a server that cannot start (its port is taken) is a one-line error naming the port, not a crash', async () => {
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
