@@ -109,14 +109,14 @@ async function missingObjects(tx: SqlExecutor, schemaName: string, tablePrefix: 
   const rows = rowsOf<{ k: string; n: string; t: string | null }>(
     await tx.execute(sql`
       SELECT 'table' AS k, c.relname::text AS n, NULL::text AS t FROM pg_class c
-        WHERE c.relnamespace = ${schemaName}::regnamespace AND c.relkind IN ('r', 'p')
+        WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName}) AND c.relkind IN ('r', 'p')
       UNION ALL SELECT 'index', c.relname::text, NULL FROM pg_class c
-        WHERE c.relnamespace = ${schemaName}::regnamespace AND c.relkind IN ('i', 'I')
-      UNION ALL SELECT 'function', p.proname::text, NULL FROM pg_proc p WHERE p.pronamespace = ${schemaName}::regnamespace
+        WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName}) AND c.relkind IN ('i', 'I')
+      UNION ALL SELECT 'function', p.proname::text, NULL FROM pg_proc p WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName})
       UNION ALL SELECT 'trigger', tg.tgname::text, c.relname::text FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
-        WHERE c.relnamespace = ${schemaName}::regnamespace AND NOT tg.tgisinternal
+        WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName}) AND NOT tg.tgisinternal
       UNION ALL SELECT 'column', a.attname::text, c.relname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = ${schemaName}::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`),
+        WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName}) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`),
   );
   const present = new Set(rows.map((r) => `${r.k}:${r.t ?? ''}.${r.n}`));
   const p = tablePrefix;
