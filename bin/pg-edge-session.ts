@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The library's CLI (plain node, from the installed package): prints the migration SQL for a migration
-// tool you own. Everything it prints comes from migrationSql(), the same embedded list migrate() runs.
+// tool you own (everything it prints comes from migrationSql(), the same embedded list migrate() runs), and
+// runs the WebSocket proxy that lets Neon's driver reach a local PostgreSQL in development (ws-proxy.ts).
 import { parseArgs } from 'node:util';
 import { migrationSql, migrationTags } from '../src/migration-sql.ts';
 import { startWsProxy } from './ws-proxy.ts';

@@ -66,7 +66,7 @@ export interface NeonSessionsOptions {
   applicationName?: string | undefined;
   /**
    * Local development only: `host:port/path` of a WebSocket-to-TCP proxy in front of a plain PostgreSQL
-   * (e.g. `'127.0.0.1:5433/v2'`). Connections then use plain `ws://`, no TLS inside, no pipelined startup.
+   * (e.g. `'127.0.0.1:5433/v2'`, what `npx pg-edge-session ws-proxy` prints). Connections then use plain `ws://`, no TLS inside, no pipelined startup.
    * Never in production. Default unset (Neon's own WebSocket endpoint).
    */
   wsProxy?: string | undefined;
