@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { bigint, customType, index, integer, jsonb, pgSchema, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { validateSchemaName, validateTablePrefix } from './config.ts';
+import { InvalidArgumentError } from './errors.ts';
 
 /** PostgreSQL `bytea`, read and written as lower-case hex by the library's own SQL. */
 const bytea = customType<{ data: string; driverData: string }>({
@@ -32,6 +33,28 @@ export interface SessionTablesOptions {
  * queries against the session tables. `migrate()` creates the same objects.
  */
 export function createSessionTables(options: SessionTablesOptions = {}) {
+  const built = buildTables(options);
+  const { schema, sessions, changes, horizon, audit, migrations } = built;
+  /**
+   * Everything drizzle-kit must find exported from your schema file, under the names README.md ("With
+   * drizzle-kit") exports them. drizzle-kit reads only a schema file's top-level exports (a table inside an
+   * exported object is not seen), so the file destructures this object into exports, with a rest element
+   * passed to `everySessionTableExported()`: a table a later release adds then fails the file loudly (tsc
+   * and at load, before drizzle-kit compares anything) instead of being dropped by `drizzle-kit push`.
+   * `sessionSchema` is undefined for the schema public (which drizzle-kit always keeps).
+   */
+  const tables: SessionTables = {
+    sessionSchema: schema,
+    sessions,
+    sessionChanges: changes,
+    sessionChangesHorizon: horizon,
+    sessionAudit: audit,
+    sessionMigrations: migrations,
+  };
+  return { ...built, tables };
+}
+
+function buildTables(options: SessionTablesOptions) {
   const schemaName = validateSchemaName(options.schemaName ?? 'public');
   const p = validateTablePrefix(options.tablePrefix ?? '');
   // drizzle-kit only keeps a schema other than public when the schema object itself is exported from the
@@ -134,6 +157,35 @@ export function createSessionTables(options: SessionTablesOptions = {}) {
     appliedAt: timestamp('applied_at', { withTimezone: true }).notNull().defaultNow(),
   });
   return { schemaName, tablePrefix: p, schema, sessions, changes, horizon, audit, migrations };
+}
+
+type Built = ReturnType<typeof buildTables>;
+
+/** The `tables` of `createSessionTables()`: every object drizzle-kit must see, by export name. */
+export interface SessionTables {
+  sessionSchema: Built['schema'];
+  sessions: Built['sessions'];
+  sessionChanges: Built['changes'];
+  sessionChangesHorizon: Built['horizon'];
+  sessionAudit: Built['audit'];
+  sessionMigrations: Built['migrations'];
+}
+
+/**
+ * For the rest element of your schema file's export list (README.md, "With drizzle-kit"): throws an
+ * `InvalidArgumentError` naming every session table the list does not export, and its parameter's type
+ * makes tsc report them too. drizzle-kit would otherwise not see such a table, and `drizzle-kit push`
+ * would drop it with its rows.
+ */
+export function everySessionTableExported(notExported: Record<string, undefined>): void {
+  const left = Object.entries(notExported as Record<string, unknown>).filter(([, v]) => v !== undefined);
+  if (left.length === 0) return;
+  const names = left.map(([k]) => k);
+  throw new InvalidArgumentError(
+    'notExported',
+    `your drizzle-kit schema file does not export ${names.join(', ')} from createSessionTables(...).tables: add ` +
+      `${names.length === 1 ? 'it' : 'them'} to the export list (drizzle-kit push drops a table it does not find exported)`,
+  );
 }
 
 /** The tables for the default configuration (schema 'public', no prefix); drizzle-kit generates from these. */

@@ -5,7 +5,7 @@
 // The sync worker's package (pg-edge-session-worker) runs from its own install with plain node.
 import { spawn } from 'node:child_process';
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -15,6 +15,7 @@ import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SessionManager } from '../src/manager.ts';
+import { snippet } from './readme.ts';
 import { COMPATIBILITY_DATE, mustRun, PEERS, type PeerSet, REPO, run, wranglerBundle } from './support.ts';
 
 const projects = inject('projects');
@@ -467,6 +468,82 @@ describe('drizzle-kit 0.31 in the user project, and the SQL for migrations the u
       expect(JSON.parse(expected.functions).length).toBeGreaterThanOrEqual(7);
       expect(JSON.parse(expected.triggers).length).toBeGreaterThanOrEqual(3);
       expect(await catalog(owned)).toEqual(expected);
+    },
+  );
+
+  // README.md's "With drizzle-kit" as written: its schema file and drizzle.config.ts (schema auth, no prefix)
+  // in a project directory of their own, against a database of its own (the snippets name the schema).
+  const databases: string[] = [];
+  afterAll(async () => {
+    for (const d of databases) await admin.query(`DROP DATABASE IF EXISTS "${d}" WITH (FORCE)`);
+  });
+  async function readmeProject(set: PeerSet, label: string): Promise<{ cwd: string; env: Record<string, string> }> {
+    const name = `cons_readme_${label}_${Math.random().toString(36).slice(2, 8)}`;
+    await admin.query(`CREATE DATABASE "${name}"`);
+    databases.push(name);
+    const url = new URL(databaseUrl);
+    url.pathname = `/${name}`;
+    // Inside the Node project, so that the package, drizzle-kit and npx's bins resolve from its node_modules.
+    const cwd = join(projects.node[set], name);
+    mkdirSync(join(cwd, 'src'), { recursive: true });
+    writeFileSync(join(cwd, 'src/schema.ts'), snippet('README.md', 'drizzle-kit-schema'));
+    writeFileSync(join(cwd, 'drizzle.config.ts'), snippet('README.md', 'drizzle-kit-config'));
+    return { cwd, env: { DATABASE_URL: url.toString() } };
+  }
+  /** migrate() for the README's schema, then a manager with audit on ends a session: the result and the audit rows. */
+  async function migrateAndAudit(cwd: string, env: Record<string, string>) {
+    const out = await mustRun(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import pg from 'pg'; import { drizzle } from 'drizzle-orm/node-postgres'; import { migrate } from 'pg-edge-session/migrate';
+         import { SessionManager } from 'pg-edge-session';
+         const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL }); const db = drizzle(pool);
+         const result = await migrate(db, { schemaName: 'auth' });
+         const m = new SessionManager(db, { schemaName: 'auth', audit: true });
+         const { token } = await m.createSession('user-1'); await m.deleteSession(token);
+         const ends = (await pool.query('SELECT reason FROM auth.session_audit')).rows.map((r) => r.reason);
+         console.log(JSON.stringify({ ...result, ends })); process.exit(0);`,
+      ],
+      { cwd, env },
+    );
+    return JSON.parse(out.trim().split('\n').at(-1) as string) as { applied: string[]; repaired: string[]; ends: string[] };
+  }
+  const npx = (cwd: string, args: string[], env: Record<string, string>) => run('npx', args, { cwd, env });
+
+  it.each(SETS)(
+    "README's drizzle-kit schema file as written (%s peers), migrate() owns the tables: push proposes nothing, the audit records stay",
+    async (set) => {
+      const { cwd, env } = await readmeProject(set, `push_${set}`);
+      const first = await migrateAndAudit(cwd, env);
+      expect(first.applied.length).toBeGreaterThan(0);
+      expect(first.ends).toEqual(['logout']);
+      const push = await npx(cwd, ['drizzle-kit', 'push', '--verbose'], env);
+      const out = `${push.stdout}${push.stderr}`;
+      expect(push.code, out).toBe(0);
+      // A DROP here is a session table the README's export list leaves out (the audit table, before).
+      expect(out).not.toMatch(/DROP|ALTER TABLE|CREATE TABLE/);
+      expect(out).toContain('No changes detected');
+      const again = await migrateAndAudit(cwd, env);
+      expect(again).toMatchObject({ applied: [], repaired: [] });
+      expect(again.ends).toEqual(['logout', 'logout']);
+    },
+  );
+
+  it.each(SETS)(
+    "README's drizzle-kit schema file and generate steps as written (%s peers): every table made, audit works, migrate(), generate and push find nothing",
+    async (set) => {
+      const { cwd, env } = await readmeProject(set, `gen_${set}`);
+      const steps = await run('sh', ['-e', '-c', snippet('README.md', 'drizzle-kit-generate')], { cwd, env });
+      expect(steps.code, `${steps.stdout}${steps.stderr}`).toBe(0);
+      // The tables came from drizzle-kit (migrate() made nothing again), the rest from the custom migration.
+      const after = await migrateAndAudit(cwd, env);
+      expect(after).toEqual({ applied: [], repaired: [], ends: ['logout'] });
+      const again = await npx(cwd, ['drizzle-kit', 'generate'], env);
+      expect(`${again.stdout}${again.stderr}`).toContain('No schema changes');
+      const push = await npx(cwd, ['drizzle-kit', 'push', '--verbose'], env);
+      expect(`${push.stdout}${push.stderr}`).toContain('No changes detected');
     },
   );
 
