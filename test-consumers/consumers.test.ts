@@ -114,6 +114,56 @@ describe('the packed package', () => {
     }
     console.log(`[consumers] edge app install (${set} peers): ${packages.length} packages, ${(bytes / 1e6).toFixed(1)} MB`);
   });
+
+  it("runs README's `npx pg-edge-session ws-proxy` from the edge app's install (plain node, no ws package), and Neon's driver reaches PostgreSQL through it", async () => {
+    const cwd = projects.edge.newest;
+    expect(snippet('README.md', 'workers-ws-proxy').replace(/#.*$/gm, '').trim()).toBe('npx pg-edge-session ws-proxy');
+    expect(/^NEON_WS_PROXY="([^"]+)"/m.exec(snippet('README.md', 'workers-dev-vars'))?.[1]).toBe('127.0.0.1:5433/v2');
+    // As written, but on a free port rather than 5433 (this machine may use it).
+    const proc = spawn(join(cwd, 'node_modules/.bin/pg-edge-session'), ['ws-proxy', '--port', '0'], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const output: string[] = [];
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    try {
+      // It prints the .dev.vars line to use.
+      const proxy = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`ws-proxy did not listen:\n${output.join('')}`)), 15_000);
+        const onData = (d: Buffer) => {
+          output.push(d.toString());
+          const m = /NEON_WS_PROXY="(127\.0\.0\.1:\d+\/v2)"/.exec(output.join(''));
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1] as string);
+          }
+        };
+        proc.stdout.on('data', onData);
+        proc.stderr.on('data', onData);
+      });
+      const schemaName = await migrated('newest', 'ws_proxy_bin');
+      // Node 20's own WebSocket (undici, behind a flag): the edge app installs no ws package.
+      const out = await mustRun(
+        process.execPath,
+        [
+          '--experimental-websocket',
+          '--input-type=module',
+          '-e',
+          `import { neonSessions } from 'pg-edge-session/neon';
+           const { manager } = neonSessions({ databaseUrl: process.env.DATABASE_URL, wsProxy: process.env.WS_PROXY, config: { schemaName: process.env.S } });
+           const { session, token } = await manager.createSession('proxied', { big: 'x'.repeat(15000) });
+           const read = await manager.getSession(token, { forceRefresh: true });
+           console.log(JSON.stringify({ same: read?.id === session.id, big: read?.get('big')?.length, deleted: await manager.deleteSession(token) }));`,
+        ],
+        { cwd, env: { DATABASE_URL: databaseUrl, WS_PROXY: proxy, S: schemaName } },
+      );
+      expect(JSON.parse(out.trim().split('\n').at(-1) as string)).toEqual({ same: true, big: 15000, deleted: true });
+      proc.kill('SIGTERM');
+      expect(await exited, output.join('')).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  });
 });
 
 describe.each(SETS)('with the %s peers', (set) => {
