@@ -5,13 +5,15 @@
 // touches go to the sync host, the manager writes none itself. Real PostgreSQL over node-postgres.
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { Hono } from 'hono';
+import { Miniflare } from 'miniflare';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { SyncClient } from '../src/sync.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
+import { bundleWorker, COMPATIBILITY_DATE } from './support/workerd.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -75,6 +77,31 @@ describe('touches are written without a sync client or startBackgroundTasks()', 
       await manager.close();
     }
   });
+
+  it('in workerd, behind neonSessionMiddleware without a sync host: the due flush runs in waitUntil after a response', async () => {
+    const { session, token } = await new SessionManager(drizzle(pool), { schemaName }).createSession('workerd-user');
+    const created = session.createdAt.getTime();
+    const mf = new Miniflare({
+      modules: true,
+      script: await bundleWorker(new URL('./support/touch-flush-worker.ts', import.meta.url).pathname),
+      compatibilityDate: COMPATIBILITY_DATE,
+      bindings: { DATABASE_URL: databaseUrl(), NEON_WS_PROXY: `127.0.0.1:${inject('wsProxyPort')}/v2`, SESSION_SCHEMA: schemaName },
+    });
+    try {
+      const get = async () => (await mf.dispatchFetch('http://app.test/', { headers: { cookie: `__Host-session=${token}` } })).text();
+      expect(await get()).toBe('workerd-user'); // a miss: read, touch recorded in the isolate's memory
+      await sleep(1200);
+      expect(await get()).toBe('workerd-user'); // the oldest touch is an interval old: flushed after this response
+      let last = created;
+      for (let i = 0; i < 50 && last === created; i++) {
+        await sleep(100);
+        last = await stored(session.id);
+      }
+      expect(last).toBeGreaterThan(created);
+    } finally {
+      await mf.dispose();
+    }
+  }, 60_000);
 
   it('close() writes the touches still pending', async () => {
     let now = Date.now();
