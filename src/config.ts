@@ -1,4 +1,4 @@
-import { ConfigError } from './errors.ts';
+import { type AuditWriteError, ConfigError } from './errors.ts';
 
 const HOUR = 3_600_000;
 
@@ -76,6 +76,17 @@ export interface SessionConfig {
    * also with `audit` off (rows written while it was on). Default 365 days.
    */
   auditRetention?: number;
+  /**
+   * Most audit rows kept per user (the newest): each audited session end trims that user's older rows, so
+   * rotations and sign-ins cannot grow the table without bound within `auditRetention`. `0`: no bound.
+   * Default 1000.
+   */
+  auditMaxPerUser?: number;
+  /**
+   * Called when audit rows could not be written (`AuditWriteError`): the session ended anyway — ending a
+   * session never depends on its audit row. Default: one `console.error` line per failure.
+   */
+  onAuditError?: (error: AuditWriteError) => void;
   /** The clock, in ms since the epoch. Inject a fake one in tests. Default `Date.now`. */
   clock?: () => number;
 }
@@ -96,10 +107,12 @@ export interface ResolvedConfig {
   maxStaleness: number;
   audit: boolean;
   auditRetention: number;
+  auditMaxPerUser: number;
+  onAuditError: (error: AuditWriteError) => void;
   clock: () => number;
 }
 
-export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock'>> = Object.freeze({
+export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock' | 'onAuditError'>> = Object.freeze({
   maxSessions: 5,
   maxAttributeLength: 16384,
   maxSessionBytes: 128 * 1024,
@@ -115,9 +128,12 @@ export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock'>> = Object.freeze({
   maxStaleness: 1000,
   audit: false,
   auditRetention: 365 * 24 * HOUR,
+  auditMaxPerUser: 1000,
 });
 
-const KNOWN = new Set([...Object.keys(DEFAULTS), 'clock']);
+const KNOWN = new Set([...Object.keys(DEFAULTS), 'clock', 'onAuditError']);
+
+const reportAuditError = (e: AuditWriteError): void => console.error(`[pg-edge-session] ${e.message}`);
 
 /** The longest object name derived from the prefix; the prefix must leave room for it within 63 bytes. */
 export const LONGEST_SUFFIX = 'session_changes_capture_truncate';
@@ -181,6 +197,8 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
   const pick = <T>(k: keyof typeof DEFAULTS): T => (o[k] === undefined ? DEFAULTS[k] : o[k]) as T;
   const clock = o.clock === undefined ? Date.now : o.clock;
   if (typeof clock !== 'function') throw new ConfigError('clock', `expected a function returning ms since the epoch, got ${show(clock)}`);
+  const onAuditError = o.onAuditError === undefined ? reportAuditError : o.onAuditError;
+  if (typeof onAuditError !== 'function') throw new ConfigError('onAuditError', `expected a function, got ${show(onAuditError)}`);
   const maxAttributeLength = int('maxAttributeLength', pick('maxAttributeLength'), 1, 64 * 1024 * 1024);
   // An explicit maxAttributeLength above the default session bound raises that bound with it.
   const maxSessionBytes = int(
@@ -208,6 +226,8 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
     maxStaleness: duration('maxStaleness', pick('maxStaleness'), 0),
     audit: flag('audit', pick('audit')),
     auditRetention: duration('auditRetention', pick('auditRetention'), 1),
+    auditMaxPerUser: int('auditMaxPerUser', pick('auditMaxPerUser'), 0, 1_000_000_000),
+    onAuditError: onAuditError as (error: AuditWriteError) => void,
     clock: clock as () => number,
   };
 }

@@ -70,7 +70,7 @@ export interface SessionSyncOptions extends Omit<HostOptions, 'secret'> {
  * - `SESSION_SYNC_FLUSH_INTERVAL_MS` (10000), `SESSION_SYNC_CLEANUP_INTERVAL_MS` (3600000),
  *   `SESSION_SYNC_IDLE_TIMEOUT_MS` (60000), `SESSION_SYNC_POLL_INTERVAL_MS` (250),
  *   `SESSION_SYNC_INACTIVITY_MS` (the managers' inactivityDuration, 172800000), `SESSION_SYNC_AUDIT` ("1": on),
- *   `SESSION_SYNC_TOUCH_MAX_HOLD_MS` (touchMaxHold, 10000)
+ *   `SESSION_SYNC_TOUCH_MAX_HOLD_MS` (touchMaxHold, 10000), `SESSION_SYNC_AUDIT_MAX_PER_USER` (auditMaxPerUser, 1000)
  * Anything else: subclass and override `options(env)`.
  */
 export interface SessionSyncEnv {
@@ -85,6 +85,7 @@ export interface SessionSyncEnv {
   SESSION_SYNC_POLL_INTERVAL_MS?: string;
   SESSION_SYNC_INACTIVITY_MS?: string;
   SESSION_SYNC_TOUCH_MAX_HOLD_MS?: string;
+  SESSION_SYNC_AUDIT_MAX_PER_USER?: string;
   SESSION_SYNC_AUDIT?: string;
 }
 
@@ -121,6 +122,7 @@ export function sessionSyncOptionsFromEnv(env: SessionSyncEnv): SessionSyncOptio
     pollInterval: ms('SESSION_SYNC_POLL_INTERVAL_MS'),
     inactivityDuration: ms('SESSION_SYNC_INACTIVITY_MS'),
     touchMaxHold: ms('SESSION_SYNC_TOUCH_MAX_HOLD_MS'),
+    auditMaxPerUser: ms('SESSION_SYNC_AUDIT_MAX_PER_USER'),
     audit: str('SESSION_SYNC_AUDIT') === '1',
   };
 }

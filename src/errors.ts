@@ -13,7 +13,8 @@ export type SessionErrorCode =
   | 'VERSION_CONFLICT'
   | 'SCHEMA_MISSING'
   | 'DATABASE_UNAVAILABLE'
-  | 'DATABASE_ERROR';
+  | 'DATABASE_ERROR'
+  | 'AUDIT_WRITE_FAILED';
 
 export class SessionError extends Error {
   override name = 'SessionError';
@@ -89,6 +90,28 @@ export class SessionNotFoundError extends SessionError {
   constructor(sessionId: string) {
     super('SESSION_NOT_FOUND', `Session ${sessionId} does not exist or has expired`);
     this.sessionId = sessionId;
+  }
+}
+
+/**
+ * The audit rows of ended sessions could not be written (a permission, a constraint, a trigger of the audit
+ * table refused them). Never thrown by the call that ended them: the sessions ended all the same, and this
+ * goes to the `onAuditError` option (default: a console.error line), and a sync worker's log and
+ * `pges_audit_write_failures_total`. `databaseMessage` is PostgreSQL's (SQLSTATE and message).
+ */
+export class AuditWriteError extends SessionError {
+  override name = 'AuditWriteError';
+  readonly operation: string;
+  readonly sessions: number;
+  readonly databaseMessage: string;
+  constructor(operation: string, sessions: number, databaseMessage: string) {
+    super(
+      'AUDIT_WRITE_FAILED',
+      `${operation}: ${sessions} session end(s) not recorded in the audit table (the sessions ended): ${databaseMessage}`,
+    );
+    this.operation = operation;
+    this.sessions = sessions;
+    this.databaseMessage = databaseMessage;
   }
 }
 

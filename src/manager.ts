@@ -204,7 +204,10 @@ export class SessionManager<A extends Attributes = Attributes> {
       throw new InvalidArgumentError('db', 'expected a Drizzle PostgreSQL database (drizzle(...) from any drizzle-orm pg driver)');
     }
     this.#clock = this.config.clock;
-    this.#store = new Store(db, objectNames(this.config.schemaName, this.config.tablePrefix));
+    this.#store = new Store(db, objectNames(this.config.schemaName, this.config.tablePrefix), {
+      maxPerUser: this.config.auditMaxPerUser,
+      onFailure: this.config.onAuditError,
+    });
     this.cache = new SessionCache(this.config.cacheSize, this.config.cacheMaxBytes);
     this.#touched = new LRUCache<string, Touch>({
       max: Math.max(1000, this.config.cacheSize * 2),

@@ -9,6 +9,7 @@ const QUALIFIED = new Set([
   'session_row_json',
   'session_changes',
   'session_audit',
+  'session_audit_write',
   'session_changes_horizon',
   'session_changes_wake',
   'session_changes_capture_update',
@@ -18,7 +19,7 @@ const QUALIFIED = new Set([
 ]);
 
 /** Columns whose names look like our object names (`session_…`): never prefixed. */
-const COLUMNS = new Set(['session_id']);
+const COLUMNS = new Set(['session_id', 'session_ids']);
 
 /** Quoted, validated names of every database object for one schemaName/tablePrefix. */
 export interface ObjectNames {
@@ -40,6 +41,8 @@ export interface ObjectNames {
   changes: string;
   /** `"schema"."prefixsession_audit"` */
   audit: string;
+  /** `"schema"."prefixsession_audit_write"` (drizzle/0010) */
+  auditWriteFunction: string;
   /** `"schema"` */
   schema: string;
 }
@@ -59,6 +62,7 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
     migrations: q('session_migrations'),
     changes: q('session_changes'),
     audit: q('session_audit'),
+    auditWriteFunction: q('session_audit_write'),
     schema: `"${schemaName}"`,
   };
 }

@@ -3,7 +3,7 @@ import { parseStoredAttributes } from './attributes.ts';
 import { recordWeight, type SessionRecord } from './cache.ts';
 import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, statement, toSql } from './db.ts';
 import type { StoredDevice } from './device.ts';
-import { classifyDatabaseError, findErrorCode } from './errors.ts';
+import { AuditWriteError, classifyDatabaseError, findErrorCode } from './errors.ts';
 import type { ObjectNames } from './names.ts';
 import { isUuid } from './token.ts';
 
@@ -153,12 +153,31 @@ export function rowToRecord(r: SessionRow, jsonLength: number): SessionRecord {
   };
 }
 
+/**
+ * CTE `a` of an audited statement: the audit rows of the sessions in CTE `d` (columns AUDIT_SOURCE), written
+ * by session_audit_write (drizzle/0010), which never fails the statement: `(SELECT e FROM a)` is null, or
+ * the error that kept the rows from being written. A statement must select it, or the rows are not written.
+ */
+function auditCte(n: ObjectNames, reason: string, endedAt: string, maxPerUser: string): string {
+  return `a AS (SELECT ${n.auditWriteFunction}((SELECT json_agg(json_build_object(${AUDIT_JSON_OF_D[0]}, 'reason', ${reason}, 'ended_at', ${endedAt}, ${AUDIT_JSON_OF_D[1]})) FROM d), ${maxPerUser}) AS e)`;
+}
+/** json_build_object's arguments for an audit row of a session in CTE `d`, around its reason and end time. */
+const AUDIT_JSON_OF_D = [
+  `'session_id', d.id, 'user_id', d.user_id, 'group_id', d.group_id`,
+  `'created_at', d.created_at, 'last_accessed', d.last_accessed, 'user_agent', d.user_agent, 'device', d.device, 'ip', d.ip, 'label', d.label`,
+] as const;
+
+/** How audited statements write and report their rows. */
+export interface AuditWriting {
+  /** Most audit rows kept per user (0: no bound). */
+  maxPerUser: number;
+  /** Called when audit rows could not be written; the sessions ended anyway. */
+  onFailure: (e: AuditWriteError) => void;
+}
+
 /** The statements of the hot paths for one set of object names (see `Statement`). */
 function hotStatements(n: ObjectNames) {
   const t = n.sessions;
-  const auditColumns = 'session_id, user_id, group_id, reason, ended_at, created_at, last_accessed, user_agent, device, ip, label';
-  const auditFromD =
-    'd.id, d.user_id, d.group_id, $3::text, $4::timestamptz, d.created_at, d.last_accessed, d.user_agent, d.device, d.ip, d.label';
   // $2: the session id the Session was loaded with, or null when deleting by token alone.
   const byToken = `token_hash = decode($1, 'hex') AND ($2::uuid IS NULL OR id = $2::uuid)`;
   const touches = (idle: boolean) =>
@@ -172,15 +191,15 @@ function hotStatements(n: ObjectNames) {
   return {
     get: statement(`SELECT ${n.getFunction}(decode($1, 'hex'))::text AS s, ${UNCACHEABLE_TEXT}`),
     create: statement(
-      `SELECT evicted_id::text AS id, too_large FROM ${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean)`,
+      `SELECT evicted_id::text AS id, too_large, audit_error FROM ${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer)`,
     ),
     update: statement(
       `SELECT ${n.updateFunction}($1::uuid, decode($2, 'hex'), $3::jsonb, $4::jsonb, $5::timestamptz, $6::integer, $7::jsonb, $8::integer)::text AS r`,
     ),
     deleteByToken: statement(`DELETE FROM ${t} WHERE ${byToken} RETURNING id::text AS id`),
     deleteByTokenAudited: statement(
-      `WITH d AS (DELETE FROM ${t} WHERE ${byToken} RETURNING ${AUDIT_SOURCE_TEXT}), a AS (INSERT INTO ${n.audit} (${auditColumns}) SELECT ${auditFromD} FROM d)
-        SELECT id::text AS id FROM d`,
+      `WITH d AS (DELETE FROM ${t} WHERE ${byToken} RETURNING ${AUDIT_SOURCE_TEXT}), ${auditCte(n, '$3::text', '$4::timestamptz', '$5::integer')}
+        SELECT id::text AS id, (SELECT e FROM a) AS audit_error FROM d`,
     ),
     touches: touches(false),
     touchesIdle: touches(true),
@@ -199,9 +218,16 @@ export class Store {
   #client: PgQueryable | undefined;
   readonly #st: ReturnType<typeof hotStatements>;
 
-  constructor(db: SqlExecutor, names: ObjectNames) {
+  readonly #audit: AuditWriting;
+
+  constructor(
+    db: SqlExecutor,
+    names: ObjectNames,
+    audit: AuditWriting = { maxPerUser: 1000, onFailure: (e) => console.error(`[pg-edge-session] ${e.message}`) },
+  ) {
     this.#db = db;
     this.names = names;
+    this.#audit = audit;
     this.#t = sql.raw(names.sessions);
     this.#client = pgQueryableOf(db);
     this.#st = hotStatements(names);
@@ -272,25 +298,31 @@ export class Store {
   }): Promise<{ evicted: string[] } | { tooLarge: number }> {
     const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
     const d = p.device;
-    const rows = await this.runStatement<{ id: string | null; too_large: number | null }>('createSession', this.#st.create, [
-      p.id,
-      p.hash,
-      p.userId,
-      p.groupId,
-      p.attributesJson,
-      iso(p.now),
-      iso(p.expiresAt),
-      p.maxSessions,
-      p.maxBytes,
-      known,
-      d?.userAgent ?? null,
-      d?.device ?? null,
-      d?.ip ?? null,
-      d?.label ?? null,
-      p.audit,
-    ]);
+    const rows = await this.runStatement<{ id: string | null; too_large: number | null; audit_error: string | null }>(
+      'createSession',
+      this.#st.create,
+      [
+        p.id,
+        p.hash,
+        p.userId,
+        p.groupId,
+        p.attributesJson,
+        iso(p.now),
+        iso(p.expiresAt),
+        p.maxSessions,
+        p.maxBytes,
+        known,
+        d?.userAgent ?? null,
+        d?.device ?? null,
+        d?.ip ?? null,
+        d?.label ?? null,
+        p.audit,
+        this.#audit.maxPerUser,
+      ],
+    );
     const refused = rows.find((r) => r.too_large !== null);
     if (refused !== undefined) return { tooLarge: Number(refused.too_large) };
+    this.#auditOutcome('createSession (eviction)', rows, rows.length);
     return { evicted: rows.map((r) => r.id as string) };
   }
 
@@ -341,13 +373,14 @@ export class Store {
     const update = sql`UPDATE ${this.#t} AS s SET token_hash = decode(${p.newHash}, 'hex'), version = s.version + 1, updated_at = ${ts(p.now)}
           WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.expires_at > ${ts(p.now)}${idle}`;
     const rowJson = sql.raw(`${this.names.rowJsonFunction}(s)::text AS r`);
-    const rows = await this.run<{ r: string }>(
+    const rows = await this.run<{ r: string; audit_error?: string | null }>(
       'rotate',
       p.audit
-        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${sql.raw(AUDIT_SOURCE_OF_S)}), a AS (${this.#auditInsert({ reason: 'rotated', endedAt: p.now })})
-              SELECT r FROM d`
+        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${sql.raw(AUDIT_SOURCE_OF_S)}), ${this.#auditCte({ reason: 'rotated', endedAt: p.now })}
+              SELECT r, (SELECT e FROM a) AS audit_error FROM d`
         : sql`${update} RETURNING ${rowJson}`,
     );
+    this.#auditOutcome('rotate', rows, rows.length);
     const text = rows[0]?.r;
     return text === undefined ? undefined : { row: JSON.parse(text) as SessionRow, textLength: text.length };
   }
@@ -361,11 +394,12 @@ export class Store {
       const rows = await this.run<{ id: string }>(operation, sql`DELETE FROM ${this.#t} WHERE ${where} RETURNING id::text AS id`);
       return rows.map((r) => r.id);
     }
-    const rows = await this.run<{ id: string }>(
+    const rows = await this.run<{ id: string; audit_error: string | null }>(
       operation,
-      sql`WITH d AS (DELETE FROM ${this.#t} WHERE ${where} RETURNING ${AUDIT_SOURCE}), a AS (${this.#auditInsert(audit)})
-          SELECT id::text AS id FROM d`,
+      sql`WITH d AS (DELETE FROM ${this.#t} WHERE ${where} RETURNING ${AUDIT_SOURCE}), ${this.#auditCte(audit)}
+          SELECT id::text AS id, (SELECT e FROM a) AS audit_error FROM d`,
     );
+    this.#auditOutcome(operation, rows, rows.length);
     return rows.map((r) => r.id);
   }
 
@@ -376,33 +410,48 @@ export class Store {
   async deleteByToken(hash: string, id: string | null, audit?: { reason: SessionEndReason; endedAt: number }): Promise<string[]> {
     const rows =
       audit === undefined
-        ? await this.runStatement<{ id: string }>('deleteSession', this.#st.deleteByToken, [hash, id])
-        : await this.runStatement<{ id: string }>('deleteSession', this.#st.deleteByTokenAudited, [
+        ? await this.runStatement<{ id: string; audit_error?: string | null }>('deleteSession', this.#st.deleteByToken, [hash, id])
+        : await this.runStatement<{ id: string; audit_error?: string | null }>('deleteSession', this.#st.deleteByTokenAudited, [
             hash,
             id,
             audit.reason,
             iso(audit.endedAt),
+            this.#audit.maxPerUser,
           ]);
+    if (audit !== undefined) this.#auditOutcome('deleteSession', rows, rows.length);
     return rows.map((r) => r.id);
   }
 
   async deleteAll(audit?: AuditEnd): Promise<number> {
-    const rows = await this.run<{ n: number }>(
+    const rows = await this.run<{ n: number; audit_error?: string | null }>(
       'deleteAllSessions',
       audit === undefined
         ? sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n FROM d`
-        : sql`WITH d AS (DELETE FROM ${this.#t} RETURNING ${AUDIT_SOURCE}), a AS (${this.#auditInsert(audit)})
-              SELECT count(*)::integer AS n FROM d`,
+        : sql`WITH d AS (DELETE FROM ${this.#t} RETURNING ${AUDIT_SOURCE}), ${this.#auditCte(audit)}
+              SELECT count(*)::integer AS n, (SELECT e FROM a) AS audit_error FROM d`,
     );
-    return Number(rows[0]?.n ?? 0);
+    const n = Number(rows[0]?.n ?? 0);
+    this.#auditOutcome('deleteAllSessions', rows, n);
+    return n;
   }
 
-  /** The INSERT of audit rows for the sessions in CTE `d` (columns AUDIT_SOURCE). */
-  #auditInsert(audit: AuditEnd): SQL {
+  /** CTE `a`: the audit rows of the sessions in CTE `d`, written without ever failing the statement (see auditCte). */
+  #auditCte(audit: AuditEnd): SQL {
     const reason = typeof audit.reason === 'string' ? sql`${audit.reason}::text` : audit.reason;
     const endedAt = typeof audit.endedAt === 'number' ? ts(audit.endedAt) : audit.endedAt;
-    return sql`INSERT INTO ${sql.raw(this.names.audit)} (session_id, user_id, group_id, reason, ended_at, created_at, last_accessed, user_agent, device, ip, label)
-      SELECT d.id, d.user_id, d.group_id, ${reason}, ${endedAt}, d.created_at, d.last_accessed, d.user_agent, d.device, d.ip, d.label FROM d`;
+    return sql`a AS (SELECT ${sql.raw(this.names.auditWriteFunction)}((SELECT json_agg(json_build_object(${sql.raw(AUDIT_JSON_OF_D[0])},
+      'reason', ${reason}, 'ended_at', ${endedAt}, ${sql.raw(AUDIT_JSON_OF_D[1])})) FROM d), ${this.#audit.maxPerUser}::integer) AS e)`;
+  }
+
+  /** Reports audit rows an audited statement could not write (its sessions ended all the same). */
+  #auditOutcome(operation: string, rows: readonly { audit_error?: string | null }[], sessions: number): void {
+    const failed = rows.find((r) => typeof r.audit_error === 'string')?.audit_error;
+    if (failed === undefined || failed === null) return;
+    try {
+      this.#audit.onFailure(new AuditWriteError(operation, sessions, failed));
+    } catch {
+      // A throwing reporter must not turn an ended session into a failed call.
+    }
   }
 
   /** A user's recorded session ends, newest first (at most `limit`, before `before` when given). */
@@ -517,6 +566,7 @@ export class Store {
     let pick: SQL;
     let change: SQL;
     let audited = sql``;
+    const auditing = p.kind === 'sessions' && p.audit !== undefined;
     if (p.kind === 'sessions') {
       const idle = p.idleCutoff === null ? sql`` : sql` OR last_accessed <= ${ts(p.idleCutoff)}`;
       pick = sql`expires_at <= ${ts(p.now)}${idle}`;
@@ -526,10 +576,10 @@ export class Store {
         const idleEnd = p.audit.idleMs === null ? sql`d.expires_at` : sql`d.last_accessed + ${`${p.audit.idleMs} milliseconds`}::interval`;
         // Data-modifying CTEs must be at the top level: the delete and its audit rows come before `m`.
         audited = sql`d AS (DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c)) RETURNING ${AUDIT_SOURCE}, expires_at),
-          a AS (${this.#auditInsert({
+          ${this.#auditCte({
             reason: sql`CASE WHEN ${expired} THEN 'expired' ELSE 'idle_expired' END`,
             endedAt: sql`CASE WHEN ${expired} THEN d.expires_at ELSE LEAST(${idleEnd}, d.expires_at) END`,
-          })}),`;
+          })},`;
         change = sql`SELECT id FROM d`;
       }
     } else {
@@ -549,7 +599,7 @@ export class Store {
     // The ids come back only for a caller with a cache to invalidate (the worker's cleaner has none): ~0.3 us
     // per row less to send and parse.
     const idRows = p.ids
-      ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS changed, NULL::float8 AS last_block, NULL::float8 AS blocks, NULL::float8 AS active FROM m UNION ALL `
+      ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS changed, NULL::float8 AS last_block, NULL::float8 AS blocks, NULL::float8 AS active, NULL::text AS audit_error FROM m UNION ALL `
       : sql``;
     const rows = await this.run<{
       id: string | null;
@@ -558,6 +608,7 @@ export class Store {
       last_block: number | null;
       blocks: number | null;
       active: number | null;
+      audit_error: string | null;
     }>(
       'deleteExpired',
       sql`WITH c AS MATERIALIZED (
@@ -566,7 +617,7 @@ export class Store {
           ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, (SELECT count(*) FROM m)::float8 AS changed, max((tid::text::point)[0]) AS last_block,
             (pg_relation_size(${sql.raw(`'${this.names.sessions}'`)}::regclass) / current_setting('block_size')::integer)::float8 AS blocks,
             (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-              AND datname = current_database())::float8 AS active FROM c`,
+              AND datname = current_database())::float8 AS active, ${auditing ? sql`(SELECT e FROM a)` : sql`NULL::text`} AS audit_error FROM c`,
     );
     const ids: string[] = [];
     let summary: (typeof rows)[number] | undefined;
@@ -574,6 +625,7 @@ export class Store {
       if (r.id === null) summary = r;
       else ids.push(r.id);
     }
+    if (summary !== undefined) this.#auditOutcome('deleteExpired', [summary], Number(summary.changed ?? 0));
     return {
       ids,
       changed: Number(summary?.changed ?? 0),

@@ -124,6 +124,8 @@ Flags (each also read from the environment variable in brackets; flags win):
   --retention MS              change-record retention [PG_EDGE_SESSION_RETENTION] (default 900000)
   --audit                     record sessions cleanup deletes in the audit table [PG_EDGE_SESSION_AUDIT=1] (default off)
   --audit-retention MS        audit rows older than this are pruned [PG_EDGE_SESSION_AUDIT_RETENTION] (default 31536000000)
+  --audit-max-per-user N      most audit rows kept per user when cleanup records ends; 0 no bound
+                              [PG_EDGE_SESSION_AUDIT_MAX_PER_USER] (default 1000)
   --poll-interval MS          safety-net read interval [PG_EDGE_SESSION_POLL_INTERVAL] (default 250)
   --max-subscribers N         most /v1/stream subscribers, 503 beyond [PG_EDGE_SESSION_MAX_SUBSCRIBERS] (default 1000)
   --idle-timeout MS           no query after this long without traffic, so Neon can scale to zero; 0 never
@@ -161,6 +163,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
       retention: { type: 'string' },
       audit: { type: 'boolean' },
       'audit-retention': { type: 'string' },
+      'audit-max-per-user': { type: 'string' },
       'poll-interval': { type: 'string' },
       'max-subscribers': { type: 'string' },
       'idle-timeout': { type: 'string' },
@@ -195,6 +198,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): WorkerOptions 
     changeRetention: n('retention', pick('retention', 'PG_EDGE_SESSION_RETENTION')),
     audit: values.audit === true || env.PG_EDGE_SESSION_AUDIT === '1',
     auditRetention: n('audit-retention', pick('audit-retention', 'PG_EDGE_SESSION_AUDIT_RETENTION')),
+    auditMaxPerUser: n('audit-max-per-user', pick('audit-max-per-user', 'PG_EDGE_SESSION_AUDIT_MAX_PER_USER')),
     pollInterval: n('poll-interval', pick('poll-interval', 'PG_EDGE_SESSION_POLL_INTERVAL')),
     maxSubscribers: n('max-subscribers', pick('max-subscribers', 'PG_EDGE_SESSION_MAX_SUBSCRIBERS')),
     idleTimeout: n('idle-timeout', pick('idle-timeout', 'PG_EDGE_SESSION_IDLE_TIMEOUT')),

@@ -46,6 +46,12 @@ export async function runCleanup(
         lastAccessUpdateInterval: o.lastAccessUpdateInterval,
         audit: o.audit,
         auditRetention: o.auditRetention,
+        auditMaxPerUser: o.auditMaxPerUser,
+        // Ending a session never waits on its audit row: a refused audit write is counted and logged.
+        onAuditError: (e) => {
+          metrics.auditWriteFailures.inc(e.sessions);
+          log('error', 'audit rows not written; the sessions ended all the same', { sessions: e.sessions, err: e.databaseMessage });
+        },
       });
       // Paced (the manager's default pause), and cut short by shutdown: a long backlog never holds up exit.
       const r = await manager.deleteExpired({

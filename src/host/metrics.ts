@@ -56,6 +56,11 @@ export const METRIC_DEFINITIONS = {
   flushFailures: { name: 'pges_flush_failures_total', type: 'counter', help: 'Failed touch flushes (retried)' },
   flushDuration: { name: 'pges_flush_duration_seconds', type: 'histogram', help: 'Duration of one touch flush (all batches)' },
   cleanupRows: { name: 'pges_cleanup_rows_total', type: 'counter', help: 'Rows removed by cleanup', labels: ['kind'] },
+  auditWriteFailures: {
+    name: 'pges_audit_write_failures_total',
+    type: 'counter',
+    help: 'Sessions cleanup ended whose audit rows could not be written (the sessions ended all the same)',
+  },
   cleanupDuration: { name: 'pges_cleanup_duration_seconds', type: 'histogram', help: 'Duration of one cleanup run' },
   cleanupBatchDuration: {
     name: 'pges_cleanup_batch_duration_seconds',

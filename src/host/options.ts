@@ -34,6 +34,8 @@ export interface HostOptions {
   audit?: boolean | undefined;
   /** Audit rows older than this are pruned by cleanup (match the managers' `auditRetention`). Default 365 days. */
   auditRetention?: number | undefined;
+  /** Most audit rows kept per user when cleanup records ends (match the managers' `auditMaxPerUser`; 0: no bound). Default 1000. */
+  auditMaxPerUser?: number | undefined;
   /** Safety-net read of the change record even without a wake-up. Default 250 ms (keep well under maxStaleness). */
   pollInterval?: number | undefined;
   /** Trailing read after each wake-up, to catch transactions whose wake-up was skipped. Default 25 ms. */
@@ -95,6 +97,7 @@ export function resolveHostOptions(o: HostOptions): ResolvedHostOptions {
     changeRetention: num('changeRetention', o.changeRetention, 15 * 60 * SECOND, 1000),
     audit: o.audit === true,
     auditRetention: num('auditRetention', o.auditRetention, 365 * 24 * 3600 * SECOND, 1),
+    auditMaxPerUser: num('auditMaxPerUser', o.auditMaxPerUser, 1000, 0, 1_000_000_000),
     pollInterval: num('pollInterval', o.pollInterval, 250, 5, 60 * SECOND),
     settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
     maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
