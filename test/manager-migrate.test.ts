@@ -9,6 +9,7 @@ import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { MIGRATIONS } from '../src/migrations.ts';
 import { renderSql } from '../src/names.ts';
+import { expectedObjects } from '../src/schema-check.ts';
 import { DRIVERS, dropSchema, uniqueSchema } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';
@@ -186,6 +187,19 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     const fresh2 = fresh('mig_upgrade_ref');
     await migrate(fx.t.db, { schemaName: fresh2, tablePrefix });
     expect(await objectsIn(fx, schemaName)).toEqual(await objectsIn(fx, fresh2));
+  });
+
+  it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {
+    const schemaName = fresh('mig_expect');
+    await migrate(fx.t.db, { schemaName, tablePrefix: 'e_' });
+    // Names (a function may have several signatures), less what migrate() makes itself or a CREATE TABLE
+    // implies: primary keys, identity sequences, the tag table.
+    const made = [...new Set(await objectsIn(fx, schemaName))].filter((n) => !/_pkey$|_seq$|^e_session_migrations$/.test(n)).sort();
+    const expected = expectedObjects()
+      .filter((o) => o.kind !== 'column')
+      .map((o) => `e_${o.name}`)
+      .sort();
+    expect(expected).toEqual(made);
   });
 
   it('makes again the audit table that drizzle-kit push dropped (tags recorded, table gone): audit works after it', async () => {
