@@ -610,16 +610,22 @@ export function checkHistory(h: History): CheckResult {
     const idle = s?.idleMs ?? 0;
     let newest = Number.NEGATIVE_INFINITY;
     for (const a of list) if (a.start < op.end + W && a.hi > newest) newest = a.hi;
+    // The receiver clamps the run's first access to its clock, and a worker to no earlier than its arrival
+    // minus touchMaxHold: the lowest first access it can have tested.
+    const claimed = Math.min(op.first ?? op.value, op.value, op.recvLo);
+    const first = op.target === 'worker' ? Math.max(claimed, op.recvLo - (cfg.touchMaxHoldMs ?? Number.POSITIVE_INFINITY)) : claimed;
     let merged = false;
     if (op.target === 'worker') {
       for (const a of list) {
         if (a.op.kind !== 'read' || (cfg.procWorker[a.op.proc] ?? -1) === -1) continue;
         if (a.start < op.start - W || a.start > op.end + W) continue;
         const t = touchRange(a.op) as { lo: number; hi: number };
-        if (Math.min(t.lo, a.start - slack) < newest + idle + slack) merged = true;
+        // A worker with touchMaxHold joins two runs only when continuous: the injected one must begin within
+        // the idle timeout of the honest one's last access (at most t.hi, as the receiver clamps it).
+        const continuous = cfg.touchMaxHoldMs === undefined || first < t.hi + idle + slack;
+        if (continuous && Math.min(t.lo, a.start - slack) < newest + idle + slack) merged = true;
       }
     }
-    const first = Math.min(op.value, op.recvLo);
     const mayLand = s === undefined || idle === 0 || first < newest + idle + slack || merged;
     if (!mayLand) stats.touchesMustDrop++;
     else injections.push({ op, hi: Math.min(op.value, op.recvHi) });

@@ -79,6 +79,8 @@ const CAP = 3;
 const TOUCH_INTERVAL = 500;
 const TOUCH_FALLBACK_INTERVAL = 2000;
 const FLUSH_INTERVAL = 1000;
+/** The idle pool worker's touchMaxHold (its clients push every TOUCH_INTERVAL). */
+const TOUCH_MAX_HOLD = 2000;
 const PAUSE_MS = 2000;
 /** Times from different processes' clocks are compared with this tolerance (larger is more lenient). */
 const CLOCK_SLACK_MS = 20;
@@ -252,7 +254,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     for (let i = 0; i < WORKERS; i++) {
       const idleEnv: Record<string, string> =
         i === IDLE_WORKER
-          ? { PG_EDGE_SESSION_SCHEMA: 'idle', PG_EDGE_SESSION_INACTIVITY: String(IDLE_MS), PG_EDGE_SESSION_CLEANUP_INTERVAL: '10000' }
+          ? {
+              PG_EDGE_SESSION_SCHEMA: 'idle',
+              PG_EDGE_SESSION_INACTIVITY: String(IDLE_MS),
+              PG_EDGE_SESSION_TOUCH_MAX_HOLD: String(TOUCH_MAX_HOLD),
+              PG_EDGE_SESSION_CLEANUP_INTERVAL: '10000',
+            }
           : {};
       const w = new WorkerSlot(i, await freePort(), { ...workerEnv, ...idleEnv, DATABASE_URL: await proxyUrl(`worker-${i}`) });
       w.onUnexpectedExit = (info, logs) => {
@@ -399,7 +406,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     log(`load started for ${(o.durationMs / 1000).toFixed(0)} s (seed ${o.seed})`);
 
     // Touches for idle-expired sessions, as a peer holding the worker's secret (or a manager restoring old
-    // touches) could send them: claimed a minute ahead. The receivers must drop them; probing reads follow.
+    // touches) could send them: claimed a minute ahead, and to the worker with the run's first access
+    // back-dated to the session's newest recorded access. The receivers must drop them; probing reads follow.
     injectorPool = new pg.Pool({ connectionString: db.url, max: 2, connectionTimeoutMillis: 3000, application_name: 'chaos-admin' });
     injectorPool.on('error', () => {});
     const injector = new SessionManager(drizzle(injectorPool), {
@@ -410,7 +418,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const idleWorker = workers[IDLE_WORKER] as WorkerSlot;
     let injectSeq = 0;
     const probes = new Set<Promise<unknown>>();
-    const injectTouch = async (sid: string, token: string, target: TouchOp['target']): Promise<TouchOp> => {
+    const injectTouch = async (sid: string, token: string, target: TouchOp['target'], newest: number): Promise<TouchOp> => {
       const start = wallNow();
       const op: TouchOp = {
         kind: 'touch',
@@ -424,6 +432,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         token,
         target,
         value: Math.floor(start) + 59_000,
+        ...(target === 'worker' ? { first: Number.isFinite(newest) ? Math.floor(newest) : 1 } : {}),
         recvLo: start,
         recvHi: start,
       };
@@ -432,7 +441,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           const res = await fetch(`${idleWorker.url}/v1/touches`, {
             method: 'POST',
             headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ touches: [[sid, op.value]] }),
+            body: JSON.stringify({ touches: [[sid, op.value, op.first]] }),
             signal: AbortSignal.timeout(2000),
           });
           const body = (await res.json().catch(() => ({}))) as { accepted?: number; error?: { code?: string; message?: string } };
@@ -468,14 +477,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       while (!stopping && wallNow() < deadline - 3000) {
         await sleep(injectRng.int(1200, 2000));
         const now = wallNow();
-        const candidates = [...idle.entries()].filter(([, s]) => !s.dead && s.injected === 0 && s.newest + IDLE_MS + 1000 <= now);
+        // Idle-expired for longer than the worker's touchMaxHold: no first access it could vouch for is alive.
+        const candidates = [...idle.entries()].filter(
+          ([, s]) => !s.dead && s.injected === 0 && s.newest + IDLE_MS + TOUCH_MAX_HOLD + 1000 <= now,
+        );
         const picks = injectRng.shuffle(candidates).slice(0, 2);
         if (picks.length === 0) continue;
         const targets: Target[] = [];
         for (const [i, [sid, s]] of picks.entries()) {
           s.injected++;
           watched.set(sid, wallNow() + 6000);
-          await injectTouch(sid, s.token, i === 0 ? 'worker' : 'manager');
+          await injectTouch(sid, s.token, i === 0 ? 'worker' : 'manager', s.newest);
           targets.push({ token: s.token, sid, pool: 'idle' });
         }
         // After the worker's next flush: every app reads them (through its cache), one forces a database read.
@@ -659,6 +671,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         // touch push interval + worker flush interval + the longest outage a flush can wait out (a PostgreSQL
         // restart or a worker restart, a few seconds here) + margin.
         touchLossWindowMs: TOUCH_INTERVAL + FLUSH_INTERVAL + Math.max(3000, ...faults.map((f) => f.end - f.start)) + 3000,
+        touchMaxHoldMs: TOUCH_MAX_HOLD,
         procWorker: [...MODE_WORKER, -1],
         clockSkewMs: [...skews, 0],
         procMode: [...MODES, 'runner'],

@@ -134,6 +134,11 @@ export interface TouchOp extends OpBase {
   target: 'worker' | 'manager';
   /** The access time claimed (ms). */
   value: number;
+  /**
+   * The first access of the run claimed (worker: back-dated to the session's newest recorded access, as a
+   * hostile peer would to pass the idle test); absent: `value`.
+   */
+  first?: number;
   recvLo: number;
   recvHi: number;
   /** Worker: entries accepted into its buffer; manager: rows the flush moved. */
@@ -232,6 +237,8 @@ export interface HistoryConfig {
    * long before the kill.
    */
   touchLossWindowMs: number;
+  /** The idle pool worker's touchMaxHold: it takes a touch's first access as no earlier than its arrival minus this. */
+  touchMaxHoldMs?: number;
   /** App process index → index of the worker its SyncClients talk to (-1: none, a standalone manager). */
   procWorker: number[];
   /**

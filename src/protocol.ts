@@ -48,8 +48,11 @@ export interface FeedEvent extends FeedResponse {
 /**
  * Body of POST /v1/touches: per session `[id, last, first?]` — the newest and the oldest access (ms since
  * the epoch) the client saw since it last sent that session's touches (`first` defaults to `last`). The
- * worker clamps times to its own clock, and a flush never extends a session whose first access came after
- * its idle timeout (see drizzle/0006 and Store.flushTouches).
+ * worker clamps times to its own clock, takes `first` as no earlier than the touch's arrival minus its
+ * `touchMaxHold` (10 s by default: a client sends its touches at least that often, retries included), and a
+ * flush never extends a session whose first access came after its idle timeout (see drizzle/0006,
+ * Store.flushTouches and parseTouches in src/host/app.ts). An access held longer still counts as `last`, but
+ * can no longer carry a session across its idle timeout.
  */
 export interface TouchBatch {
   touches: ([string, number] | [string, number, number])[];

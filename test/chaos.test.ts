@@ -625,6 +625,29 @@ describe('chaos checker: the modes of issue 9 (dead tokens, skewed clocks, idle 
     expectOnly(e, 'idle-revived');
   });
 
+  it('a worker with touchMaxHold: a back-dated first access and a merge with a run it does not continue cannot explain a revival', () => {
+    // Stored access +2000, idle 4 s: idle-expired at +6000. Injected at +7100 with its first access
+    // back-dated to +2000: a worker with touchMaxHold 1 s takes it as no earlier than +6100, so drops it.
+    const backDated = (start: number) => ({ ...injected(start), first: T + 2000 });
+    const h = idleHistory();
+    h.config.touchMaxHoldMs = 1000;
+    h.ops.push(backDated(7100), read('tok5', 7500, found(S3, 1, { a: ['i1', 1] }, 7500), { proc: 1 }));
+    expect(checkHistory(h).stats.touchesMustDrop).toBe(1);
+    expectOnly(h, 'idle-revived');
+    // a worker without the bound (no touchMaxHoldMs) trusted the first access: it may have landed
+    const g = idleHistory();
+    g.ops.push(backDated(7100), read('tok5', 7500, found(S3, 1, { a: ['i1', 1] }, 7500), { proc: 1 }));
+    expectOnly(g);
+    // an honest run pushed meanwhile whose last access (+1000) is more than the idle timeout before the
+    // injected one's first: the worker keeps the runs apart, the injected one alone must be dropped
+    const f = idleHistory();
+    f.config.touchMaxHoldMs = 1000;
+    f.ops.push(read('tok5', 5500, found(S3, 1, { a: ['i1', 1] }, 1000), { proc: 1 }));
+    f.ops.push(backDated(7100), read('tok5', 7500, found(S3, 1, { a: ['i1', 1] }, 7500), { proc: 0 }));
+    expect(checkHistory(f).stats.touchesMustDrop).toBe(1);
+    expectOnly(f, 'idle-revived');
+  });
+
   it('bogus-last-access: a sampled last_accessed newer than every access begun before the sample', () => {
     const h = idleHistory();
     h.samples.push({ at: T + 7000, id: S3, lastAccessed: T + 2000 });
