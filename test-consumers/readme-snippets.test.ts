@@ -212,7 +212,7 @@ describe('README "Install": both lines in a fresh app, against the packed tarbal
 });
 
 describe('README "The sync worker" and worker/README.md: install the worker and run its bin', () => {
-  it('is the same block in both READMEs; installed from the two tarballs, it migrates, listens, answers, and stops on SIGTERM', async () => {
+  it('is the same block in both READMEs; installed from the two tarballs, it migrates, listens, answers, and stops on Ctrl-C', async () => {
     const code = snippet('README.md', 'worker-cli');
     expect(snippet('worker/README.md', 'worker-package-cli')).toBe(code);
     const [install, runLine, ...rest] = commands(code);
