@@ -4,8 +4,10 @@ import { classifyDatabaseError, findErrorCode } from './errors.ts';
 import type { ObjectNames } from './names.ts';
 
 /**
- * Reading the durable change record (drizzle/0002-0003). A cursor is a PostgreSQL snapshot
- * (`xmin:xmax:xip,...`, from pg_current_snapshot()). "What changed after cursor C" is every record whose
+ * Reading the durable change record (drizzle/0002-0003, 0011). A record names one changed or deleted
+ * session (session_id), the sessions one statement deleted (session_ids), or, with both null, "everything
+ * may have changed". A cursor is a PostgreSQL snapshot (`xmin:xmax:xip,...`, from
+ * pg_current_snapshot()). "What changed after cursor C" is every record whose
  * transaction is visible now but was not visible in C — exact, whatever order transactions took their
  * ids and committed in, so no change is ever skipped (a plain "highest sequence seen" would skip a
  * transaction that took a smaller number but committed later). A cursor is meaningful to every reader
@@ -56,8 +58,8 @@ export async function readChanges(
         SELECT pg_current_snapshot()::text AS snapshot,
           (COALESCE((SELECT pruned_below FROM ${horizon} WHERE id = 1), '0'::xid8) > pg_snapshot_xmin(c.p)
             OR pg_snapshot_xmax(c.p) > pg_snapshot_xmax(pg_current_snapshot())) AS too_old,
-          (SELECT COALESCE(json_agg(x.session_id), '[]'::json) FROM (
-             SELECT ch.session_id FROM ${changes} AS ch
+          (SELECT COALESCE(json_agg(x.id), '[]'::json) FROM (
+             SELECT u.id FROM ${changes} AS ch CROSS JOIN LATERAL unnest(COALESCE(ch.session_ids, ARRAY[ch.session_id])) AS u(id)
              WHERE ch.xid >= pg_snapshot_xmin(c.p) AND NOT pg_visible_in_snapshot(ch.xid, c.p)
              ORDER BY ch.xid LIMIT ${limit + 1}::integer) AS x) AS ids
         FROM c`),

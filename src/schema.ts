@@ -99,9 +99,10 @@ function buildTables(options: SessionTablesOptions) {
     ],
   );
   /**
-   * The durable change record (filled by triggers, see drizzle/0003): one row per changed or deleted
-   * session, or one row with a null session_id meaning "everything may have changed" (bulk deletes,
-   * TRUNCATE, clearAllCaches). Read by transaction id against a snapshot, so a change whose transaction
+   * The durable change record (filled by triggers, see drizzle/0003 and 0011): one row per changed
+   * session, one per deleting statement (the id in session_id, or the ids in session_ids), or one row with
+   * both null meaning "everything may have changed" (deletes of more than 10000 sessions, TRUNCATE,
+   * clearAllCaches). Read by transaction id against a snapshot, so a change whose transaction
    * committed late is never skipped. Pruned by the worker after its retention.
    */
   const changes = table(
@@ -109,6 +110,8 @@ function buildTables(options: SessionTablesOptions) {
     {
       xid: xid8('xid').notNull().default(sql`pg_current_xact_id()`),
       sessionId: uuid('session_id'),
+      /** The sessions one statement deleted, when it deleted 2 to 10000 (drizzle/0011); else null. */
+      sessionIds: uuid('session_ids').array(),
       at: timestamp('at', { withTimezone: true, precision: 3 }).notNull().default(sql`now()`),
     },
     (t) => [index(`${p}session_changes_xid_idx`).on(t.xid)],

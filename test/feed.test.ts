@@ -89,6 +89,26 @@ describe.each(DRIVERS)('change record and feed reads (%s)', (driver) => {
     expect(rows[0].n).toBeGreaterThanOrEqual(2);
   });
 
+  it('records a statement deleting several sessions as one record, and delivers every id in it', async () => {
+    const m = fx.manager({ maxSessions: 10 });
+    const user = `feed-many-${driver}`;
+    const made = [];
+    for (let i = 0; i < 3; i++) made.push((await m.createSession(user, {})).session.id);
+    const c0 = (await read(null)).cursor;
+    expect(await m.deleteAllUserSessions(user)).toBe(3);
+    const p = await read(c0);
+    expect(p.reset).toBe(false);
+    expect([...p.ids].sort()).toEqual([...made].sort());
+    const { rows } = await fx.t.admin.query<{ n: number; ids: number }>(
+      `SELECT count(*)::int AS n, sum(cardinality(session_ids))::int AS ids FROM "${fx.schemaName}"."session_changes" WHERE session_ids && $1::uuid[]`,
+      [made],
+    );
+    expect(rows[0]).toEqual({ n: 1, ids: 3 });
+    // A record holding more ids than a reader takes at once is a reset for that reader, never a partial list.
+    expect(await readChanges(fx.t.db, m.names, c0, 2)).toMatchObject({ reset: true, ids: [] });
+    expect((await readChanges(fx.t.db, m.names, c0, 3)).ids).toHaveLength(3);
+  });
+
   it('answers a cursor older than the pruned horizon with a reset', async () => {
     const m = fx.manager();
     const a = await m.createSession('feed-u5', {});

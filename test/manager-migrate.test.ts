@@ -5,10 +5,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { embeddedMigrationsSource } from '../scripts/embed-migrations.ts';
 import { LONGEST_SUFFIX } from '../src/config.ts';
 import { SchemaIncompleteError } from '../src/errors.ts';
+import { readChanges } from '../src/feed.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { MIGRATIONS } from '../src/migrations.ts';
-import { renderSql } from '../src/names.ts';
+import { objectNames, renderSql } from '../src/names.ts';
 import { expectedObjects } from '../src/schema-check.ts';
 import { DRIVERS, dropSchema, uniqueSchema } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';
@@ -187,6 +188,71 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     const fresh2 = fresh('mig_upgrade_ref');
     await migrate(fx.t.db, { schemaName: fresh2, tablePrefix });
     expect(await objectsIn(fx, schemaName)).toEqual(await objectsIn(fx, fresh2));
+  });
+
+  it('carries a store at 0010 with pending change records forward: old cursors still get them, then one record per deleting statement', async () => {
+    const schemaName = fresh('mig_changes');
+    const tablePrefix = 'cs_';
+    const names = objectNames(schemaName, tablePrefix);
+    const t = names.sessions;
+    // What migrate() of the previous release left behind: everything before 0011 applied and recorded.
+    const before = MIGRATIONS.filter((m) => m.tag < '0011');
+    expect(before.length).toBeGreaterThanOrEqual(10);
+    await fx.t.admin.query(`CREATE SCHEMA "${schemaName}"`);
+    await fx.t.admin.query(`CREATE TABLE ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (const m of before) {
+      for (const statement of m.statements) await fx.t.admin.query(renderSql(statement, schemaName, tablePrefix));
+      await fx.t.admin.query(`INSERT INTO ${names.migrations} (tag) VALUES ($1)`, [m.tag]);
+    }
+    const insert = async (n: number) =>
+      (
+        await fx.t.admin.query<{ id: string }>(
+          `INSERT INTO ${t} (id, token_hash, user_id, attributes, created_at, updated_at, last_accessed, expires_at)
+           SELECT gen_random_uuid(), decode(md5(random()::text) || md5(random()::text), 'hex'), 'carried', '{}', now(), now(), now(), now() + interval '1 day'
+           FROM generate_series(1, $1::integer) RETURNING id::text AS id`,
+          [n],
+        )
+      ).rows.map((r) => r.id);
+    const [a, b, c, d] = (await insert(4)) as [string, string, string, string];
+    // Change records written by the old capture (one row per session), pending for a cursor taken before.
+    const old = (await readChanges(fx.t.db, names, null)).cursor;
+    await fx.t.admin.query(`UPDATE ${t} SET attributes = '{"x": {"v": 1, "ver": 1}}' WHERE id = $1::uuid`, [a]);
+    await fx.t.admin.query(`DELETE FROM ${t} WHERE id = ANY($1::uuid[])`, [[b, c]]);
+    const oldRows = await fx.t.admin.query<{ n: number }>(
+      `SELECT count(*)::integer AS n FROM ${names.changes} WHERE session_id IS NOT NULL`,
+    );
+    expect(oldRows.rows[0]?.n).toBe(3);
+    const middle = (await readChanges(fx.t.db, names, null)).cursor;
+
+    expect((await migrate(fx.t.db, { schemaName, tablePrefix })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0011'));
+    // The cursor from before the upgrade is answered with every pending change, not a reset.
+    const fromOld = await readChanges(fx.t.db, names, old);
+    expect(fromOld.reset).toBe(false);
+    expect([...fromOld.ids].sort()).toEqual([a, b, c].sort());
+
+    // After it, a statement deleting several sessions appends one record holding all their ids.
+    const more = await insert(3);
+    await fx.t.admin.query(`DELETE FROM ${t} WHERE id = ANY($1::uuid[])`, [[d, ...more]]);
+    const packed = await fx.t.admin.query<{ one: string | null; many: string[] | null }>(
+      `SELECT session_id::text AS one, session_ids::text[] AS many FROM ${names.changes} WHERE session_ids IS NOT NULL`,
+    );
+    expect(packed.rows).toHaveLength(1);
+    expect(packed.rows[0]?.one).toBeNull();
+    expect([...(packed.rows[0]?.many ?? [])].sort()).toEqual([d, ...more].sort());
+    const fromMiddle = await readChanges(fx.t.db, names, middle);
+    expect(fromMiddle.reset).toBe(false);
+    expect([...fromMiddle.ids].sort()).toEqual([d, ...more].sort());
+    const fromOldAgain = await readChanges(fx.t.db, names, old);
+    expect([...fromOldAgain.ids].sort()).toEqual([a, b, c, d, ...more].sort());
+    // The library on the upgraded store: a single delete still names its session in session_id.
+    const m = new SessionManager(fx.t.db, { schemaName, tablePrefix });
+    const e = await m.createSession(uid(), {});
+    expect(await m.deleteSession(e.token)).toBe(true);
+    const single = await fx.t.admin.query<{ n: number }>(
+      `SELECT count(*)::integer AS n FROM ${names.changes} WHERE session_id = $1::uuid`,
+      [e.session.id],
+    );
+    expect(single.rows[0]?.n).toBe(1);
   });
 
   it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {
