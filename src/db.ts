@@ -79,14 +79,21 @@ export interface PgQueryable {
 }
 
 /**
+ * Marks an executor's own `$client` that takes `{ name, text, values }` like node-postgres (the Hyperdrive
+ * executor's, src/hyperdrive.ts, which opens a node-postgres client per statement).
+ */
+export const NAMED_STATEMENTS: unique symbol = Symbol.for('pg-edge-session.named-statements');
+
+/**
  * The Drizzle database's own client (`db.$client`) when it is a node-postgres or Neon serverless Pool or
- * Client; undefined for every other driver (neon-http and postgres-js clients are functions, PGlite has
- * neither mark), which then keep going through `db.execute`.
+ * Client (or marked NAMED_STATEMENTS); undefined for every other driver (neon-http and postgres-js clients
+ * are functions, PGlite has neither mark), which then keep going through `db.execute`.
  */
 export function pgQueryableOf(db: SqlExecutor): PgQueryable | undefined {
   const c = (db as { $client?: unknown }).$client;
   if (c === null || typeof c !== 'object') return undefined;
   if (typeof (c as { query?: unknown }).query !== 'function') return undefined;
+  if (NAMED_STATEMENTS in c) return c as unknown as PgQueryable;
   // pg-pool's Pool (and Neon's, built on it) has totalCount; pg's Client (and Neon's) connectionParameters.
   return 'totalCount' in c || 'connectionParameters' in c ? (c as unknown as PgQueryable) : undefined;
 }

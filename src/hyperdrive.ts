@@ -1,0 +1,213 @@
+/**
+ * Hono on Cloudflare Workers through Hyperdrive with node-postgres: the session manager, the sync client and
+ * the database connection wired for a runtime where a connection cannot outlive a request.
+ *
+ * ```ts
+ * import { Hono } from 'hono';
+ * import pg from 'pg';
+ * import type { SessionEnv } from 'pg-edge-session/hono';
+ * import { hyperdriveSessionMiddleware } from 'pg-edge-session/hyperdrive';
+ *
+ * type Bindings = { HYPERDRIVE: { connectionString: string } };
+ * const app = new Hono<{ Bindings: Bindings } & SessionEnv>();
+ * app.use(hyperdriveSessionMiddleware((env: Bindings) => ({ hyperdrive: env.HYPERDRIVE, Client: pg.Client })));
+ * ```
+ *
+ * The library imports no driver: the app passes node-postgres' `Client` (its `pg` dependency, bundled by
+ * wrangler with the `nodejs_compat` flag; Hyperdrive's own examples use it), so nothing new is installed
+ * with pg-edge-session.
+ *
+ * The connection: Workers forbid using an I/O object (a socket) from a request other than the one that
+ * opened it, and Hyperdrive keeps the pool to the database itself, so each statement the manager runs gets
+ * its own `Client`, connected to Hyperdrive in the request (or `waitUntil` work) that runs the statement.
+ * The statement settles when its rows arrive; the client's close (`end()`) goes on after it, and the
+ * middleware hands the closes to `waitUntil` once the response is ready, so no close is on a request's
+ * critical path. A read served by the cache opens no connection. The hot statements go to the client as
+ * named prepared statements (see README "Named prepared statements"); a server that refuses them switches the
+ * manager to unnamed ones.
+ *
+ * Hyperdrive's query cache: every statement the library sends is a write or calls a volatile function, so
+ * Hyperdrive never answers one from its cache (test/cacheability.test.ts checks each against PostgreSQL's
+ * catalog). Edge-safe: Web APIs only.
+ */
+import type { SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
+import type { MiddlewareHandler } from 'hono';
+import type { SessionConfig } from './config.ts';
+import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db.ts';
+import { ConfigError } from './errors.ts';
+import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
+import { SessionManager } from './manager.ts';
+import type { Attributes } from './session.ts';
+import { SyncClient, type SyncClientOptions } from './sync.ts';
+
+/** What the library uses of a Hyperdrive binding (`env.HYPERDRIVE`). */
+export interface HyperdriveLike {
+  readonly connectionString: string;
+}
+
+/** What the library uses of a node-postgres `Client`. */
+export interface PgClientLike {
+  connect(): Promise<unknown>;
+  query(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }>;
+  end(): Promise<unknown>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** node-postgres' `Client` (`import pg from 'pg'; pg.Client`), or a class with the same constructor. */
+export type PgClientConstructor = new (config: { connectionString: string; application_name?: string }) => PgClientLike;
+
+/** Options of `hyperdriveSessions()`. */
+export interface HyperdriveSessionsOptions {
+  /** The Hyperdrive binding (`env.HYPERDRIVE`), or a connection string. Required. */
+  hyperdrive: HyperdriveLike | string;
+  /** node-postgres' `Client` class (`pg.Client`): the library opens one per statement with it. Required. */
+  Client: PgClientConstructor;
+  /** The `SessionManager`'s options (`schemaName`, `tablePrefix`, `maxStaleness`, ...). Default `{}`. */
+  config?: SessionConfig | undefined;
+  /**
+   * The sync host: `{ durableObject: env.SESSION_SYNC }` or `{ workerUrl, secret }`, and any other
+   * `SyncClientOptions` (`mode` defaults to `'poll'`). Omit it to run without one (cached sessions are then
+   * trusted for `maxStaleness` after they were read).
+   */
+  sync?: SyncClientOptions | undefined;
+  /** `application_name` of the connections. Default `'pg-edge-session'`. */
+  applicationName?: string | undefined;
+}
+
+/** The executor `hyperdriveSessions()` builds: a node-postgres client per statement. */
+export interface HyperdriveExecutor extends SqlExecutor {
+  readonly $client: PgQueryable;
+  /**
+   * Settles when the clients of the statements under way now are closed (and those their completion
+   * starts). The middleware hands it to `waitUntil` after each response.
+   */
+  closed(): Promise<void>;
+}
+
+/** What `hyperdriveSessions()` returns: keep it for the isolate's life (the middleware does). */
+export interface HyperdriveSessions<A extends Attributes = Attributes> {
+  manager: SessionManager<A>;
+  /** The sync client, when `sync` was given. */
+  sync: SyncClient | undefined;
+  db: HyperdriveExecutor;
+}
+
+const dialect = new PgDialect();
+
+/**
+ * An executor that runs each statement on its own node-postgres client connected to Hyperdrive; the
+ * statement settles when its rows arrive, the close goes on after it (await `closed()` in `waitUntil`).
+ */
+export function hyperdriveExecutor(
+  options: Pick<HyperdriveSessionsOptions, 'hyperdrive' | 'Client' | 'applicationName'>,
+): HyperdriveExecutor {
+  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'expected an object');
+  const { hyperdrive, Client } = options;
+  const connectionString = typeof hyperdrive === 'string' ? hyperdrive : hyperdrive?.connectionString;
+  if (typeof connectionString !== 'string' || connectionString === '') {
+    throw new ConfigError('hyperdrive', 'expected the Hyperdrive binding (env.HYPERDRIVE) or a PostgreSQL connection string');
+  }
+  if (typeof Client !== 'function')
+    throw new ConfigError('Client', "expected node-postgres' Client class (import pg from 'pg'; pg.Client)");
+  const applicationName = options.applicationName ?? 'pg-edge-session';
+  /** Statements under way and clients still closing. */
+  const busy = new Set<Promise<unknown>>();
+
+  async function run(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }> {
+    const client = new Client({ connectionString: connectionString as string, application_name: applicationName });
+    // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
+    client.on('error', () => {});
+    let closing: Promise<unknown> | undefined;
+    try {
+      await client.connect();
+      return await client.query(config);
+    } finally {
+      closing = client.end().catch(() => {});
+      busy.add(closing);
+      void closing.then(() => busy.delete(closing as Promise<unknown>));
+    }
+  }
+
+  function track<T>(p: Promise<T>): Promise<T> {
+    busy.add(p);
+    const done = () => {
+      busy.delete(p);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  const $client: PgQueryable & { [NAMED_STATEMENTS]: true } = {
+    [NAMED_STATEMENTS]: true,
+    query: (config) => track(run(config)),
+  };
+  return {
+    $client,
+    execute(query: SQL) {
+      const { sql, params } = dialect.sqlToQuery(query);
+      return track(run({ text: sql, values: params }));
+    },
+    async closed() {
+      // Work that ends now may start more (a statement's close): wait until none is left, a few rounds at most.
+      for (let round = 0; round < 4 && busy.size > 0; round++) {
+        await Promise.allSettled([...busy]);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    },
+  };
+}
+
+/**
+ * The manager, the sync client and the executor for one isolate (build them on the first request, as
+ * `hyperdriveSessionMiddleware` does). Throws a `ConfigError` naming the option when one is invalid.
+ */
+export function hyperdriveSessions<A extends Attributes = Attributes>(options: HyperdriveSessionsOptions): HyperdriveSessions<A> {
+  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'expected an object');
+  const db = hyperdriveExecutor(options);
+  const manager = new SessionManager<A>(db, options.config ?? {});
+  const sync = options.sync === undefined ? undefined : new SyncClient(manager, { mode: 'poll', ...options.sync });
+  return { manager, sync, db };
+}
+
+/** What `hyperdriveSessionMiddleware`'s function returns: `hyperdriveSessions` options plus the middleware's own. */
+export interface HyperdriveSessionMiddlewareOptions<A extends Attributes = Attributes>
+  extends HyperdriveSessionsOptions,
+    Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'> {}
+
+/**
+ * `sessionMiddleware` through Hyperdrive in one call. `init` receives the bindings (`c.env`) on the first
+ * request and returns the options; what it builds is kept for the isolate's life. After each response the
+ * clients' closes go to `waitUntil`. An invalid option throws a `ConfigError` from that first request.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the bindings type is the app's
+export function hyperdriveSessionMiddleware<A extends Attributes = Attributes, B extends object = any>(
+  init: (env: B) => HyperdriveSessionMiddlewareOptions<A>,
+): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
+  if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
+  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; db: HyperdriveExecutor } | undefined;
+  return async function hyperdriveSession(c, next) {
+    if (built === undefined) {
+      const { hyperdrive, Client, config, sync, applicationName, ...rest } = init(c.env);
+      const sessions = hyperdriveSessions<A>({ hyperdrive, Client, config, sync, applicationName });
+      built = {
+        db: sessions.db,
+        middleware: sessionMiddleware<A>({ ...rest, manager: sessions.manager, ...(sessions.sync ? { sync: sessions.sync } : {}) }),
+      };
+    }
+    const { middleware, db } = built;
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
+      return await middleware(c as any, next);
+    } finally {
+      let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
+      try {
+        // Hono's getter throws where the runtime gave no execution context (app.request() in a test).
+        ctx = c.executionCtx;
+      } catch {
+        ctx = undefined;
+      }
+      ctx?.waitUntil(db.closed());
+    }
+  };
+}
