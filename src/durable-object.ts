@@ -29,13 +29,13 @@
  * one is importable everywhere): a plain class with `fetch` and `alarm`, which the runtime accepts.
  * Edge-safe: Web APIs only.
  */
+
+import { createNeonHostDb, type NeonConnectionSettings, neonSettings } from './drivers/neon.ts';
 import { ConfigError, describeError } from './errors.ts';
 import { createSyncCore, type SyncCore } from './host/core.ts';
-import { neonHostDb } from './host/db.ts';
 import { jsonLogger } from './host/log.ts';
 import { createMemoryMetrics } from './host/metrics.ts';
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './host/options.ts';
-import type { NeonConnectionSettings } from './neon.ts';
 import type { ErrorBody } from './protocol.ts';
 
 /** What the object uses of its state (Cloudflare's `DurableObjectState` fits). */
@@ -127,18 +127,6 @@ export function sessionSyncOptionsFromEnv(env: SessionSyncEnv): SessionSyncOptio
   };
 }
 
-function wsProxySettings(proxy: string | undefined): NeonConnectionSettings {
-  if (proxy === undefined) return {};
-  const p = proxy.replace(/^wss?:\/\//, '').replace(/\/+$/, '');
-  return {
-    wsProxy: (host, port) => `${p}?address=${host}:${port}`,
-    useSecureWebSocket: false,
-    pipelineTLS: false,
-    pipelineConnect: false,
-    coalesceWrites: false,
-  };
-}
-
 interface Running {
   core: SyncCore;
   o: ResolvedHostOptions;
@@ -192,7 +180,7 @@ export class SessionSyncObject<Env = SessionSyncEnv> {
       }
       const o = resolveHostOptions({ ...opts, secret: undefined });
       const log = jsonLogger(opts.log === 'silent' ? () => {} : (opts.log ?? ((line) => console.log(line))));
-      const db = neonHostDb({ databaseUrl: opts.databaseUrl, settings: { ...wsProxySettings(opts.wsProxy), ...opts.neonConfig } });
+      const db = createNeonHostDb({ databaseUrl: opts.databaseUrl, settings: neonSettings(opts.wsProxy, opts.neonConfig) });
       const core = createSyncCore(o, { db, metrics: createMemoryMetrics(), log });
       const cursor = (await this.#state.storage.get<string>(CURSOR_KEY)) ?? null;
       this.#storedCursor = cursor;

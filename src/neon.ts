@@ -27,25 +27,17 @@
  *
  * Needs `@neondatabase/serverless` (an optional peer dependency). Edge-safe: Web APIs only.
  */
-import { Client, type NeonConfig } from '@neondatabase/serverless';
-import type { SQL } from 'drizzle-orm';
-import { drizzle } from 'drizzle-orm/neon-serverless';
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
-import { ConfigError, describeError, findErrorCode } from './errors.ts';
+import { type NeonConnectionSettings, neonExecutor } from './drivers/neon.ts';
+import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
 import { SessionManager } from './manager.ts';
 import type { Attributes } from './session.ts';
 import { SyncClient, type SyncClientOptions } from './sync.ts';
 
-/** Settings of Neon's driver that apply per connection (`Client.neonConfig`). */
-export type NeonConnectionSettings = Partial<
-  Pick<
-    NeonConfig,
-    'wsProxy' | 'useSecureWebSocket' | 'pipelineConnect' | 'pipelineTLS' | 'coalesceWrites' | 'forceDisablePgSSL' | 'webSocketConstructor'
-  >
->;
+export { type NeonConnectionSettings, neonExecutor };
 
 /** Options of `neonSessions()`. */
 export interface NeonSessionsOptions {
@@ -84,90 +76,6 @@ export interface NeonSessions<A extends Attributes = Attributes> {
   sync: SyncClient | undefined;
   /** The executor the manager runs on: one Neon connection per statement. */
   db: SqlExecutor;
-}
-
-function connectionSettings(options: NeonSessionsOptions): NeonConnectionSettings {
-  const settings: NeonConnectionSettings = {};
-  if (options.wsProxy !== undefined) {
-    if (typeof options.wsProxy !== 'string' || options.wsProxy === '') {
-      throw new ConfigError('wsProxy', 'expected "host:port/path" of a WebSocket proxy');
-    }
-    const proxy = options.wsProxy.replace(/^wss?:\/\//, '').replace(/\/+$/, '');
-    settings.wsProxy = (host, port) => `${proxy}?address=${host}:${port}`;
-    // A local proxy speaks plain ws:// to a PostgreSQL without Neon's cleartext password flow; the
-    // write-coalescing delay only adds latency on loopback.
-    settings.useSecureWebSocket = false;
-    settings.pipelineTLS = false;
-    settings.pipelineConnect = false;
-    settings.coalesceWrites = false;
-  }
-  return { ...settings, ...options.neonConfig };
-}
-
-/**
- * An executor that runs each statement on its own Neon connection, opened by the request that runs it
- * and closed before the statement's promise settles (see the module comment for why).
- */
-export function neonExecutor(
-  options: Pick<NeonSessionsOptions, 'databaseUrl' | 'applicationName' | 'wsProxy' | 'neonConfig'>,
-): SqlExecutor {
-  if (typeof options?.databaseUrl !== 'string' || options.databaseUrl === '') {
-    throw new ConfigError('databaseUrl', 'expected a PostgreSQL connection string (on Neon: the pooled endpoint)');
-  }
-  const settings = connectionSettings(options);
-  const connectionString = options.databaseUrl;
-  const applicationName = options.applicationName ?? 'pg-edge-session';
-  return {
-    async execute(query: SQL) {
-      const client = new Client({ connectionString, application_name: applicationName });
-      Object.assign((client as unknown as { neonConfig: NeonConnectionSettings }).neonConfig, settings);
-      // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
-      client.on('error', () => {});
-      try {
-        await client.connect();
-      } catch (e) {
-        throw connectFailure(e, connectionString, options.wsProxy);
-      }
-      try {
-        return await drizzle(client).execute(query);
-      } finally {
-        await client.end().catch(() => {});
-      }
-    },
-  };
-}
-
-const LOCAL_HOST = /^(localhost|127(\.\d{1,3}){3}|\[?::1\]?|0\.0\.0\.0|host\.docker\.internal)$/i;
-
-/**
- * A connection that could not be made, with what is likely wrong. In workerd, Neon's driver rejects with
- * the WebSocket's `ErrorEvent` ("Network connection lost.", no code): the message here says "connection
- * to HOST:PORT failed" (so the store classifies it DATABASE_UNAVAILABLE) and names the likely cause: a local
- * PostgreSQL without the WebSocket proxy, a proxy that is not running, or an endpoint that is wrong or
- * down. An error PostgreSQL itself answered (a SQLSTATE: wrong password, no such database) is kept as is.
- */
-function connectFailure(e: unknown, connectionString: string, proxy: string | undefined): unknown {
-  if (/^[0-9A-Z]{5}$/.test(findErrorCode(e) ?? '')) return e;
-  let host = '';
-  let port = '5432';
-  try {
-    const u = new URL(connectionString);
-    host = u.hostname;
-    port = u.port || port;
-  } catch {
-    // Neon's driver reported the URL; the hint then names no host.
-  }
-  const target = host === '' ? 'the database' : `${host}:${port}`;
-  const hint =
-    proxy !== undefined
-      ? `is the WebSocket proxy at ${proxy} running (npx pg-edge-session ws-proxy) and PostgreSQL up at ${target}?`
-      : LOCAL_HOST.test(host)
-        ? "Neon's driver reaches a local PostgreSQL only through a WebSocket proxy: run npx pg-edge-session ws-proxy and set wsProxy (NEON_WS_PROXY in .dev.vars) to the address it prints"
-        : `is ${host} a Neon endpoint (the pooled one), reachable from here?`;
-  const cause = e instanceof Error || e === null || typeof e !== 'object' ? e : ((e as { error?: unknown }).error ?? e);
-  const error = new Error(`connection to ${target} failed: ${describeError(cause)} (hint: ${hint})`, { cause });
-  error.name = 'NeonConnectError';
-  return error;
 }
 
 /**

@@ -100,6 +100,38 @@ describe('the packed package', () => {
     }
   });
 
+  it('without the optional Neon peer (hono, drizzle-orm and pg only), plain node imports every entry but ./neon and ./durable-object', async () => {
+    const entries = EDGE_EXPORTS.filter((e) => e !== './neon' && e !== './durable-object');
+    // Each entry in a process of its own, so one entry's imports never make another's look importable.
+    const script = `const e = process.argv[1];
+      const r = await import(e).then((m) => ({ names: Object.keys(m).length }), (err) => ({ error: err.code ?? String(err) }));
+      if (e === 'pg-edge-session/host' && r.names) {
+        // neonHostDb is exported all the same; it needs Neon's driver only once it connects, and says so.
+        const { sql } = await import('drizzle-orm');
+        const db = (await import(e)).neonHostDb({ databaseUrl: 'postgres://u@127.0.0.1:9/db' });
+        r.neonHost = await db.pool.execute(sql\`SELECT 1\`).then(() => 'connected', (err) => ({ name: err.name, code: err.code, message: err.message }));
+      }
+      console.log(JSON.stringify(r));`;
+    const load = async (entry: string) => {
+      const out = await mustRun(process.execPath, ['--input-type=module', '-e', script, entry], { cwd: projects.bare });
+      return JSON.parse(out.trim().split('\n').at(-1) as string);
+    };
+    for (const entry of entries) {
+      const r = await load(`pg-edge-session${entry.slice(1)}`);
+      expect(r, entry).toEqual(expect.objectContaining({ names: expect.any(Number) }));
+      if (entry === './host') {
+        expect(r.neonHost).toEqual({
+          name: 'ConfigError',
+          code: 'CONFIG_INVALID',
+          message: expect.stringContaining('@neondatabase/serverless'),
+        });
+      }
+    }
+    // The project really has no Neon: the entries that need it fail to load.
+    expect(await load('pg-edge-session/neon')).toEqual({ error: 'ERR_MODULE_NOT_FOUND' });
+    expect(await load('pg-edge-session/durable-object')).toEqual({ error: 'ERR_MODULE_NOT_FOUND' });
+  });
+
   it.each(SETS)('an edge app (%s peers) installs the library with its two dependencies, and nothing of the worker', (set) => {
     const { packages, bytes } = projects.edgeInstall[set];
     const pkg = JSON.parse(readFileSync(join(projects.edge[set], 'node_modules/pg-edge-session/package.json'), 'utf8'));

@@ -9,6 +9,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from '../scripts/embedde
 import { startWsProxy, type WsProxy } from '../scripts/ws-proxy.ts';
 import { snippet } from './readme.ts';
 import {
+  BARE_APP,
   bytesIn,
   COMPATIBILITY_DATE,
   FIXTURES,
@@ -84,6 +85,7 @@ export async function setup(p: TestProject) {
   const edgeInstall = {} as Projects['edgeInstall'];
   const runtimes = project(root, 'runtimes');
   const worker = project(root, 'worker');
+  const bare = project(root, 'bare');
   let workerInstall: Projects['workerInstall'] | undefined;
   await Promise.all([
     (async () => {
@@ -94,6 +96,7 @@ export async function setup(p: TestProject) {
       await npmInstall(worker, specs(WORKER_APP_EXTRAS));
     })(),
     npmInstall(runtimes, specs(RUNTIMES)),
+    npmInstall(bare, [tarball, ...specs(BARE_APP)]),
     ...sets.map(async (set) => {
       // The edge app installs exactly what the README's install line says, nothing else.
       edge[set] = project(root as string, `edge-${set}`);
@@ -113,6 +116,7 @@ export async function setup(p: TestProject) {
     workerTarball,
     edge,
     node,
+    bare,
     runtimes,
     edgeInstall,
     worker,
@@ -122,7 +126,7 @@ export async function setup(p: TestProject) {
   p.provide('wsProxyPort', proxy.port);
   p.provide('projects', projects);
   console.log(
-    `[consumers] packed and installed ${sets.length * 2 + 2} scratch projects in ${((Date.now() - started) / 1000).toFixed(1)} s (${root})`,
+    `[consumers] packed and installed ${sets.length * 2 + 3} scratch projects in ${((Date.now() - started) / 1000).toFixed(1)} s (${root})`,
   );
 }
 

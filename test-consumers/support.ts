@@ -28,6 +28,9 @@ export const NODE_APP_EXTRAS = {
   '@hono/node-server': '2.1.9',
 };
 
+/** The app of `bare`: the peers every entry but `./neon` and `./durable-object` needs, and node-postgres; no Neon. */
+export const BARE_APP = { hono: PEERS.newest.hono, 'drizzle-orm': PEERS.newest['drizzle-orm'], pg: NODE_APP_EXTRAS.pg };
+
 /** Installed into the worker project after its size was taken: what its type-check needs. */
 export const WORKER_APP_EXTRAS = { '@types/node': '20.19.43' };
 
@@ -135,6 +138,8 @@ export interface Projects {
   edge: Record<PeerSet, string>;
   /** Node app: the tarball, the peers, node-postgres, typescript, drizzle-kit. */
   node: Record<PeerSet, string>;
+  /** Node app without the optional Neon peer: the tarball, hono, drizzle-orm and pg only. */
+  bare: string;
   /** A Node project that installs the two tarballs only (`npm install pg-edge-session-worker`), then @types/node. */
   worker: string;
   /** Its node_modules right after the two tarballs. */

@@ -1,11 +1,10 @@
 // The sync host's connections, as the core sees them: one dedicated client for LISTEN and change reads,
 // an executor for touch flushes and the feed's database answers, and a client checked out for cleanup
 // (it holds a session-level advisory lock). The Node worker backs them with a node-postgres or Neon
-// Pool; the Durable Object with Neon connections over the runtime's WebSocket (`neonHostDb` below).
-import { Client } from '@neondatabase/serverless';
-import { drizzle } from 'drizzle-orm/neon-serverless';
+// Pool; the Durable Object with Neon connections over the runtime's WebSocket (`src/drivers/neon.ts`).
 import type { SqlExecutor } from '../db.ts';
-import { type NeonConnectionSettings, neonExecutor } from '../neon.ts';
+import type { NeonConnectionSettings } from '../drivers/neon.ts';
+import { ConfigError } from '../errors.ts';
 
 /** application_name of the LISTEN connection (find it in pg_stat_activity). */
 export const LISTENER_APPLICATION_NAME = 'pg-edge-session-listener';
@@ -39,28 +38,53 @@ export interface NeonHostDbOptions {
 }
 
 /**
- * Neon's driver, one connection per use: the LISTEN client stays open while the host is awake; every
- * flush statement and every feed read from the record opens its own connection and closes it before it
- * settles (no pool that keeps idle connections, so an idle host holds none); a cleanup run holds one for
- * its advisory lock. For runtimes whose WebSocket is a Web API (workerd: the Durable Object host).
+ * Neon's driver, one connection per use (`createNeonHostDb` in `src/drivers/neon.ts`). For runtimes whose
+ * WebSocket is a Web API (workerd: the Durable Object host). `@neondatabase/serverless` is an optional peer,
+ * so it is loaded when the host first connects, not when this module is imported: without it installed,
+ * that first connect fails with a `ConfigError` saying so.
  */
 export function neonHostDb(options: NeonHostDbOptions): HostDb {
-  const settings = options.settings ?? {};
-  const client = (applicationName: string) => {
-    const c = new Client({ connectionString: options.databaseUrl, application_name: applicationName } as never);
-    Object.assign((c as unknown as { neonConfig: NeonConnectionSettings }).neonConfig, settings);
-    return c;
-  };
+  if (typeof options?.databaseUrl !== 'string' || options.databaseUrl === '') {
+    throw new ConfigError('databaseUrl', 'expected a PostgreSQL connection string (the direct endpoint)');
+  }
+  let loading: Promise<HostDb> | undefined;
+  const load = () =>
+    (loading ??= import('../drivers/neon.ts').then(
+      (m) => m.createNeonHostDb(options),
+      (err: unknown) => {
+        const e = err as { code?: unknown; message?: unknown } | null;
+        if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('@neondatabase/serverless')) throw err;
+        throw new ConfigError('neonHostDb', 'needs the optional peer @neondatabase/serverless: npm install @neondatabase/serverless');
+      },
+    ));
+  // The listener's client is asked for before anything connects: it takes its handlers now and hands them
+  // to the driver's client on connect().
+  const clients = new WeakMap<ListenClient, () => ListenClient>();
   return {
-    newListenClient: () => client(LISTENER_APPLICATION_NAME) as unknown as ListenClient,
-    overClient: (c) => drizzle(c as unknown as Client),
-    pool: neonExecutor({ databaseUrl: options.databaseUrl, applicationName: 'pg-edge-session-sync', neonConfig: settings }),
-    checkout: async () => {
-      const c = client('pg-edge-session-cleanup');
-      c.on('error', () => {}); // a dropped connection also rejects the statement in flight
-      await c.connect();
-      return { db: drizzle(c), release: () => void c.end().catch(() => {}) };
+    newListenClient() {
+      let real: ListenClient | undefined;
+      const handlers: [string, (arg: never) => void][] = [];
+      const notConnected = () => Promise.reject(new Error('the listen client is not connected'));
+      const client: ListenClient = {
+        connect: async () => {
+          real = (await load()).newListenClient();
+          for (const [event, fn] of handlers) real.on(event as 'end', fn as () => void);
+          return real.connect();
+        },
+        query: (text) => real?.query(text) ?? notConnected(),
+        on(event: string, fn: (arg: never) => void) {
+          if (real === undefined) handlers.push([event, fn]);
+          else real.on(event as 'end', fn as () => void);
+          return client;
+        },
+        end: async () => real?.end(),
+      };
+      clients.set(client, () => real ?? client);
+      return client;
     },
+    overClient: (c) => ({ execute: async (query) => (await load()).overClient(clients.get(c)?.() ?? c).execute(query) }),
+    pool: { execute: async (query) => (await load()).pool.execute(query) },
+    checkout: async () => (await load()).checkout(),
     end: async () => {},
   };
 }
