@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick] [-- --only=miss,writes] [-- --reps=N]`
 // Runs the sections against one PostgreSQL (DATABASE_URL, else an embedded one), prints a markdown table
-// and writes the same figures as JSON to bench/results/latest.json and a timestamped file beside it.
+// and writes the same figures as JSON to bench/results/latest.json (kept in git) and a timestamped copy in
+// bench/results/history/ (git-ignored).
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -205,7 +206,7 @@ async function main(): Promise<number> {
     markdown: table,
   };
   const dir = join(import.meta.dirname, 'results');
-  writeJsonAtomic(join(dir, `${started.toISOString().replace(/[:.]/g, '-')}${opts.quick ? '-quick' : ''}.json`), json);
+  writeJsonAtomic(join(dir, 'history', `${started.toISOString().replace(/[:.]/g, '-')}${opts.quick ? '-quick' : ''}.json`), json);
   writeJsonAtomic(join(dir, 'latest.json'), json);
   return errors.length > 0 ? 1 : 0;
 }
