@@ -317,6 +317,35 @@ describe.each(SETS)('README "Using it" on Node 20 (%s peers)', (set) => {
     }
   });
 
+  it('the Node server snippet on Ctrl-C: exits 0 on its own and has written the last access it held in memory', async () => {
+    const cwd = join(projects.node[set], 'readme-node-server-sigint');
+    await compile(cwd, { 'server.ts': snippet('README.md', 'node-server') });
+    const url = await freshDatabase(`sigint_${set}`);
+    const server = start(process.execPath, ['out/server.js'], cwd, { DATABASE_URL: url, PORT: '0' });
+    try {
+      const line = await server.waitFor(/^listening on (http:\/\/localhost:\d+)$/m);
+      const base = (line[1] as string).replace('localhost', '127.0.0.1');
+      const login = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { origin: new URL(base).origin } });
+      expect(login.status).toBe(302);
+      const cookie = /^[^=;]*session=[^;]+/.exec(login.headers.get('set-cookie') ?? '')?.[0] as string;
+      await new Promise((r) => setTimeout(r, 50));
+      // The login cached the session: this read is a hit, its access held in memory (default interval 10 min).
+      expect(await (await fetch(`${base}/`, { headers: { cookie } })).text()).toBe('hello Ada');
+      server.signal('SIGINT');
+      expect(await server.exited, server.output.join('')).toEqual({ code: 0, signal: null });
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        const row = (await c.query('SELECT last_accessed > created_at AS moved FROM sessions')).rows;
+        expect(row).toEqual([{ moved: true }]);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await stopAll([server]);
+    }
+  });
+
   it('"Without the middleware": the block after the server snippet up to its manager, run as written', async () => {
     const cwd = join(projects.node[set], 'readme-manager-api');
     // The block uses `manager` from "Using it": that snippet's text up to where its manager is made, then
