@@ -3,10 +3,14 @@
 -- a trigger, a full disk) the sub-block is rolled back alone and the function returns the error
 -- ('SQLSTATE message'), so the statement that ended the sessions still commits and the caller reports it.
 -- NULL: written (or nothing to write; an empty call starts no subtransaction). p_max_per_user > 0 keeps at
--- most that many rows for each user written (the newest by ended_at), in a second sub-block: a failed trim
--- leaves the rows, and is retried by the user's next write.
+-- most that many rows for each user written (the newest by ended_at; rows ending at the same instant as the
+-- last one kept stay too), in a second sub-block: a failed trim leaves the rows, and is retried by the
+-- user's next write.
 CREATE OR REPLACE FUNCTION "session_audit_write"(p_rows json, p_max_per_user integer) RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+	u text;
+	keep_from timestamptz;
 BEGIN
 	IF p_rows IS NULL THEN
 		RETURN NULL;
@@ -20,14 +24,15 @@ BEGIN
 	END;
 	IF p_max_per_user > 0 THEN
 		BEGIN
-			DELETE FROM "session_audit" AS a WHERE a.id IN (
-				SELECT x.id
-				FROM (SELECT DISTINCT r.user_id FROM json_populate_recordset(NULL::"session_audit", p_rows) AS r) AS u
-				CROSS JOIN LATERAL (
-					SELECT y.id FROM "session_audit" AS y WHERE y.user_id = u.user_id
-					ORDER BY y.ended_at DESC, y.id DESC OFFSET p_max_per_user
-				) AS x
-			);
+			-- Per user written (one, but for bulk deletes): the end time of its p_max_per_user-th newest row (an
+			-- index walk of at most that many entries, null while it has fewer), and the rows older than that go.
+			FOR u IN SELECT DISTINCT r.user_id FROM json_populate_recordset(NULL::"session_audit", p_rows) AS r LOOP
+				SELECT y.ended_at INTO keep_from FROM "session_audit" AS y WHERE y.user_id = u
+					ORDER BY y.ended_at DESC OFFSET p_max_per_user - 1 LIMIT 1;
+				IF keep_from IS NOT NULL THEN
+					DELETE FROM "session_audit" AS a WHERE a.user_id = u AND a.ended_at < keep_from;
+				END IF;
+			END LOOP;
 		EXCEPTION WHEN OTHERS THEN
 			NULL;
 		END;
