@@ -124,7 +124,7 @@ export async function pruneChanges(db: SqlExecutor, names: ObjectNames, retentio
               ON CONFLICT (id) DO UPDATE SET pruned_below = GREATEST(${horizon}.pruned_below, EXCLUDED.pruned_below)
               RETURNING 1
             )
-            SELECT (SELECT count(*)::integer FROM d) AS n, (SELECT count(*) FROM raised) AS r`),
+            SELECT (SELECT count(*)::integer FROM d) AS n, (SELECT count(*) FROM raised) AS r, clock_timestamp() AS uncacheable`),
         )[0]?.n ?? 0,
       );
       total += n;

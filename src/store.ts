@@ -110,8 +110,10 @@ export interface AuditRow {
 }
 
 /**
- * Added to every read: a volatile function makes the query uncacheable by Cloudflare Hyperdrive (which
- * caches read-only queries for ~60 s by default and would otherwise serve a revoked session).
+ * Added to every read, and to every SELECT whose writes are in a WITH: a volatile function makes the query
+ * uncacheable by Cloudflare Hyperdrive (which caches read-only queries for ~60 s by default and would
+ * otherwise serve a revoked session, or answer a write from its cache). test/cacheability.test.ts checks
+ * every statement the library sends.
  */
 const UNCACHEABLE_TEXT = 'clock_timestamp() IS NOT NULL AS uncacheable';
 const UNCACHEABLE = sql.raw(UNCACHEABLE_TEXT);
@@ -187,7 +189,7 @@ function hotStatements(n: ObjectNames) {
               FROM unnest($1::uuid[], $2::float8[], $3::float8[]) AS x(id, ms, f)) AS v
         WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $4::float8 / 1000)' : ''}
         RETURNING 1
-      ) SELECT count(*)::integer AS n FROM u`);
+      ) SELECT count(*)::integer AS n, ${UNCACHEABLE_TEXT} FROM u`);
   return {
     get: statement(`SELECT ${n.getFunction}(decode($1, 'hex'))::text AS s, ${UNCACHEABLE_TEXT}`),
     create: statement(
@@ -426,7 +428,7 @@ export class Store {
     const rows = await this.run<{ n: number; audit_error?: string | null }>(
       'deleteAllSessions',
       audit === undefined
-        ? sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n FROM d`
+        ? sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n, ${UNCACHEABLE} FROM d`
         : sql`WITH d AS (DELETE FROM ${this.#t} RETURNING ${AUDIT_SOURCE}), ${this.#auditCte(audit)}
               SELECT count(*)::integer AS n, (SELECT e FROM a) AS audit_error FROM d`,
     );
@@ -482,7 +484,7 @@ export class Store {
     const rows = await this.run<{ n: number }>(
       'pruneAudit',
       sql`WITH d AS (DELETE FROM ${a} WHERE id IN (SELECT id FROM ${a} WHERE ended_at < ${ts(cutoff)} LIMIT ${limit}::integer) RETURNING 1)
-          SELECT count(*)::integer AS n FROM d`,
+          SELECT count(*)::integer AS n, ${UNCACHEABLE} FROM d`,
     );
     return Number(rows[0]?.n ?? 0);
   }

@@ -42,7 +42,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       log('info', 'migrations applied', { applied: r.applied });
     } else {
       try {
-        await db.pool.execute(sql.raw(`SELECT 1 FROM ${names.sessions}, ${names.changes} LIMIT 0`));
+        await db.pool.execute(sql.raw(`SELECT clock_timestamp() FROM ${names.sessions}, ${names.changes} LIMIT 0`));
       } catch (e) {
         // Says which database it tried (user@host:port/db, never the password): a wrong port, an unknown
         // host, a missing database and an unknown user are told apart by the driver's message and code.
