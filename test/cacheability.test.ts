@@ -78,6 +78,19 @@ interface Verdict {
   why: string;
 }
 
+/** pg_proc's name, schema and provolatile of functions by oid. */
+function volatilityIn(pool: pg.Pool): (oids: number[]) => Promise<Verdict['calls']> {
+  return async (oids) =>
+    oids.length === 0
+      ? []
+      : (
+          await pool.query<Verdict['calls'][number]>(
+            'SELECT p.proname AS name, n.nspname AS schema, p.provolatile AS volatility FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = ANY($1::oid[]) ORDER BY 2, 1',
+            [oids],
+          )
+        ).rows;
+}
+
 /** The top-level parse tree of one statement, from PostgreSQL's own parser (debug_print_parse). */
 async function parseTree(r: Recorded): Promise<string> {
   const c = await ownClient();
@@ -240,15 +253,7 @@ describe('Hyperdrive cacheability of every statement the library sends', () => {
     pg.Client.prototype.query = originalQuery;
 
     admin = new pg.Pool({ connectionString: databaseUrl(), max: 2 });
-    const volatility = async (oids: number[]) =>
-      oids.length === 0
-        ? []
-        : (
-            await admin.query<Verdict['calls'][number]>(
-              'SELECT p.proname AS name, n.nspname AS schema, p.provolatile AS volatility FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = ANY($1::oid[]) ORDER BY 2, 1',
-              [oids],
-            )
-          ).rows;
+    const volatility = volatilityIn(admin);
     for (const r of recorded.values()) verdicts.push(await judge(r, volatility));
   }, 120_000);
 
@@ -302,15 +307,7 @@ describe('the cacheability judge', () => {
   it('tells a cacheable read from one calling a stable function, and a write', async () => {
     const admin = new pg.Pool({ connectionString: databaseUrl(), max: 1 });
     try {
-      const volatility = async (oids: number[]) =>
-        oids.length === 0
-          ? []
-          : (
-              await admin.query<Verdict['calls'][number]>(
-                'SELECT p.proname AS name, n.nspname AS schema, p.provolatile AS volatility FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = ANY($1::oid[])',
-                [oids],
-              )
-            ).rows;
+      const volatility = volatilityIn(admin);
       const r = (text: string, values?: unknown[]): Recorded => ({ text, values, phases: new Set(['t']) });
       expect(await judge(r('SELECT upper($1::text) AS u', ['x']), volatility)).toMatchObject({ cacheable: true });
       expect(await judge(r('SELECT $1::text AS u, now() AS t', ['x']), volatility)).toMatchObject({ cacheable: false });
