@@ -9,8 +9,9 @@
  * - per app: one SessionSyncObject (pg-edge-session/durable-object), exported from this module, which
  *   holds the LISTEN connection, flushes touches and runs cleanup on alarms, and idles with no traffic;
  * - per statement: the database connection. Workers cannot share a WebSocket (a Neon `Pool`) between
- *   requests, so each statement the manager runs opens a Neon connection in the request that runs it and
- *   closes it before the statement's promise settles. A cache hit opens none.
+ *   requests, so each statement the manager runs opens a Neon connection in the request that runs it; the
+ *   statement settles when its rows arrive and the close goes to `waitUntil` after the response. A cache
+ *   hit opens none.
  *
  * Environment (wrangler.toml [vars], secrets, or .dev.vars for `wrangler dev`):
  *   DATABASE_URL        Neon POOLED endpoint (`-pooler`) for the handlers. Required.
@@ -34,7 +35,7 @@
 import type { ExecutionContext } from 'hono';
 import type { DurableObjectNamespaceLike, SessionConfig, SyncClientOptions } from 'pg-edge-session';
 import type { SessionSyncEnv } from 'pg-edge-session/durable-object';
-import { neonSessions } from 'pg-edge-session/neon';
+import { type NeonExecutor, neonSessions } from 'pg-edge-session/neon';
 import { createExampleApp, type ExampleAttributes } from './app.ts';
 
 // The sync host of this app: wrangler.toml binds it as SESSION_SYNC (class_name = "SessionSyncObject").
@@ -82,6 +83,8 @@ function warnAtMostEvery(intervalMs: number, warn: (error: unknown, suppressed: 
 
 interface Isolate {
   app: ReturnType<typeof createExampleApp>;
+  /** The executor: its connections close after the response (`db.closed()` in `waitUntil`). */
+  db: NeonExecutor;
 }
 
 /** Built on the first request (module workers see `env` only then) and kept for the isolate's life. */
@@ -103,7 +106,7 @@ function setUp(env: Env): Isolate {
     : env.SESSION_SYNC
       ? { durableObject: env.SESSION_SYNC }
       : undefined;
-  const { manager, sync } = neonSessions<ExampleAttributes>({
+  const { manager, sync, db } = neonSessions<ExampleAttributes>({
     databaseUrl,
     config,
     // application_name: find the example's connections in pg_stat_activity.
@@ -133,7 +136,7 @@ function setUp(env: Env): Isolate {
     ...(insecure ? { cookie: { prefix: 'none', secure: false } } : {}),
     runtime: 'Cloudflare Workers',
   });
-  return { app };
+  return { app, db };
 }
 
 export default {
@@ -149,6 +152,10 @@ export default {
       return new Response(`Misconfigured: ${msg}\n`, { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
     }
 
-    return it.app.fetch(request, env, ctx);
+    try {
+      return await it.app.fetch(request, env, ctx);
+    } finally {
+      ctx.waitUntil(it.db.closed());
+    }
   },
 };

@@ -29,6 +29,13 @@ export interface SessionConfig {
    * `0` turns idle expiry off. Default 48 h.
    */
   inactivityDuration?: number;
+  /**
+   * Re-authentication period in ms (NIST SP 800-63B's "reauthentication" bound): a session whose user last
+   * proved who they are (signed in, or `reauthenticate`) this long ago ends — never served again, rotated or
+   * re-authenticated, and deleted by cleanup (audit reason `'reauthentication_expired'`), whatever its
+   * activity. `0` (default): no such period; only idle and absolute expiry end a session.
+   */
+  reauthenticationPeriod?: number;
   /** How often the worker (or `startBackgroundTasks`) runs `deleteExpired()`, in ms. Default 1 h. */
   cleanupInterval?: number;
   /**
@@ -97,6 +104,7 @@ export interface ResolvedConfig {
   maxSessionBytes: number;
   sessionExpiration: number;
   inactivityDuration: number;
+  reauthenticationPeriod: number;
   cleanupInterval: number;
   cacheSize: number;
   cacheMaxBytes: number;
@@ -118,6 +126,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock' | 'onAuditError'>> 
   maxSessionBytes: 128 * 1024,
   sessionExpiration: 720 * HOUR,
   inactivityDuration: 48 * HOUR,
+  reauthenticationPeriod: 0,
   cleanupInterval: HOUR,
   cacheSize: 10000,
   cacheMaxBytes: 32 * 1024 * 1024,
@@ -146,17 +155,32 @@ function int(option: string, v: unknown, min: number, max: number): number {
   return v;
 }
 
-function duration(option: string, v: unknown, min: number): number {
+/** The longest delay a timer takes (setTimeout runs a longer one at once). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_DURATION_MS = 100 * 365 * 24 * HOUR;
+
+/**
+ * Checks a duration option in ms: a finite number from `min` to `max` (default 100 years; `MAX_TIMER_MS`
+ * for one that sets a timer), or a `ConfigError` naming the option.
+ */
+export function duration(option: string, v: unknown, min: number, max = MAX_DURATION_MS): number {
   if (typeof v !== 'number' || !Number.isFinite(v))
     throw new ConfigError(option, `expected a finite number of milliseconds, got ${show(v)}`);
   if (v < min) throw new ConfigError(option, `must be at least ${min} ms, got ${v}`);
-  if (v > 100 * 365 * 24 * HOUR) throw new ConfigError(option, `must be at most 100 years in ms, got ${v}`);
+  if (v > max) throw new ConfigError(option, `must be at most ${max === MAX_DURATION_MS ? '100 years in ms' : `${max} ms`}, got ${v}`);
   return v;
 }
 
-function flag(option: string, v: unknown): boolean {
+/** Checks a boolean option, or throws a `ConfigError` naming it. */
+export function flag(option: string, v: unknown): boolean {
   if (typeof v !== 'boolean') throw new ConfigError(option, `expected a boolean, got ${show(v)}`);
   return v;
+}
+
+/** Checks an option that takes one of a few strings, or throws a `ConfigError` naming it and them. */
+export function choice<T extends string>(option: string, v: unknown, values: readonly T[]): T {
+  if (!values.includes(v as T)) throw new ConfigError(option, `expected ${values.map((x) => `'${x}'`).join(' or ')}, got ${show(v)}`);
+  return v as T;
 }
 
 function show(v: unknown): string {
@@ -216,6 +240,7 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
     maxSessionBytes,
     sessionExpiration: duration('sessionExpiration', pick('sessionExpiration'), 1),
     inactivityDuration: duration('inactivityDuration', pick('inactivityDuration'), 0),
+    reauthenticationPeriod: duration('reauthenticationPeriod', pick('reauthenticationPeriod'), 0),
     cleanupInterval: duration('cleanupInterval', pick('cleanupInterval'), 1),
     cacheSize: int('cacheSize', pick('cacheSize'), 0, 1_000_000),
     cacheMaxBytes: int('cacheMaxBytes', pick('cacheMaxBytes'), 65536, Number.MAX_SAFE_INTEGER),

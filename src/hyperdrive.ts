@@ -35,6 +35,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './config.ts';
 import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db.ts';
+import { pendingWork, waitUntilClosed } from './drivers/closing.ts';
 import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
 import { SessionManager } from './manager.ts';
@@ -112,31 +113,20 @@ export function hyperdriveExecutor(
     throw new ConfigError('Client', "expected node-postgres' Client class (import pg from 'pg'; pg.Client)");
   const applicationName = options.applicationName ?? 'pg-edge-session';
   /** Statements under way and clients still closing. */
-  const busy = new Set<Promise<unknown>>();
+  const work = pendingWork();
 
   async function run(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }> {
     const client = new Client({ connectionString: connectionString as string, application_name: applicationName });
     // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
     client.on('error', () => {});
-    let closing: Promise<unknown> | undefined;
     try {
       await client.connect();
       return await client.query(config);
     } finally {
-      closing = client.end().catch(() => {});
-      busy.add(closing);
-      void closing.then(() => busy.delete(closing as Promise<unknown>));
+      work.track(client.end().catch(() => {}));
     }
   }
-
-  function track<T>(p: Promise<T>): Promise<T> {
-    busy.add(p);
-    const done = () => {
-      busy.delete(p);
-    };
-    p.then(done, done);
-    return p;
-  }
+  const track = work.track;
 
   const $client: PgQueryable & { [NAMED_STATEMENTS]: true } = {
     [NAMED_STATEMENTS]: true,
@@ -148,13 +138,7 @@ export function hyperdriveExecutor(
       const { sql, params } = dialect.sqlToQuery(query);
       return track(run({ text: sql, values: params }));
     },
-    async closed() {
-      // Work that ends now may start more (a statement's close): wait until none is left, a few rounds at most.
-      for (let round = 0; round < 4 && busy.size > 0; round++) {
-        await Promise.allSettled([...busy]);
-        await new Promise((r) => setTimeout(r, 0));
-      }
-    },
+    closed: work.settled,
   };
 }
 
@@ -200,14 +184,7 @@ export function hyperdriveSessionMiddleware<A extends Attributes = Attributes, B
       // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
       return await middleware(c as any, next);
     } finally {
-      let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
-      try {
-        // Hono's getter throws where the runtime gave no execution context (app.request() in a test).
-        ctx = c.executionCtx;
-      } catch {
-        ctx = undefined;
-      }
-      ctx?.waitUntil(db.closed());
+      waitUntilClosed(c, db.closed);
     }
   };
 }

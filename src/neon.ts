@@ -19,25 +19,27 @@
  *
  * The connection: Workers forbid using an I/O object (Neon's WebSocket) from a request other than the one
  * that opened it, so the isolate's manager cannot hold a pool. Each statement the manager runs gets its
- * own Neon `Client`, opened in the request (or `waitUntil` work) that runs the statement and closed before
- * the statement's promise settles: nothing leaks into another request, nothing stays open, no
- * AsyncLocalStorage (no `nodejs_compat` flag) and no bookkeeping of `waitUntil` are needed. A read served
- * by the cache opens no connection; a miss or a write opens one. The price: a request that runs two
- * statements (sign-in over an old cookie, a miss followed by a save) opens two connections.
+ * own Neon `Client`, opened in the request (or `waitUntil` work) that runs the statement: nothing leaks
+ * into another request and no AsyncLocalStorage (no `nodejs_compat` flag) is needed. The statement settles
+ * when its rows arrive; the connection's close (a round trip of its own) goes on after it, and the
+ * middleware hands the closes to `waitUntil` once the response is ready, so no close is on a request's
+ * path (`neonSessions` users: `ctx.waitUntil(db.closed())` after the response). A read served by the cache
+ * opens no connection; a miss or a write opens one. The price: a request that runs two statements (sign-in
+ * over an old cookie, a miss followed by a save) opens two connections.
  *
  * Needs `@neondatabase/serverless` (an optional peer dependency). Edge-safe: Web APIs only.
  */
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './config.ts';
-import type { SqlExecutor } from './db.ts';
-import { type NeonConnectionSettings, neonExecutor } from './drivers/neon.ts';
+import { waitUntilClosed } from './drivers/closing.ts';
+import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon.ts';
 import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
 import { SessionManager } from './manager.ts';
 import type { Attributes } from './session.ts';
 import { SyncClient, type SyncClientOptions } from './sync.ts';
 
-export { type NeonConnectionSettings, neonExecutor };
+export { type NeonConnectionSettings, type NeonExecutor, neonExecutor };
 
 /** Options of `neonSessions()`. */
 export interface NeonSessionsOptions {
@@ -74,8 +76,11 @@ export interface NeonSessions<A extends Attributes = Attributes> {
   manager: SessionManager<A>;
   /** The sync client, when `sync` was given. Pass it to `sessionMiddleware({ manager, sync })`. */
   sync: SyncClient | undefined;
-  /** The executor the manager runs on: one Neon connection per statement. */
-  db: SqlExecutor;
+  /**
+   * The executor the manager runs on: one Neon connection per statement, closed after the statement
+   * settles. Hand `db.closed()` to `waitUntil` after each response (`neonSessionMiddleware` does).
+   */
+  db: NeonExecutor;
 }
 
 /**
@@ -107,14 +112,22 @@ export function neonSessionMiddleware<A extends Attributes = Attributes, B exten
   init: (env: B) => NeonSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
-  let middleware: MiddlewareHandler<SessionEnv<A>> | undefined;
+  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; db: NeonExecutor } | undefined;
   return async function neonSession(c, next) {
-    if (middleware === undefined) {
+    if (built === undefined) {
       const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = init(c.env);
       const sessions = neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions);
-      middleware = sessionMiddleware<A>({ ...rest, manager: sessions.manager, ...(sessions.sync ? { sync: sessions.sync } : {}) });
+      built = {
+        db: sessions.db,
+        middleware: sessionMiddleware<A>({ ...rest, manager: sessions.manager, ...(sessions.sync ? { sync: sessions.sync } : {}) }),
+      };
     }
-    // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
-    return middleware(c as any, next);
+    const { middleware, db } = built;
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
+      return await middleware(c as any, next);
+    } finally {
+      waitUntilClosed(c, db.closed);
+    }
   };
 }

@@ -1,5 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { backoffDelay } from './backoff.ts';
+import { choice, duration, flag, MAX_TIMER_MS } from './config.ts';
 import { ConfigError } from './errors.ts';
 import { type ChangePage, readChanges } from './feed.ts';
 import type { SessionManager } from './manager.ts';
@@ -133,13 +134,13 @@ export class SyncClient {
     const binding = bindingFetch(options.durableObject, options.objectName, options.fetcher);
     this.#url = binding === undefined ? checkWorkerUrl(options.workerUrl, options.insecureHttp) : BINDING_BASE_URL;
     this.#headers = options.secret ? { authorization: `Bearer ${options.secret}` } : {};
-    this.#mode = options.mode ?? 'poll';
-    this.#interval = options.syncInterval ?? 250;
-    this.#timeout = options.requestTimeout ?? 2000;
-    this.#direct = options.directFallback ?? true;
-    this.#touchFallbackInterval = options.touchFallbackInterval ?? 60_000;
-    this.#touchInterval = options.touchInterval ?? 2000;
-    this.#streamIdleTimeout = options.streamIdleTimeout ?? 5000;
+    this.#mode = choice('mode', options.mode ?? 'poll', ['poll', 'stream']);
+    this.#interval = duration('syncInterval', options.syncInterval ?? 250, 0);
+    this.#timeout = duration('requestTimeout', options.requestTimeout ?? 2000, 1, MAX_TIMER_MS);
+    this.#direct = flag('directFallback', options.directFallback ?? true);
+    this.#touchFallbackInterval = duration('touchFallbackInterval', options.touchFallbackInterval ?? 60_000, 0);
+    this.#touchInterval = duration('touchInterval', options.touchInterval ?? 2000, 0, MAX_TIMER_MS);
+    this.#streamIdleTimeout = duration('streamIdleTimeout', options.streamIdleTimeout ?? 5000, 1, MAX_TIMER_MS);
     this.#fetch = binding ?? options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.#onApply = options.onApply;
     this.#onError = options.onError;
@@ -438,9 +439,7 @@ const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
 
 /** The worker's base URL without trailing slashes; https, or http on loopback or when allowed. */
 function checkWorkerUrl(input: unknown, insecureHttp: unknown): string {
-  if (insecureHttp !== undefined && typeof insecureHttp !== 'boolean') {
-    throw new ConfigError('insecureHttp', `expected a boolean, got ${typeof insecureHttp}`);
-  }
+  if (insecureHttp !== undefined) flag('insecureHttp', insecureHttp);
   let url: URL;
   try {
     url = new URL(String(input));

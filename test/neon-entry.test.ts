@@ -37,10 +37,11 @@ describe('pg-edge-session/neon', () => {
     await admin.end();
   });
 
-  it('runs the manager on one connection per statement, each closed before the statement settles', async () => {
-    const { manager, sync } = neonSessions<{ theme: string }>({ ...options(), config: { schemaName } });
+  it('runs the manager on one connection per statement, each closed once db.closed() settles', async () => {
+    const { manager, sync, db } = neonSessions<{ theme: string }>({ ...options(), config: { schemaName } });
     expect(sync).toBeUndefined();
     const { session, token } = await manager.createSession('neon-user', { theme: 'dark' });
+    await db.closed();
     expect(await open()).toBe(0);
     const again = await manager.getSession(token, { forceRefresh: true });
     expect(again?.id).toBe(session.id);
@@ -48,9 +49,21 @@ describe('pg-edge-session/neon', () => {
     // Statements in parallel get connections of their own, and none stays open afterwards.
     const ids = await Promise.all([1, 2, 3].map(async () => (await manager.getSession(token, { forceRefresh: true }))?.id));
     expect(ids).toEqual([session.id, session.id, session.id]);
+    await db.closed();
     expect(await open()).toBe(0);
     expect(await manager.deleteSession(token)).toBe(true);
+    await db.closed();
     expect(await open()).toBe(0);
+  });
+
+  it("with close: 'before' (the sync host's statements) a statement settles only once its connection is closed", async () => {
+    const db = neonExecutor({ ...options(), close: 'before' });
+    const { sql } = await import('drizzle-orm');
+    for (let i = 0; i < 3; i++) {
+      await db.execute(sql`SELECT 1`);
+      expect(await open()).toBe(0);
+    }
+    expect(() => neonExecutor({ ...options(), close: 'later' as 'after' })).toThrow(ConfigError);
   });
 
   it('makes the sync client in poll mode when sync is given', () => {
@@ -62,6 +75,7 @@ describe('pg-edge-session/neon', () => {
     const db = neonExecutor(options());
     const { sql } = await import('drizzle-orm');
     await expect(db.execute(sql`SELECT * FROM "${sql.raw(schemaName)}".no_such_table`)).rejects.toThrow(/no_such_table/);
+    await db.closed();
     expect(await open()).toBe(0);
   });
 

@@ -5,7 +5,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '../src/errors.ts';
 import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { type FeedEvent, MAX_TOUCH_BODY_BYTES } from '../src/protocol.ts';
@@ -23,6 +24,61 @@ function offlineManager(): SessionManager {
     },
   });
 }
+
+describe('SyncClient options', () => {
+  const workerUrl = 'http://127.0.0.1:9';
+  const bad: [string, unknown][] = [
+    ['syncInterval', -1],
+    ['syncInterval', Number.NaN],
+    ['syncInterval', '250'],
+    ['syncInterval', Number.POSITIVE_INFINITY],
+    ['requestTimeout', 0],
+    ['requestTimeout', 2 ** 31], // setTimeout would run it at once
+    ['requestTimeout', '2000'],
+    ['touchInterval', -1],
+    ['touchInterval', 2 ** 31],
+    ['streamIdleTimeout', 0],
+    ['streamIdleTimeout', 'soon'],
+    ['touchFallbackInterval', -5],
+    ['touchFallbackInterval', Number.NaN],
+    ['mode', 'push'],
+    ['directFallback', 'no'],
+    ['insecureHttp', 'yes'],
+  ];
+
+  it.each(bad)('refuses %s = %s with a ConfigError naming it, and leaves the manager as it was', (option, value) => {
+    const m = offlineManager();
+    const taken = vi.spyOn(m, '_touchesTakenBySync');
+    let error: unknown;
+    try {
+      new SyncClient(m, { workerUrl, [option]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).option).toBe(option);
+    expect((error as ConfigError).code).toBe('CONFIG_INVALID');
+    expect((error as Error).message).toContain(`"${option}"`);
+    expect(taken).not.toHaveBeenCalled();
+  });
+
+  it('accepts the bounds: 0 for the intervals (touchInterval 0: after every response), up to 2^31 - 1 ms for the timers', () => {
+    const m = offlineManager();
+    const options = {
+      workerUrl,
+      syncInterval: 0,
+      touchFallbackInterval: 0,
+      requestTimeout: 2 ** 31 - 1,
+      touchInterval: 0,
+      streamIdleTimeout: 2 ** 31 - 1,
+      mode: 'stream',
+      directFallback: false,
+      insecureHttp: false,
+    } as const;
+    expect(() => new SyncClient(m, options)).not.toThrow();
+    expect(() => new SyncClient(offlineManager(), { workerUrl })).not.toThrow();
+  });
+});
 
 describe('SyncClient stream mode', () => {
   it('reconnects when the stream goes silent (half-open connection)', async () => {

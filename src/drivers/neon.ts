@@ -11,6 +11,7 @@ import { drizzle } from 'drizzle-orm/neon-serverless';
 import type { SqlExecutor } from '../db.ts';
 import { ConfigError, describeError, findErrorCode } from '../errors.ts';
 import { type HostDb, LISTENER_APPLICATION_NAME, type ListenClient, type NeonHostDbOptions } from '../host/db.ts';
+import { pendingWork } from './closing.ts';
 
 /** Settings of Neon's driver that apply per connection (`Client.neonConfig`). */
 export type NeonConnectionSettings = Partial<
@@ -26,6 +27,21 @@ export interface NeonExecutorOptions {
   applicationName?: string | undefined;
   wsProxy?: string | undefined;
   neonConfig?: NeonConnectionSettings | undefined;
+  /**
+   * `'after'` (default): a statement settles when its rows arrive and its connection closes after it (await
+   * `closed()`, in `waitUntil` on Workers). `'before'`: the statement settles only once its connection is
+   * closed (the sync host's statements, where no request waits).
+   */
+  close?: 'after' | 'before' | undefined;
+}
+
+/** The executor `neonExecutor()` builds: a Neon connection per statement. */
+export interface NeonExecutor extends SqlExecutor {
+  /**
+   * Settles when the connections of the statements under way now are closed (and those their completion
+   * starts). `neonSessionMiddleware` hands it to `waitUntil` after each response.
+   */
+  closed(): Promise<void>;
 }
 
 /**
@@ -57,33 +73,44 @@ function neonClient(connectionString: string, applicationName: string, settings:
 }
 
 /**
- * An executor that runs each statement on its own Neon connection, opened by the request that runs it
- * and closed before the statement's promise settles (the module comment of `pg-edge-session/neon`,
- * `src/neon.ts`, says why).
+ * An executor that runs each statement on its own Neon connection, opened by the request that runs it;
+ * the statement settles when its rows arrive and the connection's close goes on after it, off the
+ * request's path (the module comment of `pg-edge-session/neon`, `src/neon.ts`, says why).
  */
-export function neonExecutor(options: NeonExecutorOptions): SqlExecutor {
+export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
   if (typeof options?.databaseUrl !== 'string' || options.databaseUrl === '') {
     throw new ConfigError('databaseUrl', 'expected a PostgreSQL connection string (on Neon: the pooled endpoint)');
   }
   const settings = neonSettings(options.wsProxy, options.neonConfig);
   const connectionString = options.databaseUrl;
   const applicationName = options.applicationName ?? 'pg-edge-session';
+  const closeBefore = options.close === 'before';
+  if (options.close !== undefined && options.close !== 'after' && !closeBefore) {
+    throw new ConfigError('close', "expected 'after' or 'before'");
+  }
+  /** Statements under way and connections still closing. */
+  const work = pendingWork();
+  async function run(query: SQL) {
+    const client = neonClient(connectionString, applicationName, settings);
+    // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+    } catch (e) {
+      throw connectFailure(e, connectionString, options.wsProxy);
+    }
+    let closing: Promise<unknown> | undefined;
+    try {
+      return await drizzle(client).execute(query);
+    } finally {
+      // Ending sends Terminate and waits for the socket's close: a round trip no caller needs to wait for.
+      closing = work.track(client.end().catch(() => {}));
+      if (closeBefore) await closing;
+    }
+  }
   return {
-    async execute(query: SQL) {
-      const client = neonClient(connectionString, applicationName, settings);
-      // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
-      client.on('error', () => {});
-      try {
-        await client.connect();
-      } catch (e) {
-        throw connectFailure(e, connectionString, options.wsProxy);
-      }
-      try {
-        return await drizzle(client).execute(query);
-      } finally {
-        await client.end().catch(() => {});
-      }
-    },
+    execute: (query: SQL) => work.track(run(query)),
+    closed: work.settled,
   };
 }
 
@@ -99,7 +126,12 @@ export function createNeonHostDb(options: NeonHostDbOptions): HostDb {
   return {
     newListenClient: () => neonClient(options.databaseUrl, LISTENER_APPLICATION_NAME, settings) as unknown as ListenClient,
     overClient: (c) => drizzle(c as unknown as Client),
-    pool: neonExecutor({ databaseUrl: options.databaseUrl, applicationName: 'pg-edge-session-sync', neonConfig: settings }),
+    pool: neonExecutor({
+      databaseUrl: options.databaseUrl,
+      applicationName: 'pg-edge-session-sync',
+      neonConfig: settings,
+      close: 'before',
+    }),
     checkout: async () => {
       const c = neonClient(options.databaseUrl, 'pg-edge-session-cleanup', settings);
       c.on('error', () => {}); // a dropped connection also rejects the statement in flight

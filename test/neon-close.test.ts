@@ -1,0 +1,82 @@
+// pg-edge-session/neon in workerd: a statement's connection is closed after the response, in waitUntil,
+// not on the request's path. A proxy between the WebSocket proxy and PostgreSQL holds every connection
+// that sent Terminate open (neither side sees the close) until released: the response must come while
+// the close is held (before, each statement awaited client.end() and the request hung), and once released
+// no connection of the Worker stays open.
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { Miniflare } from 'miniflare';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningWsProxy, startWsProxy } from '../bin/ws-proxy.ts';
+import { migrate } from '../src/migrate.ts';
+import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
+import { type DelayProxy, startDelayProxy } from './support/delay-proxy.ts';
+import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from './support/workerd.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('pg-edge-session/neon in workerd: the close of a statement is not on the request path', () => {
+  let admin: pg.Pool;
+  let schemaName: string;
+  let wsProxy: RunningWsProxy;
+  let hold: DelayProxy;
+  let mf: Miniflare;
+
+  beforeAll(async () => {
+    admin = new pg.Pool({ connectionString: databaseUrl(), max: 2 });
+    schemaName = uniqueSchema('neon_close');
+    await migrate(drizzle(admin), { schemaName });
+    wsProxy = await startWsProxy({ port: 0 });
+    const db = new URL(databaseUrl());
+    hold = await startDelayProxy({ host: db.hostname, port: Number(db.port || 5432) });
+    db.hostname = '127.0.0.1';
+    db.port = String(hold.port);
+    mf = new Miniflare({
+      modules: true,
+      script: await bundleWorker(new URL('./support/neon-close-worker.ts', import.meta.url).pathname),
+      compatibilityDate: COMPATIBILITY_DATE,
+      bindings: { DATABASE_URL: db.toString(), NEON_WS_PROXY: `127.0.0.1:${wsProxy.port}/v2`, SESSION_SCHEMA: schemaName },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await mf?.dispose();
+    await hold?.close();
+    await wsProxy?.close();
+    await dropSchema(admin, schemaName);
+    await admin.end();
+  });
+
+  const open = async () =>
+    Number(
+      (
+        await admin.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pges-neon-close-test' AND datname = current_database()",
+        )
+      ).rows[0].n,
+    );
+
+  it('answers a sign-in while their connections are still closing; none stays open once released', async () => {
+    hold.holdTerminate = true;
+    try {
+      const jar = new CookieJar();
+      const login = await mf.dispatchFetch('http://app.test/login?user=neon-close', { method: 'POST' });
+      expect(login.status).toBe(200);
+      jar.take(login as unknown as Response);
+      const { id } = (await login.json()) as { id: string };
+      const row = await admin.query(`SELECT user_id FROM "${schemaName}".sessions WHERE id = $1`, [id]);
+      expect(row.rows[0]?.user_id).toBe('neon-close');
+      // The sign-in's connection sent Terminate and is held: the response above did not wait for it.
+      expect(hold.held).toBe(1);
+      expect(await open()).toBe(1);
+      // The next request is not held up by the connection still closing (a hit: the isolate cached the sign-in).
+      const me = await mf.dispatchFetch('http://app.test/me', { headers: { cookie: jar.header() } });
+      expect(await me.json()).toBe(id);
+    } finally {
+      hold.holdTerminate = false;
+      hold.release();
+    }
+    const deadline = Date.now() + 5000;
+    while ((await open()) > 0 && Date.now() < deadline) await sleep(50);
+    expect(await open()).toBe(0);
+  });
+});
