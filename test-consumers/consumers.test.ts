@@ -23,7 +23,18 @@ const databaseUrl = inject('databaseUrl');
 const wsProxy = `127.0.0.1:${inject('wsProxyPort')}/v2`;
 const SETS = Object.keys(PEERS) as PeerSet[];
 const STEPS = ['create', 'get', 'rotate', 'delete', 'middleware'];
-const EDGE_EXPORTS = ['.', './hono', './neon', './schema', './migrate', './feed', './protocol', './host', './durable-object'];
+const EDGE_EXPORTS = [
+  '.',
+  './hono',
+  './neon',
+  './hyperdrive',
+  './schema',
+  './migrate',
+  './feed',
+  './protocol',
+  './host',
+  './durable-object',
+];
 
 let admin: pg.Pool;
 const schemas: string[] = [];

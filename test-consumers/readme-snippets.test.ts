@@ -486,3 +486,64 @@ describe('example/README.md "`wrangler dev` against a local PostgreSQL": its fou
     }
   });
 });
+
+describe.each(SETS)('README "Cloudflare Workers with Hyperdrive" in workerd (%s peers)', (set) => {
+  it('the Worker and its wrangler.toml lines as written, bundled by wrangler, driven in Miniflare through a Hyperdrive binding', async () => {
+    // The node app has what the Hyperdrive app installs: the tarball, its peers (Neon's driver for the
+    // Durable Object) and pg.
+    const cwd = projects.node[set];
+    const dir = join(cwd, 'worker-hyperdrive');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'readme.ts'), snippet('README.md', 'hyperdrive-app'));
+    writeFileSync(
+      join(dir, 'wrangler.toml'),
+      `name = "pg-edge-session-readme-hyperdrive"\nmain = "readme.ts"\ncompatibility_date = "${COMPATIBILITY_DATE}"\n${snippet('README.md', 'hyperdrive-wrangler-toml')}\n${snippet('README.md', 'workers-wrangler-toml')}`,
+    );
+    const outdir = join(dir, 'out');
+    await wranglerBundle(cwd, 'worker-hyperdrive/wrangler.toml', outdir);
+    const url = await freshDatabase(`hyperdrive_${set}`);
+    await mustRun(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import pg from 'pg'; import { drizzle } from 'drizzle-orm/node-postgres'; import { migrate } from 'pg-edge-session/migrate';
+         const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL }); await migrate(drizzle(pool)); await pool.end();`,
+      ],
+      { cwd, env: { DATABASE_URL: url } },
+    );
+    // What `wrangler dev` gives the binding from localConnectionString (Miniflare wants a password in it;
+    // the local PostgreSQL trusts loopback), and the object's direct URL through the WebSocket proxy.
+    const local = new URL(url);
+    local.password ||= 'unused';
+    const mf = new Miniflare({
+      modules: [{ type: 'ESModule', path: 'readme.js', contents: readFileSync(join(outdir, 'readme.js'), 'utf8') }],
+      compatibilityDate: COMPATIBILITY_DATE,
+      compatibilityFlags: ['nodejs_compat'],
+      hyperdrives: { HYPERDRIVE: local.toString() },
+      bindings: { SESSION_SYNC_DATABASE_URL: url, NEON_WS_PROXY: wsProxy },
+      durableObjects: { SESSION_SYNC: { className: 'SessionSyncObject', useSQLite: true } },
+    });
+    try {
+      const base = 'https://app.example';
+      const login = await mf.dispatchFetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { origin: base } });
+      expect(login.status, await login.clone().text()).toBe(302);
+      const cookie = /^[^=;]*session=[^;]+/.exec(login.headers.get('set-cookie') ?? '')?.[0];
+      expect(cookie).toBeDefined();
+      const headers = { cookie: cookie as string, origin: base };
+      expect(await (await mf.dispatchFetch(`${base}/`, { headers })).json()).toEqual({ theme: 'dark' });
+      // Written through Hyperdrive's connection, into the database the binding points at.
+      const db = new pg.Client({ connectionString: url });
+      await db.connect();
+      try {
+        expect((await db.query(`SELECT user_id FROM sessions`)).rows).toEqual([{ user_id: 'alice' }]);
+      } finally {
+        await db.end();
+      }
+      expect(await (await mf.dispatchFetch(`${base}/logout`, { method: 'POST', headers })).json()).toEqual({ deleted: true });
+      expect(await (await mf.dispatchFetch(`${base}/`, { headers })).json()).toBeNull();
+    } finally {
+      await mf.dispose();
+    }
+  });
+});
