@@ -35,7 +35,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './config.ts';
 import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db.ts';
-import { pendingWork, waitUntilClosed } from './drivers/closing.ts';
+import { closingSessionMiddleware, pendingWork } from './drivers/closing.ts';
 import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
 import { SessionManager } from './manager.ts';
@@ -169,22 +169,11 @@ export function hyperdriveSessionMiddleware<A extends Attributes = Attributes, B
   init: (env: B) => HyperdriveSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
-  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; db: HyperdriveExecutor } | undefined;
-  return async function hyperdriveSession(c, next) {
-    if (built === undefined) {
-      const { hyperdrive, Client, config, sync, applicationName, ...rest } = init(c.env);
-      const sessions = hyperdriveSessions<A>({ hyperdrive, Client, config, sync, applicationName });
-      built = {
-        db: sessions.db,
-        middleware: sessionMiddleware<A>({ ...rest, manager: sessions.manager, ...(sessions.sync ? { sync: sessions.sync } : {}) }),
-      };
-    }
-    const { middleware, db } = built;
-    try {
-      // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
-      return await middleware(c as any, next);
-    } finally {
-      waitUntilClosed(c, db.closed);
-    }
-  };
+  return closingSessionMiddleware<A, B>((env) => {
+    const { hyperdrive, Client, config, sync, applicationName, ...rest } = init(env);
+    return {
+      sessions: hyperdriveSessions<A>({ hyperdrive, Client, config, sync, applicationName }),
+      middleware: (s) => sessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }),
+    };
+  });
 }

@@ -31,7 +31,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './config.ts';
-import { waitUntilClosed } from './drivers/closing.ts';
+import { closingSessionMiddleware } from './drivers/closing.ts';
 import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon.ts';
 import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
@@ -112,22 +112,11 @@ export function neonSessionMiddleware<A extends Attributes = Attributes, B exten
   init: (env: B) => NeonSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
-  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; db: NeonExecutor } | undefined;
-  return async function neonSession(c, next) {
-    if (built === undefined) {
-      const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = init(c.env);
-      const sessions = neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions);
-      built = {
-        db: sessions.db,
-        middleware: sessionMiddleware<A>({ ...rest, manager: sessions.manager, ...(sessions.sync ? { sync: sessions.sync } : {}) }),
-      };
-    }
-    const { middleware, db } = built;
-    try {
-      // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
-      return await middleware(c as any, next);
-    } finally {
-      waitUntilClosed(c, db.closed);
-    }
-  };
+  return closingSessionMiddleware<A, B>((env) => {
+    const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = init(env);
+    return {
+      sessions: neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions),
+      middleware: (s) => sessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }),
+    };
+  });
 }

@@ -4,6 +4,11 @@
  * connection's close goes on after it, and the middleware hands `closed()` to `waitUntil` once the response
  * is ready. Edge-safe: no I/O of its own.
  */
+import type { MiddlewareHandler } from 'hono';
+import type { SessionEnv } from '../hono.ts';
+import type { SessionManager } from '../manager.ts';
+import type { Attributes } from '../session.ts';
+import type { SyncClient } from '../sync.ts';
 
 /** The work an executor has under way: statements, and connections still closing. */
 export interface PendingWork {
@@ -51,4 +56,35 @@ export function waitUntilClosed(c: { readonly executionCtx: { waitUntil(p: Promi
     ctx = undefined;
   }
   ctx?.waitUntil(closed());
+}
+
+/** What a driver's middleware builds on its first request: the session middleware and its executor's `closed`. */
+export interface BuiltSessions<A extends Attributes> {
+  manager: SessionManager<A>;
+  sync: SyncClient | undefined;
+  db: { closed(): Promise<void> };
+}
+
+/**
+ * A driver's middleware (`neonSessionMiddleware`, `hyperdriveSessionMiddleware`): `build` runs on the first
+ * request with the bindings and makes the sessions and the session middleware, kept for the isolate's life;
+ * after each request the executor's closes go to `waitUntil`.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the bindings type is the app's
+export function closingSessionMiddleware<A extends Attributes, B extends object = any>(
+  build: (env: B) => { sessions: BuiltSessions<A>; middleware: (sessions: BuiltSessions<A>) => MiddlewareHandler<SessionEnv<A>> },
+): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
+  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; closed: () => Promise<void> } | undefined;
+  return async function sessionsOnWorkers(c, next) {
+    if (built === undefined) {
+      const { sessions, middleware } = build(c.env);
+      built = { middleware: middleware(sessions), closed: sessions.db.closed };
+    }
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
+      return await built.middleware(c as any, next);
+    } finally {
+      waitUntilClosed(c, built.closed);
+    }
+  };
 }
