@@ -151,7 +151,10 @@ export class Listener {
     if (c !== undefined) await endWithin(c, 1000);
   }
 
-  /** Force-closes the connection (tests: simulates a network cut without killing the backend). */
+  /**
+   * Ends the current connection as a network cut would (the listener then reconnects and catches up).
+   * @deprecated Unused by the library and its tests; kept only so that code calling it still compiles.
+   */
   dropConnection(): void {
     this.#wakeBroken?.();
   }
