@@ -71,6 +71,7 @@ const ENDED: Partial<Record<SessionEndReason, string>> = {
   user_sessions_deleted: 'You were signed out everywhere from another device. Sign in again.',
   expired: 'This session expired. Sign in again.',
   idle_expired: 'This session expired after a period of inactivity. Sign in again.',
+  reauthentication_expired: 'You signed in too long ago. Sign in again.',
   evicted: 'This session was closed because you signed in on too many devices. Sign in again.',
   logout: 'This session was signed out. Sign in again.',
 };
@@ -85,6 +86,7 @@ const END_LABELS: Record<SessionEndReason, string> = {
   evicted: 'closed: too many devices',
   idle_expired: 'expired (inactive)',
   expired: 'expired',
+  reauthentication_expired: 'expired: sign-in too long ago',
   user_sessions_deleted: 'signed out everywhere',
   group_deleted: 'group signed out',
   all_deleted: 'all sessions cleared',

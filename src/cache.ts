@@ -13,6 +13,8 @@ export interface SessionRecord {
   readonly updatedAt: number;
   readonly lastAccessed: number;
   readonly expiresAt: number;
+  /** When the user last proved who they are (sign-in or reauthenticate), ms. */
+  readonly authenticatedAt: number;
   readonly attributes: ReadonlyMap<string, AttributeRecord>;
 }
 

@@ -10,6 +10,7 @@ export type SessionErrorCode =
   | 'ATTRIBUTE_TOO_LARGE'
   | 'SESSION_TOO_LARGE'
   | 'SESSION_NOT_FOUND'
+  | 'REAUTHENTICATION_REQUIRED'
   | 'VERSION_CONFLICT'
   | 'SCHEMA_MISSING'
   | 'DATABASE_UNAVAILABLE'
@@ -90,6 +91,32 @@ export class SessionNotFoundError extends SessionError {
   constructor(sessionId: string) {
     super('SESSION_NOT_FOUND', `Session ${sessionId} does not exist or has expired`);
     this.sessionId = sessionId;
+  }
+}
+
+/**
+ * The session's user last proved who they are (signed in, or `reauthenticate`) longer ago than the
+ * operation allows (`requireFresh`, `manager.assertFresh`), or — with `impersonatedBy` — may never step up.
+ * `authenticatedAt` is when they last did (null: no session at all). The app decides where to send the user
+ * (a password or passkey prompt), then calls `reauthenticate`.
+ */
+export class ReauthenticationRequiredError extends SessionError {
+  override name = 'ReauthenticationRequiredError';
+  readonly sessionId: string | null;
+  readonly authenticatedAt: Date | null;
+  /** The longest time since authenticatedAt the operation accepts, ms (null: none applies). */
+  readonly maxAge: number | null;
+  constructor(sessionId: string | null, authenticatedAt: Date | null, maxAge: number | null, message?: string) {
+    super(
+      'REAUTHENTICATION_REQUIRED',
+      message ??
+        (authenticatedAt === null
+          ? 'No session: sign in first'
+          : `Session ${sessionId} was last authenticated at ${authenticatedAt.toISOString()}, more than ${maxAge} ms ago: re-authenticate`),
+    );
+    this.sessionId = sessionId;
+    this.authenticatedAt = authenticatedAt;
+    this.maxAge = maxAge;
   }
 }
 

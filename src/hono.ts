@@ -265,6 +265,14 @@ export interface SessionHandle<A extends Attributes = Attributes> {
    */
   ended(): Promise<{ reason: SessionEndReason; endedAt: Date } | null>;
   /**
+   * Records that the user just proved who they are again (call it after re-checking a password, a passkey
+   * or a second factor): the session's `authenticatedAt` becomes now, in one statement (see
+   * `manager.reauthenticate`), so `requireFresh` lets it through. Unsaved attribute changes stay pending.
+   * Returns the session, or null when there is none (or it ended meanwhile: the cookie is then cleared).
+   * Consider `rotate()` too: a new token after a privilege change.
+   */
+  reauthenticated(): Promise<Session<A> | null>;
+  /**
    * Issues a new token for the current session (same data, id and expiry) and sets the cookie; the old
    * token stops working at once (do it on privilege changes). Changes made in this request and not yet
    * saved are kept and saved after the handler. Returns the session, or null when there is none (the
@@ -646,6 +654,21 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
     return end === null ? null : { reason: end.reason, endedAt: end.endedAt };
   }
 
+  async reauthenticated(): Promise<Session<A> | null> {
+    this.#assertOpen('reauthenticated');
+    await this.#settle();
+    const session = this.#session === undefined ? await this.get() : this.#session;
+    if (session === null) return null;
+    try {
+      return await this.#manager.reauthenticate(session);
+    } catch (e) {
+      if (!(e instanceof SessionNotFoundError)) throw e;
+      this.#settleTo(null);
+      this.#clearCookie();
+      return null;
+    }
+  }
+
   async rotate(): Promise<Session<A> | null> {
     this.#assertOpen('rotate');
     await this.#settle();
@@ -928,3 +951,4 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   });
 }
 export type { ClientIpOption } from './client-ip.ts';
+export { type RequireFreshOptions, requireFresh } from './require-fresh.ts';

@@ -5,7 +5,13 @@ import { type CacheEntry, recordWeight, SessionCache, type SessionRecord } from 
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
 import { type DeviceInfo, prepareDevice } from './device.ts';
-import { InvalidArgumentError, SessionNotFoundError, SessionTooLargeError, VersionConflictError } from './errors.ts';
+import {
+  InvalidArgumentError,
+  ReauthenticationRequiredError,
+  SessionNotFoundError,
+  SessionTooLargeError,
+  VersionConflictError,
+} from './errors.ts';
 import { recordReset } from './feed.ts';
 import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
@@ -73,6 +79,8 @@ export interface SessionInfo {
   /** Newest known last access, including touches this manager has not written yet. */
   lastAccessedAt: Date;
   expiresAt: Date;
+  /** When the user last proved who they are (sign-in or `reauthenticate`). */
+  authenticatedAt: Date;
   /** The user agent the session was created with (at most 512 characters), or null. */
   userAgent: string | null;
   /** A short label derived from it ("Firefox on Linux"), or null. */
@@ -296,6 +304,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       updatedAt: now,
       lastAccessed: now,
       expiresAt,
+      authenticatedAt: now,
       attributes: records,
     };
     this.cache.fill(token, record, now, epoch);
@@ -342,6 +351,8 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (record.expiresAt <= now) return null;
     const idle = this.config.inactivityDuration;
     if (idle !== 0 && Math.max(t.at, record.lastAccessed) + idle <= now) return null;
+    const reauth = this.config.reauthenticationPeriod;
+    if (reauth !== 0 && record.authenticatedAt + reauth <= now) return null;
     if (touch !== false) {
       if (now > t.at) t.at = now;
       if (!t.pending) this.#touched.get(record.id);
@@ -371,6 +382,8 @@ export class SessionManager<A extends Attributes = Attributes> {
 
   #alive(record: SessionRecord, now: number, held?: Touch): boolean {
     if (record.expiresAt <= now) return false;
+    const reauth = this.config.reauthenticationPeriod;
+    if (reauth !== 0 && record.authenticatedAt + reauth <= now) return false;
     const idle = this.config.inactivityDuration;
     return idle === 0 || this.#lastAccess(record, held) + idle > now;
   }
@@ -522,6 +535,10 @@ export class SessionManager<A extends Attributes = Attributes> {
       expectAttributeVersions = expected;
     }
     const now = this.#clock();
+    if (this.#pastReauthentication(record.authenticatedAt, now)) {
+      this.cache.invalidate([record.id]);
+      throw new SessionNotFoundError(record.id);
+    }
     const token = session._token();
     const hash = await hashToken(token);
     const epoch = this.cache.begin();
@@ -582,7 +599,14 @@ export class SessionManager<A extends Attributes = Attributes> {
     const lastKnown = knownId === undefined ? undefined : this.#touched.peek(knownId)?.at;
     const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
     const epoch = this.cache.begin();
-    const rotated = await this.#store.rotate({ hash, newHash, now, idleCutoff, audit: this.config.audit });
+    const rotated = await this.#store.rotate({
+      hash,
+      newHash,
+      now,
+      idleCutoff,
+      reauthCutoff: this.#reauthCutoff(now),
+      audit: this.config.audit,
+    });
     if (rotated === undefined) {
       if (target instanceof Session) this.cache.invalidate([target.id]);
       else this.cache.invalidateToken(oldToken);
@@ -593,6 +617,58 @@ export class SessionManager<A extends Attributes = Attributes> {
     // The caller's Session now stands for the rotated row and its new token; its unsaved changes stay pending.
     if (target instanceof Session) target._rebase(record, { keepPending: true, token });
     return { session: this.#wrap(record, token), token };
+  }
+
+  // ---- step-up -----------------------------------------------------------------------------------
+
+  /**
+   * Records that the session's user just proved who they are again (the app re-checked a password, a
+   * passkey, a second factor): `authenticatedAt` becomes now, in one statement bound to the token the
+   * session was loaded through (like `updateSession`: a Session loaded by a token rotated away since writes
+   * nothing). The session is rebased on the row written (its unsaved attribute changes stay pending); every
+   * cache holding it drops it (the version moves). Throws SessionNotFoundError when the session is gone,
+   * expired, idle or past `reauthenticationPeriod` (such a session is not revived: sign in again).
+   */
+  async reauthenticate(session: Session<A>): Promise<Session<A>> {
+    if (!(session instanceof Session)) throw new InvalidArgumentError('session', 'expected a Session from this library');
+    const { record } = session._pending();
+    const now = this.#clock();
+    const idle = this.config.inactivityDuration;
+    const lastKnown = this.#touched.peek(record.id)?.at;
+    const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
+    const token = session._token();
+    const hash = await hashToken(token);
+    const epoch = this.cache.begin();
+    const written = await this.#store.reauthenticate({ id: record.id, hash, now, idleCutoff, reauthCutoff: this.#reauthCutoff(now) });
+    if (written === undefined) {
+      this.cache.invalidate([record.id]);
+      throw new SessionNotFoundError(record.id);
+    }
+    const current = rowToRecord(written.row, written.textLength);
+    this.cache.refresh(current, now, epoch, token);
+    session._rebase(current, { keepPending: true });
+    return session;
+  }
+
+  /**
+   * Throws ReauthenticationRequiredError (with the session's `authenticatedAt`) unless its user proved who
+   * they are at most `maxAge` ms ago. No I/O. The middleware's `requireFresh({ maxAge })` does this before a
+   * handler runs.
+   */
+  assertFresh(session: Session<A>, maxAge: number): void {
+    if (!(session instanceof Session)) throw new InvalidArgumentError('session', 'expected a Session from this library');
+    if (!session.authenticatedWithin(maxAge)) throw new ReauthenticationRequiredError(session.id, session.authenticatedAt, maxAge);
+  }
+
+  /** Authenticated at or before this, a session is past its re-authentication period (null: no period). */
+  #reauthCutoff(now: number): number | null {
+    const period = this.config.reauthenticationPeriod;
+    return period === 0 ? null : now - period;
+  }
+
+  #pastReauthentication(authenticatedAt: number, now: number): boolean {
+    const period = this.config.reauthenticationPeriod;
+    return period !== 0 && authenticatedAt + period <= now;
   }
 
   // ---- delete -----------------------------------------------------------------------------------
@@ -690,6 +766,8 @@ export class SessionManager<A extends Attributes = Attributes> {
     for (const r of rows) {
       const last = this.#lastAccess({ id: r.id, lastAccessed: Number(r.last_accessed) });
       if (idle !== 0 && last + idle <= now) continue;
+      const authenticatedAt = Number(r.authenticated_at ?? r.created_at);
+      if (this.#pastReauthentication(authenticatedAt, now)) continue;
       out.push({
         id: r.id,
         userId: r.user_id,
@@ -699,6 +777,7 @@ export class SessionManager<A extends Attributes = Attributes> {
         updatedAt: new Date(Number(r.updated_at)),
         lastAccessedAt: new Date(last),
         expiresAt: new Date(Number(r.expires_at)),
+        authenticatedAt: new Date(authenticatedAt),
         userAgent: r.user_agent ?? null,
         device: r.device ?? null,
         ip: r.ip ?? null,
@@ -839,10 +918,14 @@ export class SessionManager<A extends Attributes = Attributes> {
           kind,
           now,
           idleCutoff,
+          reauthCutoff: this.#reauthCutoff(now),
           fromBlock: from,
           toBlock: to,
           limit: size,
-          audit: this.config.audit && kind === 'sessions' ? { idleMs: idle === 0 ? null : idle } : undefined,
+          audit:
+            this.config.audit && kind === 'sessions'
+              ? { idleMs: idle === 0 ? null : idle, reauthMs: this.config.reauthenticationPeriod || null }
+              : undefined,
           ids: this.cache.enabled,
         });
         const ms = performance.now() - t0;

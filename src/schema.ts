@@ -87,6 +87,11 @@ function buildTables(options: SessionTablesOptions) {
       ip: text('ip'),
       /** A label of the app's own for the session ("Work laptop"). */
       label: text('label'),
+      /**
+       * When the user last proved who they are: the sign-in, or the latest `reauthenticate` (drizzle/0012).
+       * Null means at creation (`created_at`): rows written before the column, or by an earlier release.
+       */
+      authenticatedAt: timestamp('authenticated_at', { withTimezone: true, precision: 3 }),
     },
     (t) => [
       uniqueIndex(`${p}sessions_token_hash_idx`).on(t.tokenHash),

@@ -67,6 +67,19 @@ export class Session<A extends Attributes = Attributes> {
   get expiresAt(): Date {
     return new Date(this.#record.expiresAt);
   }
+  /**
+   * When the user last proved who they are: the sign-in that created the session, or the latest
+   * `reauthenticate` (kept across `rotate`). See `authenticatedWithin` and the middleware's `requireFresh`.
+   */
+  get authenticatedAt(): Date {
+    return new Date(this.#record.authenticatedAt);
+  }
+
+  /** Whether the user proved who they are at most `maxAge` ms ago (by the manager's clock). No I/O. */
+  authenticatedWithin(maxAge: number): boolean {
+    if (typeof maxAge !== 'number' || !(maxAge >= 0)) throw new InvalidArgumentError('maxAge', 'expected a number of milliseconds ≥ 0');
+    return this.#clock() - this.#record.authenticatedAt <= maxAge;
+  }
 
   /** True when set/delete calls are waiting for `updateSession`. */
   get isModified(): boolean {

@@ -28,6 +28,8 @@ export interface SessionRow {
   updated_at: number;
   last_accessed: number;
   expires_at: number;
+  /** When the user last proved who they are (drizzle/0012; created_at where the column is null). */
+  authenticated_at?: number;
 }
 
 /**
@@ -63,6 +65,7 @@ const META_COLUMNS = sql.raw(
     ms('updated_at'),
     ms('last_accessed'),
     ms('expires_at'),
+    '(extract(epoch from COALESCE(authenticated_at, created_at)) * 1000)::float8 AS authenticated_at',
     'user_agent',
     'device',
     'ip',
@@ -85,6 +88,7 @@ export type SessionEndReason =
   | 'evicted'
   | 'idle_expired'
   | 'expired'
+  | 'reauthentication_expired'
   | 'user_sessions_deleted'
   | 'group_deleted'
   | 'all_deleted';
@@ -151,6 +155,7 @@ export function rowToRecord(r: SessionRow, jsonLength: number): SessionRecord {
     updatedAt: Number(r.updated_at),
     lastAccessed: Number(r.last_accessed),
     expiresAt: Number(r.expires_at),
+    authenticatedAt: Number(r.authenticated_at ?? r.created_at),
     attributes,
   };
 }
@@ -206,6 +211,17 @@ function hotStatements(n: ObjectNames) {
     touches: touches(false),
     touchesIdle: touches(true),
   };
+}
+
+/**
+ * The live-session conditions beyond absolute expiry that writes through a token check (rotate,
+ * reauthenticate): not idle (stored last access after `idleCutoff`) and not past the re-authentication
+ * period (authenticated after `reauthCutoff`).
+ */
+function liveSince(idleCutoff: number | null, reauthCutoff: number | null): SQL {
+  const idle = idleCutoff === null ? sql`` : sql` AND s.last_accessed > ${ts(idleCutoff)}`;
+  const reauth = reauthCutoff === null ? sql`` : sql` AND COALESCE(s.authenticated_at, s.created_at) > ${ts(reauthCutoff)}`;
+  return sql`${idle}${reauth}`;
 }
 
 export class Store {
@@ -370,10 +386,16 @@ export class Store {
    * New token hash for the session that carries `hash` (only the current token can rotate), in one
    * statement. `idleCutoff`: refuse when the stored last access is not after it (idle-expired).
    */
-  async rotate(p: { hash: string; newHash: string; now: number; idleCutoff: number | null; audit: boolean }): Promise<RowText | undefined> {
-    const idle = p.idleCutoff === null ? sql`` : sql` AND s.last_accessed > ${ts(p.idleCutoff)}`;
+  async rotate(p: {
+    hash: string;
+    newHash: string;
+    now: number;
+    idleCutoff: number | null;
+    reauthCutoff: number | null;
+    audit: boolean;
+  }): Promise<RowText | undefined> {
     const update = sql`UPDATE ${this.#t} AS s SET token_hash = decode(${p.newHash}, 'hex'), version = s.version + 1, updated_at = ${ts(p.now)}
-          WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.expires_at > ${ts(p.now)}${idle}`;
+          WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.expires_at > ${ts(p.now)}${liveSince(p.idleCutoff, p.reauthCutoff)}`;
     const rowJson = sql.raw(`${this.names.rowJsonFunction}(s)::text AS r`);
     const rows = await this.run<{ r: string; audit_error?: string | null }>(
       'rotate',
@@ -385,6 +407,29 @@ export class Store {
     this.#auditOutcome('rotate', rows, rows.length);
     const text = rows[0]?.r;
     return text === undefined ? undefined : { row: JSON.parse(text) as SessionRow, textLength: text.length };
+  }
+
+  /**
+   * Moves the session's `authenticated_at` to `now` (the user proved who they are again), in one statement
+   * bound like `update` to the token the session was loaded through and its id. Bumps the version, so every
+   * cache holding the row drops it (the change record captures version changes). Undefined when no live
+   * session carries this id and token (deleted, rotated away, expired, idle or past its re-authentication
+   * period: those end, they are not revived).
+   */
+  async reauthenticate(p: {
+    id: string;
+    hash: string;
+    now: number;
+    idleCutoff: number | null;
+    reauthCutoff: number | null;
+  }): Promise<RowText | undefined> {
+    const rows = await this.run<{ r: string }>(
+      'reauthenticate',
+      sql`UPDATE ${this.#t} AS s SET authenticated_at = ${ts(p.now)}, version = s.version + 1, updated_at = ${ts(p.now)}
+          WHERE s.token_hash = decode(${p.hash}, 'hex') AND s.id = ${p.id}::uuid AND s.expires_at > ${ts(p.now)}${liveSince(p.idleCutoff, p.reauthCutoff)}
+          RETURNING ${sql.raw(`${this.names.rowJsonFunction}(s)::text AS r`)}`,
+    );
+    return parseRowText(rows[0]?.r);
   }
 
   /**
@@ -556,11 +601,13 @@ export class Store {
     kind: 'sessions' | 'attributes';
     now: number;
     idleCutoff: number | null;
+    /** Sessions last authenticated at or before it are past their re-authentication period (null: none). */
+    reauthCutoff?: number | null;
     fromBlock: number;
     toBlock: number;
     limit: number;
     /** Record each deleted session in the audit table (expired or idle_expired, ending when it expired). */
-    audit?: { idleMs: number | null };
+    audit?: { idleMs: number | null; reauthMs?: number | null };
     /** Return the ids changed (else only how many). */
     ids: boolean;
   }): Promise<{ ids: string[]; changed: number; picked: number; lastBlock: number; blocks: number; active: number }> {
@@ -571,16 +618,25 @@ export class Store {
     const auditing = p.kind === 'sessions' && p.audit !== undefined;
     if (p.kind === 'sessions') {
       const idle = p.idleCutoff === null ? sql`` : sql` OR last_accessed <= ${ts(p.idleCutoff)}`;
-      pick = sql`expires_at <= ${ts(p.now)}${idle}`;
+      const reauth =
+        p.reauthCutoff === null || p.reauthCutoff === undefined
+          ? sql``
+          : sql` OR COALESCE(authenticated_at, created_at) <= ${ts(p.reauthCutoff)}`;
+      pick = sql`expires_at <= ${ts(p.now)}${idle}${reauth}`;
       change = sql`DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c)) RETURNING id`;
       if (p.audit !== undefined) {
         const expired = sql`d.expires_at <= ${ts(p.now)}`;
         const idleEnd = p.audit.idleMs === null ? sql`d.expires_at` : sql`d.last_accessed + ${`${p.audit.idleMs} milliseconds`}::interval`;
+        const reauthMs = p.audit.reauthMs ?? null;
+        // Past its re-authentication period (drizzle/0012): ended at authenticated_at + the period, when that
+        // came before it went idle.
+        const reauthEnd = reauthMs === null ? sql`d.expires_at` : sql`d.authenticated_at + ${`${reauthMs} milliseconds`}::interval`;
         // Data-modifying CTEs must be at the top level: the delete and its audit rows come before `m`.
-        audited = sql`d AS (DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c)) RETURNING ${AUDIT_SOURCE}, expires_at),
+        audited = sql`d AS (DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c))
+            RETURNING ${AUDIT_SOURCE}, expires_at, COALESCE(authenticated_at, created_at) AS authenticated_at),
           ${this.#auditCte({
-            reason: sql`CASE WHEN ${expired} THEN 'expired' ELSE 'idle_expired' END`,
-            endedAt: sql`CASE WHEN ${expired} THEN d.expires_at ELSE LEAST(${idleEnd}, d.expires_at) END`,
+            reason: sql`CASE WHEN ${expired} THEN 'expired' WHEN ${reauthEnd} < LEAST(${idleEnd}, d.expires_at) THEN 'reauthentication_expired' ELSE 'idle_expired' END`,
+            endedAt: sql`CASE WHEN ${expired} THEN d.expires_at ELSE LEAST(${idleEnd}, ${reauthEnd}, d.expires_at) END`,
           })},`;
         change = sql`SELECT id FROM d`;
       }

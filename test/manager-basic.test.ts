@@ -198,6 +198,7 @@ describe.each(DRIVERS)('SessionManager basics (%s)', (driver) => {
       updatedAt: new Date(clock() - 2000),
       lastAccessedAt: new Date(clock() - 2000),
       expiresAt: first.session.expiresAt,
+      authenticatedAt: new Date(clock() - 2000),
       userAgent: null,
       device: null,
       ip: null,
@@ -212,6 +213,7 @@ describe.each(DRIVERS)('SessionManager basics (%s)', (driver) => {
     expect(text).not.toContain('s1');
     for (const info of list)
       expect(Object.keys(info).sort()).toEqual([
+        'authenticatedAt',
         'createdAt',
         'current',
         'device',

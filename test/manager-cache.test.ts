@@ -21,6 +21,7 @@ function record(id: string, version: number, value: unknown = version): SessionR
     updatedAt: 0,
     lastAccessed: 0,
     expiresAt: Number.MAX_SAFE_INTEGER,
+    authenticatedAt: 0,
     attributes: new Map([['v', { value, version, expiresAt: null }]]),
   };
 }

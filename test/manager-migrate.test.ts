@@ -255,6 +255,38 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     expect(single.rows[0]?.n).toBe(1);
   });
 
+  it('carries sessions of a store at 0011 forward: authenticatedAt reads as their creation, also for rows an older release writes after', async () => {
+    const schemaName = fresh('mig_stepup');
+    const names = objectNames(schemaName, '');
+    await fx.t.admin.query(`CREATE SCHEMA "${schemaName}"`);
+    await fx.t.admin.query(`CREATE TABLE ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (const m of MIGRATIONS.filter((x) => x.tag < '0012')) {
+      for (const statement of m.statements) await fx.t.admin.query(renderSql(statement, schemaName, ''));
+      await fx.t.admin.query(`INSERT INTO ${names.migrations} (tag) VALUES ($1)`, [m.tag]);
+    }
+    // What the previous release's createSession sends (drizzle/0010's sixteen-argument function).
+    const oldCreate = (token: string, user: string, at: string) =>
+      fx.t.admin.query(
+        `SELECT * FROM ${names.createFunction}(gen_random_uuid(), decode($1, 'hex'), $2, NULL, '{}', $3::timestamptz, $3::timestamptz + interval '7 days',
+           5, 100000, NULL, NULL, NULL, NULL, NULL, false, 0)`,
+        [sha256Hex(token), user, at],
+      );
+    const before = `${'a'.repeat(42)}A`;
+    await oldCreate(before, 'old-user', '2030-01-01T00:00:00.000Z');
+    expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0012'));
+    // During a rollout the previous release keeps creating sessions through its own function.
+    const during = `${'b'.repeat(42)}A`;
+    await oldCreate(during, 'old-user', '2030-01-02T00:00:00.000Z');
+    const clock = () => Date.parse('2030-01-02T01:00:00.000Z');
+    const m = new SessionManager(fx.t.db, { schemaName, clock, inactivityDuration: 0 });
+    expect((await m.getSession(before))?.authenticatedAt.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+    expect((await m.getSession(during))?.authenticatedAt.toISOString()).toBe('2030-01-02T00:00:00.000Z');
+    const reauthenticated = await m.reauthenticate((await m.getSession(before))!);
+    expect(reauthenticated.authenticatedAt.getTime()).toBe(clock());
+    const listed = await m.listUserSessions('old-user');
+    expect(listed.map((x) => x.authenticatedAt.toISOString()).sort()).toEqual(['2030-01-02T00:00:00.000Z', '2030-01-02T01:00:00.000Z']);
+  });
+
   it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {
     const schemaName = fresh('mig_expect');
     await migrate(fx.t.db, { schemaName, tablePrefix: 'e_' });
