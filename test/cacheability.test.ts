@@ -208,9 +208,7 @@ describe('Hyperdrive cacheability of every statement the library sends', () => {
       sb.set('theme', 'light');
       await m.updateSession(sb);
       await m.getSession(c.token); // a hit, touched
-      // Step-up re-authentication, where the manager has it (it is landing beside this test).
-      const stepUp = (m as unknown as { reauthenticate?: (s: unknown) => Promise<unknown> }).reauthenticate;
-      if (typeof stepUp === 'function') await stepUp.call(m, sb);
+      await m.reauthenticate(sb);
       await m.flushTouches();
       await m.rotate(sc);
       await m.listUserSessions('alice');
