@@ -10,6 +10,7 @@ import { memory } from './memory.ts';
 import { miss } from './miss.ts';
 import { subscribers } from './subscribers.ts';
 import { touch } from './touch.ts';
+import { workers } from './workers.ts';
 import { writes } from './writes.ts';
 
-export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, subscribers, http, memory];
+export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, subscribers, http, memory, workers];

@@ -21,8 +21,13 @@ export interface DelayProxyOptions {
 export interface DelayProxy {
   port: number;
   delayMs: number;
-  /** Client→server flights and connections since the last `reset()`. */
+  /**
+   * Client→server flights since the last `reset()`, not counting the closes: a flight that starts with
+   * PostgreSQL's Terminate (raw, or alone in a WebSocket frame) or a WebSocket close frame is in `closeFlights`.
+   */
   readonly flights: number;
+  readonly closeFlights: number;
+  /** Connections since the last `reset()`. */
   readonly connections: number;
   reset(): void;
   /** While true, a connection whose client sends Terminate ('X') is left open: neither side sees it until released. */
@@ -36,10 +41,18 @@ export interface DelayProxy {
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
 
+/** A chunk that closes: Terminate ('X', length 4) raw or as the whole payload of a masked WebSocket frame, or a WebSocket close frame. */
+function isClose(d: Buffer): boolean {
+  if (d.length === 5) return d.equals(TERMINATE);
+  if (d.length === 11 && d[0] === 0x82 && d[1] === 0x85) return ((d[6] as number) ^ (d[2] as number)) === 0x58;
+  return d[0] === 0x88;
+}
+
 export async function startDelayProxy(options: DelayProxyOptions): Promise<DelayProxy> {
   const sockets = new Set<Socket>();
   const held = new Set<() => void>();
   let flights = 0;
+  let closeFlights = 0;
   let connections = 0;
   const state = { delayMs: options.delayMs ?? 0, holdTerminate: false };
 
@@ -69,7 +82,10 @@ export async function startDelayProxy(options: DelayProxyOptions): Promise<Delay
       else setTimeout(fn, wait);
     };
     client.on('data', (d: Buffer) => {
-      if (started && last !== 'up') flights++;
+      if (started && last !== 'up') {
+        if (isClose(d)) closeFlights++;
+        else flights++;
+      }
       last = 'up';
       if (state.holdTerminate && d.includes(TERMINATE)) {
         holding = true;
@@ -128,11 +144,15 @@ export async function startDelayProxy(options: DelayProxyOptions): Promise<Delay
     get flights() {
       return flights;
     },
+    get closeFlights() {
+      return closeFlights;
+    },
     get connections() {
       return connections;
     },
     reset() {
       flights = 0;
+      closeFlights = 0;
       connections = 0;
     },
     get holdTerminate() {
