@@ -241,7 +241,11 @@ ${
       return back(c, 'signed-out');
     }
     // Scoped to this user in the statement itself: another user's session id deletes nothing.
-    const revoked = await manager.deleteSessionById(id.toLowerCase(), { userId: session.userId });
+    // The audit row records which of the user's sessions revoked it.
+    const revoked = await manager.deleteSessionById(id.toLowerCase(), {
+      userId: session.userId,
+      actor: { kind: 'session', id: session.id },
+    });
     return back(c, revoked ? 'revoked' : 'not-found');
   });
 

@@ -258,10 +258,11 @@ export interface SessionHandle<A extends Attributes = Attributes> {
   /**
    * Why the session this browser had ended, when the request's cookie names no live session any more and
    * the manager's `audit` option is on: `{ reason, endedAt }` (`'revoked'` from another device, `'expired'`,
-   * `'idle_expired'`, `'logout'` elsewhere...), or null. With `audit` on, the middleware keeps the session's
-   * id (not a credential) in a second cookie, `<cookie name>.id`, next to the token, and clears both
-   * together; this reads it and costs one query, only when called on such a request. Lets a sign-in page
-   * say "This session was revoked from another device" instead of nothing.
+   * `'idle_expired'`, `'logout'` elsewhere...), or null. Found from the dead cookie's own token (each
+   * audited end records a check of its token's hash: `manager.sessionEndOfToken`), so only the browser that
+   * held the session is told; one query per well-formed cookie value (usually one, at most 3), only when
+   * called on such a request. Lets a sign-in page say "This session was revoked from another device"
+   * instead of nothing.
    */
   ended(): Promise<{ reason: SessionEndReason; endedAt: Date } | null>;
   /**
@@ -505,11 +506,9 @@ const CLEAR = Symbol('clear');
 /** What the response must do with the cookie: nothing, clear it, or set a token. */
 type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: number; sessionId: string };
 
-/** What a request offers the session state beyond its cookie: its device, and the ended session's id. */
+/** What a request offers the session state beyond its cookie: its device. */
 interface RequestInfo {
   device(): DeviceInfo;
-  /** The `<name>.id` cookie's session id (set with the token when `audit` is on), if well-formed. */
-  endedSessionId(): string | undefined;
 }
 
 /**
@@ -648,10 +647,12 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   async ended(): Promise<{ reason: SessionEndReason; endedAt: Date } | null> {
     if (!this.#manager.config.audit || this.#incomingValues().length === 0) return null;
     if ((await this.get()) !== null) return null;
-    const id = this.#request.endedSessionId();
-    if (id === undefined) return null;
-    const end = await this.#manager.sessionEnd(id);
-    return end === null ? null : { reason: end.reason, endedAt: end.endedAt };
+    // By what the browser holds, never by an id it names (an id is no credential).
+    for (const token of cookieCandidates(this.#incomingValues()).tokens) {
+      const end = await this.#manager.sessionEndOfToken(token);
+      if (end !== null) return { reason: end.reason, endedAt: end.endedAt };
+    }
+    return null;
   }
 
   async reauthenticated(): Promise<Session<A> | null> {
@@ -857,8 +858,9 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
   // response, never before it.
   const flushesTouches = sync === undefined && touch === 'manager';
   if (flushesTouches) manager._flushedAfterResponses();
-  // With audit on, the session's id rides next to the token so a dead cookie can be told why it died.
-  const idCookie = manager.config.audit ? `${cookie.name}.id` : undefined;
+  // Earlier releases kept the session's id in `<name>.id` next to the token (for ended(), which now reads the
+  // token itself): no longer set, and cleared where a browser still has one.
+  const idCookie = `${cookie.name}.id`;
 
   /**
    * What the origin check lets through: GET and HEAD, and CORS preflights — OPTIONS asking
@@ -883,7 +885,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
     c.header('Cache-Control', 'no-store');
     if (change === CLEAR) {
       deleteCookie(c, cookie.name, cookie.attributes);
-      if (idCookie !== undefined && getCookie(c, idCookie) !== undefined) deleteCookie(c, idCookie, cookie.attributes);
+      if (getCookie(c, idCookie) !== undefined) deleteCookie(c, idCookie, cookie.attributes);
       return;
     }
     const opts: CookieOptions = { ...cookie.attributes };
@@ -892,7 +894,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       opts.maxAge = Math.max(0, Math.min(left, MAX_COOKIE_AGE_SECONDS));
     }
     setCookie(c, cookie.name, change.token, opts);
-    if (idCookie !== undefined) setCookie(c, idCookie, change.sessionId, opts);
+    if (getCookie(c, idCookie) !== undefined) deleteCookie(c, idCookie, cookie.attributes);
   };
 
   return createMiddleware<SessionEnv<A>>(async function session(c, next) {
@@ -920,10 +922,6 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       beforeRead,
       {
         device: () => ({ userAgent: c.req.header('user-agent'), ip: clientIp(c) }),
-        endedSessionId: () => {
-          const id = idCookie === undefined ? undefined : getCookie(c, idCookie);
-          return id !== undefined && isUuid(id) ? id : undefined;
-        },
       },
     );
     c.set('session', handle);

@@ -9,6 +9,7 @@ export { type DeviceInfo, describeUserAgent, MAX_DEVICE_LABEL_LENGTH, MAX_USER_A
 export * from './errors.ts';
 export { type ChangePage, readChanges } from './feed.ts';
 export type {
+  BulkDeleteOptions,
   CleanupResult,
   CreatedSession,
   CreateSessionOptions,
@@ -18,6 +19,7 @@ export type {
   FlushResult,
   GetSessionOptions,
   ListUserSessionsOptions,
+  SessionEndActorInput,
   SessionEndInfo,
   SessionInfo,
   UpdateSessionOptions,
@@ -27,6 +29,6 @@ export { type MigrateResult, type MigrationSqlOptions, migrate, migrationSql, mi
 export type { FeedEvent, FeedResponse, TouchBatch } from './protocol.ts';
 export type { Attributes, SetAttributeOptions } from './session.ts';
 export { Session } from './session.ts';
-export type { SessionEndReason, TouchEntry } from './store.ts';
+export type { SessionEndActor, SessionEndReason, TouchEntry } from './store.ts';
 export { BINDING_BASE_URL, type DurableObjectNamespaceLike, type FetcherLike, SyncClient, type SyncClientOptions } from './sync.ts';
 export { isWellFormedToken } from './token.ts';

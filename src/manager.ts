@@ -15,7 +15,7 @@ import {
 import { recordReset } from './feed.ts';
 import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
-import { type AuditRow, rowToRecord, type SessionEndReason, Store, type TouchEntry } from './store.ts';
+import { type AuditRow, rowToRecord, type SessionEndActor, type SessionEndReason, Store, type TouchEntry } from './store.ts';
 import { generateToken, hashToken, isUuid, isWellFormedToken, TOKEN_LENGTH } from './token.ts';
 
 export interface CreateSessionOptions {
@@ -35,6 +35,14 @@ export interface DeleteSessionOptions {
   reason?: 'logout' | 'replaced';
 }
 
+/**
+ * Who ends sessions, for the audit record, as an app names it: the user themself, one of the user's sessions
+ * (a "sign out that device" button: the id of the session the request came with) or an administrator (the
+ * app's own id for them, at most 512 characters). Recorded as given: the library does not check that the
+ * session is the user's or that the id is an administrator's.
+ */
+export type SessionEndActorInput = { kind: 'user' } | { kind: 'session'; id: string } | { kind: 'admin'; id: string };
+
 export interface DeleteSessionByIdOptions {
   /**
    * Only delete the session if it belongs to this user (a user revoking one of their own devices): a
@@ -42,6 +50,13 @@ export interface DeleteSessionByIdOptions {
    * delete is an administrator's (`'admin_revoked'`).
    */
   userId?: string;
+  /** Who ends it (audit). Default: `{ kind: 'user' }` with `userId`, else an administrator without an id. */
+  actor?: SessionEndActorInput;
+}
+
+export interface BulkDeleteOptions {
+  /** Who ends them (audit). Default: an administrator without an id. */
+  actor?: SessionEndActorInput;
 }
 
 export interface ListUserSessionsOptions {
@@ -66,6 +81,8 @@ export interface UpdateSessionOptions {
 export interface DeleteUserSessionsOptions {
   /** Keep this session (e.g. "sign out everywhere else"). */
   exceptSessionId?: string;
+  /** Who ends them (audit). Default: the kept session (`exceptSessionId`), else an administrator without an id. */
+  actor?: SessionEndActorInput;
 }
 
 /** A session's metadata as listed by `listUserSessions`: never its token, never its attributes. */
@@ -99,6 +116,8 @@ export interface SessionEndInfo {
   userId: string;
   groupId: string | null;
   reason: SessionEndReason;
+  /** Who ended it (`id`: the ending session's, the administrator's, or the evicting session's); null on rows written before drizzle/0013. */
+  actor: SessionEndActor | null;
   endedAt: Date;
   createdAt: Date;
   lastAccessedAt: Date;
@@ -682,7 +701,11 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (reason !== 'logout' && reason !== 'replaced') throw new InvalidArgumentError('reason', 'expected "logout" or "replaced"');
     const token = target instanceof Session ? target._token() : target;
     if (!isWellFormedToken(token)) return false;
-    const ids = await this.#store.deleteByToken(await hashToken(token), target instanceof Session ? target.id : null, this.#audit(reason));
+    const ids = await this.#store.deleteByToken(
+      await hashToken(token),
+      target instanceof Session ? target.id : null,
+      this.config.audit ? { reason, endedAt: this.#clock() } : undefined,
+    );
     this.cache.invalidate(ids);
     if (target instanceof Session) this.cache.invalidate([target.id]);
     else this.cache.invalidateToken(token);
@@ -698,10 +721,11 @@ export class SessionManager<A extends Attributes = Attributes> {
     if (!isUuid(id)) throw new InvalidArgumentError('id', 'expected a session id (UUID)');
     const owner = options.userId;
     if (owner !== undefined) checkUserId(owner, 'userId');
+    const actor = checkActor(options.actor, owner === undefined ? ADMIN : USER);
     const ids = await this.#store.deleteWhere(
       'deleteSessionById',
       owner === undefined ? sql`id = ${id}::uuid` : sql`id = ${id}::uuid AND user_id = ${owner}`,
-      this.#audit(owner === undefined ? 'admin_revoked' : 'revoked'),
+      this.#audit(owner === undefined ? 'admin_revoked' : 'revoked', actor),
     );
     this.cache.invalidate(ids);
     return ids.length > 0;
@@ -712,33 +736,39 @@ export class SessionManager<A extends Attributes = Attributes> {
     checkUserId(userId, 'userId');
     const except = options.exceptSessionId;
     if (except !== undefined && !isUuid(except)) throw new InvalidArgumentError('exceptSessionId', 'expected a session id (UUID)');
+    const actor = checkActor(options.actor, except === undefined ? ADMIN : { kind: 'session', id: except.toLowerCase() });
     const ids = await this.#store.deleteWhere(
       'deleteAllUserSessions',
       except === undefined ? sql`user_id = ${userId}` : sql`user_id = ${userId} AND id <> ${except}::uuid`,
-      this.#audit('user_sessions_deleted'),
+      this.#audit('user_sessions_deleted', actor),
     );
     this.cache.invalidate(ids);
     return ids.length;
   }
 
   /** Deletes every session of a group. Returns how many. */
-  async deleteSessionsByGroup(groupId: string): Promise<number> {
+  async deleteSessionsByGroup(groupId: string, options: BulkDeleteOptions = {}): Promise<number> {
     checkUserId(groupId, 'groupId');
-    const ids = await this.#store.deleteWhere('deleteSessionsByGroup', sql`group_id = ${groupId}`, this.#audit('group_deleted'));
+    const actor = checkActor(options.actor, ADMIN);
+    const ids = await this.#store.deleteWhere('deleteSessionsByGroup', sql`group_id = ${groupId}`, this.#audit('group_deleted', actor));
     this.cache.invalidate(ids);
     return ids.length;
   }
 
   /** Deletes every session in the store. Returns how many. */
-  async deleteAllSessions(): Promise<number> {
-    const n = await this.#store.deleteAll(this.#audit('all_deleted'));
+  async deleteAllSessions(options: BulkDeleteOptions = {}): Promise<number> {
+    const actor = checkActor(options.actor, ADMIN);
+    const n = await this.#store.deleteAll(this.#audit('all_deleted', actor));
     this.cache.clear();
     return n;
   }
 
   /** The audit record a delete of this kind writes (undefined with `audit` off: nothing is written). */
-  #audit(reason: SessionEndReason): { reason: SessionEndReason; endedAt: number } | undefined {
-    return this.config.audit ? { reason, endedAt: this.#clock() } : undefined;
+  #audit(
+    reason: SessionEndReason,
+    actor: SessionEndActor,
+  ): { reason: SessionEndReason; endedAt: number; actor: SessionEndActor } | undefined {
+    return this.config.audit ? { reason, endedAt: this.#clock(), actor } : undefined;
   }
 
   /** Removes one attribute from every session of a user. Returns how many sessions changed. */
@@ -809,7 +839,20 @@ export class SessionManager<A extends Attributes = Attributes> {
    */
   async sessionEnd(sessionId: string): Promise<SessionEndInfo | null> {
     if (!isUuid(sessionId)) throw new InvalidArgumentError('sessionId', 'expected a session id (UUID)');
-    const row = await this.#store.auditOf(sessionId);
+    const row = await this.#store.auditOf({ sessionId });
+    return row === undefined ? null : toEndInfo(row);
+  }
+
+  /**
+   * Why the session a token belonged to ended, told to the holder of that token: found through the check
+   * of the token's hash that each audited end records (drizzle/0013), so nobody learns of a session they
+   * cannot name by a token it had (the middleware's `ended()` uses it). Null when nothing is recorded for
+   * it (audit off, pruned, ended before drizzle/0013, or never a session's token); a malformed token costs
+   * no query.
+   */
+  async sessionEndOfToken(token: string): Promise<SessionEndInfo | null> {
+    if (!isWellFormedToken(token)) return null;
+    const row = await this.#store.auditOf({ tokenHash: await hashToken(token) });
     return row === undefined ? null : toEndInfo(row);
   }
 
@@ -1026,6 +1069,7 @@ function toEndInfo(r: AuditRow): SessionEndInfo {
     userId: r.user_id,
     groupId: r.group_id,
     reason: r.reason,
+    actor: r.actor_kind === null ? null : ({ kind: r.actor_kind, id: r.actor_id } as SessionEndActor),
     endedAt: new Date(Number(r.ended_at)),
     createdAt: new Date(Number(r.created_at)),
     lastAccessedAt: new Date(Number(r.last_accessed)),
@@ -1034,6 +1078,31 @@ function toEndInfo(r: AuditRow): SessionEndInfo {
     ip: r.ip,
     label: r.label,
   };
+}
+
+const ADMIN: SessionEndActor = { kind: 'admin', id: null };
+const USER: SessionEndActor = { kind: 'user', id: null };
+
+/** An app's actor for a delete, checked (a typed error, nothing written), or the default. */
+function checkActor(actor: SessionEndActorInput | undefined, fallback: SessionEndActor): SessionEndActor {
+  if (actor === undefined) return fallback;
+  if (actor === null || typeof actor !== 'object')
+    throw new InvalidArgumentError('actor', "expected { kind: 'user' | 'session' | 'admin', id? }");
+  const id = (actor as { id?: unknown }).id;
+  switch (actor.kind) {
+    case 'user':
+      if (id !== undefined && id !== null)
+        throw new InvalidArgumentError('actor.id', "the user actor has no id (use { kind: 'session', id } for one of their sessions)");
+      return USER;
+    case 'session':
+      if (!isUuid(id)) throw new InvalidArgumentError('actor.id', 'expected the id (UUID) of the session that ends them');
+      return { kind: 'session', id: id.toLowerCase() };
+    case 'admin':
+      checkUserId(id, 'actor.id');
+      return { kind: 'admin', id };
+    default:
+      throw new InvalidArgumentError('actor.kind', "expected 'user', 'session' or 'admin'");
+  }
 }
 
 function checkUserId(v: unknown, name: string): asserts v is string {

@@ -10,6 +10,7 @@ const QUALIFIED = new Set([
   'session_changes',
   'session_audit',
   'session_audit_write',
+  'session_token_check',
   'session_changes_horizon',
   'session_changes_wake',
   'session_changes_capture_update',
@@ -43,6 +44,8 @@ export interface ObjectNames {
   audit: string;
   /** `"schema"."prefixsession_audit_write"` (drizzle/0010) */
   auditWriteFunction: string;
+  /** `"schema"."prefixsession_token_check"` (drizzle/0013) */
+  tokenCheckFunction: string;
   /** `"schema"` */
   schema: string;
 }
@@ -63,6 +66,7 @@ export function objectNames(schemaName: string, tablePrefix: string): ObjectName
     changes: q('session_changes'),
     audit: q('session_audit'),
     auditWriteFunction: q('session_audit_write'),
+    tokenCheckFunction: q('session_token_check'),
     schema: `"${schemaName}"`,
   };
 }

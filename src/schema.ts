@@ -143,9 +143,23 @@ function buildTables(options: SessionTablesOptions) {
       device: text('device'),
       ip: text('ip'),
       label: text('label'),
+      /**
+       * Who ended it (drizzle/0013): `user`, `session` (another of the user's sessions: its id in actor_id),
+       * `admin` (the app's id for the administrator in actor_id), `cleanup`, `eviction` (the new session's
+       * id in actor_id), `rotation`. Null on rows written before the column.
+       */
+      actorKind: text('actor_kind'),
+      actorId: text('actor_id'),
+      /**
+       * SHA-256 of a fixed domain prefix and the ended token's hash (session_token_check, drizzle/0013): lets
+       * the browser holding that dead token, and only it, be told why it ended. Neither the token nor its
+       * hash: a dump authenticates nobody.
+       */
+      tokenCheck: bytea('token_check'),
     },
     (t) => [
       index(`${p}session_audit_user_idx`).on(t.userId, t.endedAt),
+      index(`${p}session_audit_token_check_idx`).on(t.tokenCheck),
       index(`${p}session_audit_session_idx`).on(t.sessionId),
       index(`${p}session_audit_ended_idx`).on(t.endedAt),
     ],

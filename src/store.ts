@@ -74,8 +74,9 @@ const META_COLUMNS = sql.raw(
 );
 
 /** What a deleting statement returns (as CTE `d`) for its audit rows. */
-const AUDIT_SOURCE_TEXT = 'id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label';
+const AUDIT_SOURCE_TEXT = 'id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label, token_hash';
 const AUDIT_SOURCE = sql.raw(AUDIT_SOURCE_TEXT);
+/** The same from an UPDATE's row `s`, less token_hash (a rotation audits the old one, which it replaced). */
 const AUDIT_SOURCE_OF_S = 's.id, s.user_id, s.group_id, s.created_at, s.last_accessed, s.user_agent, s.device, s.ip, s.label';
 
 /** Why a session ended, as recorded in the audit table. */
@@ -93,10 +94,25 @@ export type SessionEndReason =
   | 'group_deleted'
   | 'all_deleted';
 
-/** The reason and end time of the audit rows a deleting statement writes (literal, or SQL over `d`). */
+/**
+ * Who ended a session, as recorded in the audit table (drizzle/0013): its own holder (`user`: logout, a new
+ * sign-in replacing it), another of the user's sessions (`session`, its id), an administrator (`admin`, the
+ * app's id for them, or null when none was given), `cleanup` (expiry), `eviction` (beyond maxSessions: the
+ * new session's id), `rotation` (the old token's end).
+ */
+export type SessionEndActor =
+  | { kind: 'user'; id: null }
+  | { kind: 'session'; id: string }
+  | { kind: 'admin'; id: string | null }
+  | { kind: 'cleanup'; id: null }
+  | { kind: 'eviction'; id: string | null }
+  | { kind: 'rotation'; id: null };
+
+/** The reason, end time and actor of the audit rows a deleting statement writes (literal, or SQL over `d`). */
 export interface AuditEnd {
   reason: SessionEndReason | SQL;
   endedAt: number | SQL;
+  actor: SessionEndActor;
 }
 
 export interface AuditRow {
@@ -111,6 +127,8 @@ export interface AuditRow {
   device: string | null;
   ip: string | null;
   label: string | null;
+  actor_kind: SessionEndActor['kind'] | null;
+  actor_id: string | null;
 }
 
 /**
@@ -165,14 +183,21 @@ export function rowToRecord(r: SessionRow, jsonLength: number): SessionRecord {
  * by session_audit_write (drizzle/0010), which never fails the statement: `(SELECT e FROM a)` is null, or
  * the error that kept the rows from being written. A statement must select it, or the rows are not written.
  */
-function auditCte(n: ObjectNames, reason: string, endedAt: string, maxPerUser: string): string {
-  return `a AS (SELECT ${n.auditWriteFunction}((SELECT json_agg(json_build_object(${AUDIT_JSON_OF_D[0]}, 'reason', ${reason}, 'ended_at', ${endedAt}, ${AUDIT_JSON_OF_D[1]})) FROM d), ${maxPerUser}) AS e)`;
+function auditCte(n: ObjectNames, reason: string, endedAt: string, actor: string, maxPerUser: string): string {
+  const [head, tail] = auditJsonOfD(n);
+  return `a AS (SELECT ${n.auditWriteFunction}((SELECT json_agg(json_build_object(${head}, 'reason', ${reason}, 'ended_at', ${endedAt}, ${actor}, ${tail})) FROM d), ${maxPerUser}) AS e)`;
 }
-/** json_build_object's arguments for an audit row of a session in CTE `d`, around its reason and end time. */
-const AUDIT_JSON_OF_D = [
-  `'session_id', d.id, 'user_id', d.user_id, 'group_id', d.group_id`,
-  `'created_at', d.created_at, 'last_accessed', d.last_accessed, 'user_agent', d.user_agent, 'device', d.device, 'ip', d.ip, 'label', d.label`,
-] as const;
+/**
+ * json_build_object's arguments for an audit row of a session in CTE `d`, around its reason, end time and
+ * actor (`'actor_kind', …, 'actor_id', …`): the session's columns, and the check of its token hash
+ * (drizzle/0013's session_token_check).
+ */
+function auditJsonOfD(n: ObjectNames): [head: string, tail: string] {
+  return [
+    `'session_id', d.id, 'user_id', d.user_id, 'group_id', d.group_id`,
+    `'created_at', d.created_at, 'last_accessed', d.last_accessed, 'user_agent', d.user_agent, 'device', d.device, 'ip', d.ip, 'label', d.label, 'token_check', ${n.tokenCheckFunction}(d.token_hash)`,
+  ];
+}
 
 /** How audited statements write and report their rows. */
 export interface AuditWriting {
@@ -205,7 +230,7 @@ function hotStatements(n: ObjectNames) {
     ),
     deleteByToken: statement(`DELETE FROM ${t} WHERE ${byToken} RETURNING id::text AS id`),
     deleteByTokenAudited: statement(
-      `WITH d AS (DELETE FROM ${t} WHERE ${byToken} RETURNING ${AUDIT_SOURCE_TEXT}), ${auditCte(n, '$3::text', '$4::timestamptz', '$5::integer')}
+      `WITH d AS (DELETE FROM ${t} WHERE ${byToken} RETURNING ${AUDIT_SOURCE_TEXT}), ${auditCte(n, '$3::text', '$4::timestamptz', `'actor_kind', 'user', 'actor_id', NULL::text`, '$5::integer')}
         SELECT id::text AS id, (SELECT e FROM a) AS audit_error FROM d`,
     ),
     touches: touches(false),
@@ -400,7 +425,8 @@ export class Store {
     const rows = await this.run<{ r: string; audit_error?: string | null }>(
       'rotate',
       p.audit
-        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${sql.raw(AUDIT_SOURCE_OF_S)}), ${this.#auditCte({ reason: 'rotated', endedAt: p.now })}
+        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${sql.raw(AUDIT_SOURCE_OF_S)}, decode(${p.hash}, 'hex') AS token_hash),
+              ${this.#auditCte({ reason: 'rotated', endedAt: p.now, actor: { kind: 'rotation', id: null } })}
               SELECT r, (SELECT e FROM a) AS audit_error FROM d`
         : sql`${update} RETURNING ${rowJson}`,
     );
@@ -452,7 +478,7 @@ export class Store {
 
   /**
    * deleteSession: the session carrying this token hash (and, when given, this id), in one statement; with
-   * `audit`, the same statement records why. Returns the ids deleted (none or one).
+   * `audit`, the same statement records why (its actor: the holder, `user`). Returns the ids deleted (none or one).
    */
   async deleteByToken(hash: string, id: string | null, audit?: { reason: SessionEndReason; endedAt: number }): Promise<string[]> {
     const rows =
@@ -486,8 +512,10 @@ export class Store {
   #auditCte(audit: AuditEnd): SQL {
     const reason = typeof audit.reason === 'string' ? sql`${audit.reason}::text` : audit.reason;
     const endedAt = typeof audit.endedAt === 'number' ? ts(audit.endedAt) : audit.endedAt;
-    return sql`a AS (SELECT ${sql.raw(this.names.auditWriteFunction)}((SELECT json_agg(json_build_object(${sql.raw(AUDIT_JSON_OF_D[0])},
-      'reason', ${reason}, 'ended_at', ${endedAt}, ${sql.raw(AUDIT_JSON_OF_D[1])})) FROM d), ${this.#audit.maxPerUser}::integer) AS e)`;
+    const [head, tail] = auditJsonOfD(this.names);
+    return sql`a AS (SELECT ${sql.raw(this.names.auditWriteFunction)}((SELECT json_agg(json_build_object(${sql.raw(head)},
+      'reason', ${reason}, 'ended_at', ${endedAt}, 'actor_kind', ${audit.actor.kind}::text, 'actor_id', ${audit.actor.id}::text,
+      ${sql.raw(tail)})) FROM d), ${this.#audit.maxPerUser}::integer) AS e)`;
   }
 
   /** Reports audit rows an audited statement could not write (its sessions ended all the same). */
@@ -507,18 +535,27 @@ export class Store {
     return this.run<AuditRow>(
       'listSessionEnds',
       sql`SELECT session_id::text AS session_id, user_id, group_id, reason, ${sql.raw(ms('ended_at'))}, ${sql.raw(ms('created_at'))},
-            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, ${UNCACHEABLE}
+            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, actor_kind, actor_id, ${UNCACHEABLE}
           FROM ${sql.raw(this.names.audit)} WHERE user_id = ${userId}${until} ORDER BY ended_at DESC, id DESC LIMIT ${limit}::integer`,
     );
   }
 
-  /** Why a session ended, by its id (the newest record: rotations come before the final end). */
-  async auditOf(sessionId: string): Promise<AuditRow | undefined> {
+  /**
+   * Why a session ended (the newest record: rotations come before the final end), by its id, or by the hash
+   * of a token it had (`{ tokenHash }`: the session whose audit rows carry that token's check, drizzle/0013 —
+   * what only the holder of the token can name).
+   */
+  async auditOf(of: { sessionId: string } | { tokenHash: string }): Promise<AuditRow | undefined> {
+    const a = sql.raw(this.names.audit);
+    const session =
+      'sessionId' in of
+        ? sql`${of.sessionId}::uuid`
+        : sql`(SELECT t.session_id FROM ${a} AS t WHERE t.token_check = ${sql.raw(this.names.tokenCheckFunction)}(decode(${of.tokenHash}, 'hex')) LIMIT 1)`;
     const rows = await this.run<AuditRow>(
       'sessionEnd',
       sql`SELECT session_id::text AS session_id, user_id, group_id, reason, ${sql.raw(ms('ended_at'))}, ${sql.raw(ms('created_at'))},
-            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, ${UNCACHEABLE}
-          FROM ${sql.raw(this.names.audit)} WHERE session_id = ${sessionId}::uuid ORDER BY (reason <> 'rotated') DESC, ended_at DESC, id DESC LIMIT 1`,
+            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, actor_kind, actor_id, ${UNCACHEABLE}
+          FROM ${a} WHERE session_id = ${session} ORDER BY (reason <> 'rotated') DESC, ended_at DESC, id DESC LIMIT 1`,
     );
     return rows[0];
   }
@@ -635,6 +672,7 @@ export class Store {
         audited = sql`d AS (DELETE FROM ${this.#t} WHERE ctid = ANY(ARRAY(SELECT tid FROM c))
             RETURNING ${AUDIT_SOURCE}, expires_at, COALESCE(authenticated_at, created_at) AS authenticated_at),
           ${this.#auditCte({
+            actor: { kind: 'cleanup', id: null },
             reason: sql`CASE WHEN ${expired} THEN 'expired' WHEN ${reauthEnd} < LEAST(${idleEnd}, d.expires_at) THEN 'reauthentication_expired' ELSE 'idle_expired' END`,
             endedAt: sql`CASE WHEN ${expired} THEN d.expires_at ELSE LEAST(${idleEnd}, ${reauthEnd}, d.expires_at) END`,
           })},`;

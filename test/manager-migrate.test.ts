@@ -62,6 +62,17 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
   afterAll(async () => {
     if (fx.t) for (const s of made) await dropSchema(fx.t.admin, s);
   });
+  /** What migrate() of an earlier release left behind: every migration before `tag` applied and recorded. */
+  const storeBefore = async (schemaName: string, tag: string) => {
+    const names = objectNames(schemaName, '');
+    await fx.t.admin.query(`CREATE SCHEMA "${schemaName}"`);
+    await fx.t.admin.query(`CREATE TABLE ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (const m of MIGRATIONS.filter((x) => x.tag < tag)) {
+      for (const statement of m.statements) await fx.t.admin.query(renderSql(statement, schemaName, ''));
+      await fx.t.admin.query(`INSERT INTO ${names.migrations} (tag) VALUES ($1)`, [m.tag]);
+    }
+    return names;
+  };
 
   it('is idempotent: a second call applies nothing and changes nothing', async () => {
     const schemaName = fresh('mig_idem');
@@ -257,13 +268,7 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
 
   it('carries sessions of a store at 0011 forward: authenticatedAt reads as their creation, also for rows an older release writes after', async () => {
     const schemaName = fresh('mig_stepup');
-    const names = objectNames(schemaName, '');
-    await fx.t.admin.query(`CREATE SCHEMA "${schemaName}"`);
-    await fx.t.admin.query(`CREATE TABLE ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-    for (const m of MIGRATIONS.filter((x) => x.tag < '0012')) {
-      for (const statement of m.statements) await fx.t.admin.query(renderSql(statement, schemaName, ''));
-      await fx.t.admin.query(`INSERT INTO ${names.migrations} (tag) VALUES ($1)`, [m.tag]);
-    }
+    const names = await storeBefore(schemaName, '0012');
     // What the previous release's createSession sends (drizzle/0010's sixteen-argument function).
     const oldCreate = (token: string, user: string, at: string) =>
       fx.t.admin.query(
@@ -285,6 +290,34 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     expect(reauthenticated.authenticatedAt.getTime()).toBe(clock());
     const listed = await m.listUserSessions('old-user');
     expect(listed.map((x) => x.authenticatedAt.toISOString()).sort()).toEqual(['2030-01-02T00:00:00.000Z', '2030-01-02T01:00:00.000Z']);
+  });
+
+  it('carries audit rows of a store at 0012 forward: they have no actor; ends after the upgrade name theirs and tell only their token', async () => {
+    const schemaName = fresh('mig_actor');
+    const names = await storeBefore(schemaName, '0013');
+    const user = uid();
+    const before = new SessionManager(fx.t.db, { schemaName, audit: true });
+    const old = await before.createSession(user, {});
+    // What the previous release's logout sends: its audit row through session_audit_write's json.
+    await fx.t.admin.query(
+      `SELECT ${names.auditWriteFunction}(json_build_array(json_build_object('session_id', $1::uuid, 'user_id', $2::text, 'reason', 'logout',
+         'ended_at', now(), 'created_at', now(), 'last_accessed', now())), 0)`,
+      [old.session.id, user],
+    );
+    expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0013'));
+    const m = new SessionManager(fx.t.db, { schemaName, audit: true });
+    expect(await m.sessionEnd(old.session.id)).toMatchObject({ reason: 'logout', actor: null });
+    expect(await m.sessionEndOfToken(old.token)).toBeNull();
+    // An earlier release's statement during the rollout still writes (its row has no actor and no check).
+    await fx.t.admin.query(
+      `SELECT ${names.auditWriteFunction}(json_build_array(json_build_object('session_id', gen_random_uuid(), 'user_id', $1::text, 'reason', 'logout',
+         'ended_at', now(), 'created_at', now(), 'last_accessed', now())), 0)`,
+      [user],
+    );
+    const fresh1 = await m.createSession(user, {});
+    await m.deleteSessionById(fresh1.session.id, { actor: { kind: 'admin', id: 'root' } });
+    expect(await m.sessionEndOfToken(fresh1.token)).toMatchObject({ reason: 'admin_revoked', actor: { kind: 'admin', id: 'root' } });
+    expect((await m.listSessionEnds(user)).map((e) => e.actor?.kind ?? null)).toEqual(['admin', null, null]);
   });
 
   it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {
@@ -327,12 +360,16 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
           'device',
           'ip',
           'label',
+          'actor_kind',
+          'actor_id',
+          'token_check',
         ]
           .map((c) => `column ${schemaName}.${tablePrefix}session_audit.${c}`)
           .sort(),
         `index ${schemaName}.${tablePrefix}session_audit_user_idx`,
         `index ${schemaName}.${tablePrefix}session_audit_session_idx`,
         `index ${schemaName}.${tablePrefix}session_audit_ended_idx`,
+        `index ${schemaName}.${tablePrefix}session_audit_token_check_idx`,
       ].sort(),
     );
     expect(await objectsIn(fx, schemaName)).toEqual(reference);
