@@ -554,7 +554,7 @@ function report(r: {
       );
     }
   }
-  lines.push('', '### Reading the goals (issue 12) from this table', '');
+  lines.push('', '### Reading the goals from this table', '');
   const miss = m('get-miss');
   const st = m('miss-statement');
   const s1p = m('select1-prepared');

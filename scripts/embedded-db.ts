@@ -3,7 +3,7 @@
 //
 // Only the package's binaries are used; the server is run from here. PostgreSQL refuses to run as root,
 // so as root it runs as the system user `postgres` (created when missing), who may not be able to enter
-// the checkout (a clone under /root or `mktemp -d` is inside a mode-700 directory, issue 15). Then:
+// the checkout (a clone under /root or `mktemp -d` is inside a mode-700 directory). Then:
 // - the binaries are copied once per package version to /var/cache/pg-edge-session/ (root-owned, so no
 //   other user can plant binaries there, and not aged out like /tmp);
 // - temporary data directories go where that user can enter (os.tmpdir(), else /tmp);

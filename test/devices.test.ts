@@ -1,4 +1,4 @@
-// Devices and audit (issue 13): device metadata recorded at creation in the same statement, listed with
+// Devices and audit: device metadata recorded at creation in the same statement, listed with
 // the caller's session marked, revocation scoped to its owner, and (with `audit`) one record per session
 // end with its reason, pruned after its retention. Against the real database, on both drivers.
 import { Hono } from 'hono';

@@ -13,7 +13,7 @@ import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
 const MAX_STALENESS = 1000;
 const SYNC_INTERVAL = 100;
-/** As in workerd.test.ts: the bound of promise 1 for a polling isolate, plus 150 ms for clocks (not speed). */
+/** As in workerd.test.ts: the bound of ARCHITECTURE.md promise 1 for a polling isolate, plus 150 ms for clocks (not speed). */
 const BOUND = MAX_STALENESS + SYNC_INTERVAL + 150;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,5 +1,5 @@
 // The embedded PostgreSQL of `npm start` and of `npm test` without DATABASE_URL (scripts/embedded-db.ts).
-// Issue 15: as root the server runs as the user `postgres`, who cannot enter a private (mode 700) parent
+// As root, the server runs as the user `postgres`, who cannot enter a private (mode 700) parent
 // directory; what cannot work must fail as one actionable line, never crash the process.
 // (The whole path from a fresh clone in a private directory is scripts/check-private-clone.sh, in .ci/run.)
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { copyBinaries, EmbeddedDbError, platformBinaries, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
 
 const asRoot = process.geteuid?.() === 0;
-// mkdtemp gives mode 700: the private parent of issue 15.
+// mkdtemp gives mode 700: a private parent, as a clone under /root or mktemp -d has.
 const privateParent = mkdtempSync(join(tmpdir(), 'pges-private-'));
 afterAll(() => rmSync(privateParent, { recursive: true, force: true }));
 
@@ -74,7 +74,7 @@ describe('embedded PostgreSQL', () => {
       expect(copied.error).toBeUndefined();
       expect(copied.stdout).toMatch(/^postgres \(PostgreSQL\) \d+/);
       if (asRoot) {
-        // Issue 15 itself: from the private clone, that user cannot even start the binary.
+        // The case itself: from the private clone, that user cannot even start the binary.
         const original = spawnSync(join(source, 'bin', 'postgres'), ['--version'], { ...ids, cwd: '/' });
         expect((original.error as NodeJS.ErrnoException | undefined)?.code).toBe('EACCES');
       }

@@ -1,6 +1,6 @@
 // What the middleware does with the session cookie beyond the single-cookie basics (test/hono.test.ts):
-// - responses that set or clear it are `Cache-Control: no-store` (DESIGN.md promise 16; issue 9 item 2);
-// - several cookies of the session's name in one request (issue 9 item 6). Reported: `Cookie:
+// - responses that set or clear it are `Cache-Control: no-store` (ARCHITECTURE.md, promise 16);
+// - several cookies of the session's name in one request. Reported: `Cookie:
 //   __Host-session=<stale>; __Host-session=<valid>` was treated as signed out and answered with a clearing
 //   Set-Cookie, which in a browser deletes the valid cookie. A browser sends every cookie whose Domain and
 //   Path match, so with prefix `__Secure-` or `'none'` a sibling subdomain can plant such a duplicate.

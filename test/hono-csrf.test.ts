@@ -1,4 +1,4 @@
-// Cross-origin unsafe requests are refused by the session middleware (DESIGN.md promise 16; issue 9 item 2).
+// Cross-origin unsafe requests are refused by the session middleware (ARCHITECTURE.md, promise 16).
 // The attack as reported: with every default, a POST carrying `Origin: https://evil.example` and
 // `Sec-Fetch-Site: cross-site` ran its handler as the signed-in user, and a cross-site POST to a login route
 // set a session cookie (login CSRF). Both drivers, through app.request(), against the real database.

@@ -1,4 +1,4 @@
-// The fast paths of issue 12 keep the contract: a cache hit checks no token but serves only what a checked
+// The fast paths keep the contract: a cache hit checks no token but serves only what a checked
 // token put there, and the access bookkeeping a cache entry keeps survives its LRU dropping it.
 import { describe, expect, it } from 'vitest';
 import { pgQueryableOf as pgClientOf } from '../src/db.ts';

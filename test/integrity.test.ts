@@ -1,4 +1,4 @@
-// Integrity under attack (issue 9): a rotated-away or revoked token stays dead, writes are bound to the
+// Integrity under attack: a rotated-away or revoked token stays dead, writes are bound to the
 // token a Session came through, the cache is only filled under a token a statement proved current, a
 // worker's clock is never trusted past the client's own, touches cannot revive an idle-expired session,
 // eviction ranks by the newest known access, and memory is bounded in bytes. Each test replays the attack

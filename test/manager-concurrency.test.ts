@@ -1,4 +1,4 @@
-// Concurrency on both drivers: maxSessions under parallel creates (promise 5), compare-and-set (promise 3),
+// Concurrency on both drivers: maxSessions under parallel creates (ARCHITECTURE.md, promise 5), compare-and-set (ARCHITECTURE.md, promise 3),
 // concurrent updates of different and of the same attribute.
 import { describe, expect, it } from 'vitest';
 import { VersionConflictError } from '../src/errors.ts';
@@ -206,7 +206,7 @@ describe.each(DRIVERS)('concurrency (%s)', (driver) => {
     });
   });
 
-  it('concurrent updates of different attributes from different managers all survive (promise 3)', async () => {
+  it('concurrent updates of different attributes from different managers all survive (ARCHITECTURE.md, promise 3)', async () => {
     const m = fx.manager();
     const { session, token } = await m.createSession(uid(), { base: true });
     const writers = Array.from({ length: 20 }, () => fx.manager());

@@ -1,5 +1,5 @@
 // Typed errors on both drivers: values that are not plain JSON, oversized values, missing tables, an
-// unreachable database (a real closed port, through each driver), and invalid configuration (promise 14).
+// unreachable database (a real closed port, through each driver), and invalid configuration (ARCHITECTURE.md, promise 14).
 import { describe, expect, it } from 'vitest';
 import { LONGEST_SUFFIX } from '../src/config.ts';
 import {

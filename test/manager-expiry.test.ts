@@ -1,4 +1,4 @@
-// Expiry on a fake clock (promise 4), cleanup, attribute expiry, and the last-access touches: coalesced in
+// Expiry on a fake clock (ARCHITECTURE.md, promise 4), cleanup, attribute expiry, and the last-access touches: coalesced in
 // memory, flushed in batches, never moving backwards (promises 6 and 8). No sleeps: the clock is moved.
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, SessionNotFoundError } from '../src/errors.ts';

@@ -1,4 +1,4 @@
-// Nothing secret leaves through errors or logs (promise 17, issue 10 item 3): secrets are planted (attribute
+// Nothing secret leaves through errors or logs (ARCHITECTURE.md, promise 17): secrets are planted (attribute
 // values, user ids, tokens and their SHA-256, the database password, the worker's secret), the database is
 // made to fail in the ways that reach error messages and log lines (a statement that fails, a database that
 // cannot be reached), and every error message, every error's whole inspected form (its cause chain and

@@ -1,4 +1,4 @@
-// Security properties of the Hono middleware (DESIGN.md promises 10 and 11): cookie flags, Set-Cookie
+// Security properties of the Hono middleware (ARCHITECTURE.md, promises 10 and 11): cookie flags, Set-Cookie
 // only on create/rotate/destroy, a new token on every login (session fixation), and cookie values that
 // are not tokens cost no query. Both drivers, through app.request().
 import { Buffer } from 'node:buffer';

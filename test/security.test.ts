@@ -1,4 +1,4 @@
-// Security properties of the core store (DESIGN.md promises 10 and 14, and the attribute size limit):
+// Security properties of the core store (ARCHITECTURE.md, promises 10 and 14, and the attribute size limit):
 // a dump of the tables authenticates nobody, tokens are 256 random bits in canonical base64url,
 // identifiers are validated before anything reaches the database, oversized values are refused
 // before any write. Cookie flags and session fixation are the middleware's (test/security-hono.test.ts).

@@ -244,7 +244,7 @@ describe('SyncClient touch pushes against a real worker', () => {
     await admin.end();
   });
 
-  // Issue 10: 20,000 touches per POST made 1,100,013 bytes, over the worker's 1 MiB limit: every push
+  // Before: 20,000 touches per POST made 1,100,013 bytes, over the worker's 1 MiB limit: every push
   // under load bounced, and touches reached the database only through the once-a-minute direct fallback.
   it('batches touches by bytes under the worker body limit: 50,000 pending touches all accepted, none bounced', async () => {
     const m = offlineManager();

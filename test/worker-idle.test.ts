@@ -1,4 +1,4 @@
-// An idle worker lets a Neon compute scale to zero (issue 10, item 5). The worker reaches PostgreSQL only
+// An idle worker lets a Neon compute scale to zero. The worker reaches PostgreSQL only
 // through a TCP proxy here, which counts every byte either way: after the idle timeout, with the flush and
 // cleanup timers still ticking, nothing crosses it and no connection is open, while a change is made
 // meanwhile (directly, not through the worker); the next poll then wakes the worker and gets that change

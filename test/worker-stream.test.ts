@@ -1,4 +1,4 @@
-// The push stream under hostile load (issue 10, item 1): a cap on subscribers (503 with Retry-After beyond
+// The push stream under hostile load: a cap on subscribers (503 with Retry-After beyond
 // it), each event serialized once per publish whatever the number of subscribers, a subscriber that does
 // not keep up dropped (bounded queue, write timeout), and one shutdown path for every stream instead of a
 // listener per stream (which made Node warn MaxListenersExceededWarning past 10 streams).

@@ -20,7 +20,7 @@ const COOKIE = '__Host-session';
 const MAX_STALENESS = 1000;
 const SYNC_INTERVAL = 100;
 /**
- * Promise 1: a session changed or deleted at T is not served after T + maxStaleness. The tests take T on
+ * ARCHITECTURE.md, promise 1: a session changed or deleted at T is not served after T + maxStaleness. The tests take T on
  * the Node side once the DELETE has returned (so the commit came before it) and read again no sooner than
  * T + maxStaleness + syncInterval + MARGIN. syncInterval: the isolate polls the feed at most that often,
  * so this is the bound as stated for a polling isolate. MARGIN (150 ms) is for clocks, not for speed:

@@ -1,7 +1,7 @@
 // Subscribers: the worker (the real CLI, in its own process) with 1,000 push-stream subscribers (in another
 // process), idle and during a 10,000-row change burst: GET /v1/changes latency from a poller that follows
 // its own cursor (what a Workers isolate does), the worker's RSS, and how long the burst takes to reach
-// every subscriber. Issue 10: 1,000 subscribers and one 8,000-row DELETE took the worker to 541 MB and
+// every subscriber. Before: 1,000 subscribers and one 8,000-row DELETE took the worker to 541 MB and
 // /v1/changes to the isolates' 2 s timeout, because every event was serialized once per subscriber.
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
