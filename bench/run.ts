@@ -16,22 +16,26 @@ interface Options {
   quick: boolean;
   only: string[] | undefined;
   reps: number | undefined;
+  sizes: number[] | undefined;
 }
 
-const USAGE = `Usage: npm run bench -- [--quick] [--only=section[,section...]] [--reps=N]
+const USAGE = `Usage: npm run bench -- [--quick] [--only=section[,section...]] [--reps=N] [--sizes=N,M]
 
   --quick        short repetitions and smaller data (whole run about 4 minutes)
   --only=NAMES   run only these sections: ${SECTIONS.map((s) => s.name).join(', ')}
   --reps=N       measured repetitions per figure (default 3 with --quick, else 5; at least 3)
+  --sizes=N,M    table sizes (sessions) of the scale section (default 100000,1000000 with --quick,
+                 else 1000000,10000000); growth goals compare the last size with the first
 
 Uses DATABASE_URL when set, else starts an embedded PostgreSQL for the run.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: undefined, reps: undefined };
+  const o: Options = { quick: false, only: undefined, reps: undefined, sizes: undefined };
   for (const a of argv) {
     if (a === '--quick') o.quick = true;
     else if (a.startsWith('--only=')) o.only = a.slice('--only='.length).split(',').filter(Boolean);
     else if (a.startsWith('--reps=')) o.reps = Number(a.slice('--reps='.length));
+    else if (a.startsWith('--sizes=')) o.sizes = a.slice('--sizes='.length).split(',').filter(Boolean).map(Number);
     else if (a === '--help' || a === '-h') {
       console.log(USAGE);
       process.exit(0);
@@ -42,6 +46,10 @@ function parseArgs(argv: string[]): Options {
   }
   if (o.reps !== undefined && (!Number.isInteger(o.reps) || o.reps < 3)) {
     console.error('--reps must be an integer ≥ 3 (figures are medians of at least 3 repetitions)');
+    process.exit(2);
+  }
+  if (o.sizes !== undefined && (o.sizes.length === 0 || o.sizes.some((n) => !Number.isInteger(n) || n < 1000))) {
+    console.error('--sizes takes integers ≥ 1000, comma-separated');
     process.exit(2);
   }
   const unknown = o.only?.filter((n) => !SECTIONS.some((s) => s.name === n)) ?? [];
@@ -138,6 +146,7 @@ async function main(): Promise<number> {
         id: (local) => `${section.name}.${local}`,
         log: (m) => log(m),
         pick: (quick, full) => (opts.quick ? quick : full),
+        sizes: opts.sizes,
       };
       try {
         await section.run(ctx);

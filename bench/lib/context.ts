@@ -21,6 +21,8 @@ export interface BenchContext {
   log(message: string): void;
   /** The quick-mode or the full-mode value. */
   pick<T>(quick: T, full: T): T;
+  /** Table sizes given with `--sizes=` (the scale section's), else undefined. */
+  sizes: number[] | undefined;
 }
 
 /** A benchmark section: one module under bench/sections/, registered in bench/sections/index.ts. */

@@ -69,20 +69,39 @@ export async function seedOursWithTokens(
   return tokens;
 }
 
-/** Inserts `count` sessions into our table in one statement (tokens unknown: for cleanup and touches). */
+/**
+ * Inserts `count` sessions into our table in one statement (tokens unknown: for cleanup and touches).
+ * `expiredEvery: k` makes every k-th row expired instead (scattered through the table); `from` numbers the
+ * users on from there (to load a large table in several statements).
+ */
 export async function seedOursBulk(
   admin: pg.Pool,
   table: string,
   count: number,
   state: RowState,
-  options: { lastAccessed?: number } = {},
+  options: { lastAccessed?: number; expiredEvery?: number; from?: number } = {},
 ): Promise<void> {
-  const t = times(state, Date.now());
+  const now = Date.now();
+  const t = times(state, now);
+  const x = times('expired', now);
   await admin.query(
     `INSERT INTO ${table} (id, token_hash, user_id, attributes, version, created_at, updated_at, last_accessed, expires_at)
-     SELECT gen_random_uuid(), sha256(uuid_send(gen_random_uuid())), 'bulk-' || g, $2::jsonb, 1, $3, $3, $4, $5
-     FROM generate_series(1, $1::integer) AS g`,
-    [count, STORED_ATTRIBUTES_JSON, iso(t.created), iso(options.lastAccessed ?? t.last), iso(t.expires)],
+     SELECT gen_random_uuid(), sha256(uuid_send(gen_random_uuid())), 'bulk-' || g, $2::jsonb, 1,
+       CASE WHEN e THEN $7::timestamptz ELSE $3::timestamptz END, CASE WHEN e THEN $7::timestamptz ELSE $3::timestamptz END,
+       CASE WHEN e THEN $8::timestamptz ELSE $4::timestamptz END, CASE WHEN e THEN $9::timestamptz ELSE $5::timestamptz END
+     FROM generate_series($10::integer + 1, $10::integer + $1::integer) AS g, LATERAL (SELECT $6::integer > 0 AND g % $6::integer = 0 AS e) AS k`,
+    [
+      count,
+      STORED_ATTRIBUTES_JSON,
+      iso(t.created),
+      iso(options.lastAccessed ?? t.last),
+      iso(t.expires),
+      options.expiredEvery ?? 0,
+      iso(x.created),
+      iso(x.last),
+      iso(x.expires),
+      options.from ?? 0,
+    ],
   );
 }
 

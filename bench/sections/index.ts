@@ -8,9 +8,10 @@ import { http } from './http.ts';
 import { invalidation } from './invalidation.ts';
 import { memory } from './memory.ts';
 import { miss } from './miss.ts';
+import { scale } from './scale.ts';
 import { subscribers } from './subscribers.ts';
 import { touch } from './touch.ts';
 import { workers } from './workers.ts';
 import { writes } from './writes.ts';
 
-export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, subscribers, http, memory, workers];
+export const SECTIONS: Section[] = [floors, hit, miss, writes, touch, cleanup, invalidation, subscribers, http, memory, workers, scale];

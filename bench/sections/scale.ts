@@ -1,0 +1,242 @@
+// Scale: what the request path, the touch flush and cleanup cost as the session table grows. Per size
+// (`--sizes=N,M`; by default 100k and 1 M with --quick, 1 M and 10 M in the full run): the table loaded
+// with the bulk loader (one row in a thousand expired, scattered through the table), VACUUM ANALYZE, then
+// - miss p50/p99 at concurrency 1 (getSession, cacheSize 0, of sessions spread through the table);
+// - a touch flush of 50k distinct sessions (rows/s) and its HOT ratio (pg_stat_user_tables
+//   n_tup_hot_upd / n_tup_upd deltas);
+// - deleteExpired({ pause: 0 }) with 0.1 % expired, then again with nothing expired: time, statements,
+//   and blocks read (pg_statio_user_tables heap + index blocks read or hit, deltas).
+// Then the growth from the first size to the last as goal lines.
+import { SessionManager } from '../../src/manager.ts';
+import type { BenchContext, Section } from '../lib/context.ts';
+import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
+import { closedLoop, summarize } from '../lib/measure.ts';
+import { seedOursBulk, seedOursWithTokens } from '../lib/seed.ts';
+
+/** One row in EXPIRED_EVERY expired. */
+const EXPIRED_EVERY = 1000;
+/** Sessions whose tokens the bench keeps (the misses read them), spread through the table. */
+const KNOWN = 10_000;
+const FLUSH_ROWS = 50_000;
+/** Rows per loading statement. */
+const LOAD_CHUNK = 500_000;
+
+interface Counters {
+  blocks: number;
+  upd: number;
+  hot: number;
+}
+
+interface SizeFigures {
+  size: number;
+  missP50: number;
+  missP99: number;
+  flushRows: number;
+  hot: number;
+  cleanExpiredMs: number;
+  cleanExpiredRows: number;
+  cleanExpiredBlocks: number;
+  cleanEmptyMs: number;
+  cleanEmptyBlocks: number;
+  tableBlocks: number;
+}
+
+const fmt = (n: number) => n.toLocaleString('en-US');
+
+async function counters(ctx: BenchContext, schema: string, table: string): Promise<Counters> {
+  // Statistics are read as of now, not as of this connection's previous read.
+  await ctx.admin.query('SELECT pg_stat_clear_snapshot()');
+  const r = await ctx.admin.query<{ blocks: string; upd: string; hot: string }>(
+    `SELECT (coalesce(io.heap_blks_read, 0) + coalesce(io.heap_blks_hit, 0) + coalesce(io.idx_blks_read, 0) + coalesce(io.idx_blks_hit, 0))::text AS blocks,
+            st.n_tup_upd::text AS upd, st.n_tup_hot_upd::text AS hot
+       FROM pg_statio_user_tables io JOIN pg_stat_user_tables st USING (relid)
+      WHERE io.schemaname = $1 AND io.relname = $2`,
+    [schema, table],
+  );
+  const row = r.rows[0];
+  if (row === undefined) throw new Error(`no statistics for ${schema}.${table}`);
+  return { blocks: Number(row.blocks), upd: Number(row.upd), hot: Number(row.hot) };
+}
+
+/**
+ * Makes the backends of `pool` report their statistics (PostgreSQL 15+ reports them at most once a second
+ * otherwise; 14's collector within half a second), then waits for the report to land.
+ */
+async function flushStats(pool: { query(q: string): Promise<unknown> }): Promise<void> {
+  try {
+    await pool.query('SELECT pg_stat_force_next_flush()');
+  } catch {
+    // PostgreSQL 14: no such function; its collector is told within PGSTAT_STAT_INTERVAL (500 ms).
+  }
+  await pool.query('SELECT 1');
+  await new Promise((r) => setTimeout(r, 1100));
+}
+
+async function measureSize(ctx: BenchContext, size: number): Promise<SizeFigures> {
+  const readers = await openPool(ctx.url, 1);
+  const writer = await openPool(ctx.url, 1);
+  const schema = await createSchema(ctx.admin, readers.db, `scale_${size}`);
+  try {
+    const reader = new SessionManager(readers.db, { schemaName: schema, cacheSize: 0 });
+    const table = reader.names.sessions;
+    const bare = table.split('.').pop()?.replaceAll('"', '') ?? table;
+    // Load: the known sessions spread through the table (one chunk of them between two bulk chunks).
+    const t0 = performance.now();
+    const chunks = Math.max(1, Math.ceil(size / LOAD_CHUNK));
+    const known: string[] = [];
+    for (let c = 0, from = 0; c < chunks; c++) {
+      const k = Math.floor(KNOWN / chunks) + (c < KNOWN % chunks ? 1 : 0);
+      const bulk = Math.min(LOAD_CHUNK, size - from) - k;
+      known.push(...(await seedOursWithTokens(ctx.admin, table, k, 'live', `known-${c}`)));
+      await seedOursBulk(ctx.admin, table, bulk, 'live', { expiredEvery: EXPIRED_EVERY, from });
+      from += bulk + k;
+    }
+    await ctx.admin.query(`VACUUM ANALYZE ${table}`);
+    const sz = await ctx.admin.query<{ total: string; blocks: string }>(
+      `SELECT pg_size_pretty(pg_total_relation_size('${table}')) AS total, (pg_relation_size('${table}') / current_setting('block_size')::int)::text AS blocks`,
+    );
+    const tableBlocks = Number(sz.rows[0]?.blocks);
+    ctx.log(
+      `  ${fmt(size)} sessions loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${sz.rows[0]?.total} with indexes, ${fmt(tableBlocks)} heap blocks`,
+    );
+
+    // --- misses at c=1
+    const read = async (i: number) => {
+      if ((await reader.getSession(known[(i * 7919) % known.length] as string, { touch: false })) === null)
+        throw new Error('a live session was not found');
+    };
+    await closedLoop(read, { concurrency: 1, durationMs: ctx.warmupMs });
+    const misses = [];
+    for (let rep = 0; rep < ctx.reps; rep++) misses.push(await closedLoop(read, { concurrency: 1, durationMs: ctx.repMs }));
+    const miss = summarize(misses);
+    ctx.add({ id: `miss-${size}`, label: `getSession miss at ${fmt(size)} sessions (c=1)`, summary: miss });
+
+    // --- touch flush of FLUSH_ROWS distinct sessions, and its HOT ratio
+    const flusher = new SessionManager(writer.db, { schemaName: schema, cacheSize: 0 });
+    const share = Math.min(100, ((FLUSH_ROWS * 1.2) / size) * 100);
+    const ids = (
+      await ctx.admin.query<{ id: string }>(
+        `SELECT id::text AS id FROM ${table} TABLESAMPLE BERNOULLI(${share}) WHERE expires_at > now() LIMIT ${FLUSH_ROWS}`,
+      )
+    ).rows.map((r) => r.id);
+    const flushSamples = [];
+    let hotShare = 0;
+    for (let rep = 0; rep < ctx.reps; rep++) {
+      const before = await counters(ctx, schema, bare);
+      flusher.restoreTouches(ids.map((id) => [id, Date.now() + rep]));
+      const f0 = performance.now();
+      const r = await flusher.flushTouches();
+      const ms = performance.now() - f0;
+      await flushStats(writer.pool);
+      const after = await counters(ctx, schema, bare);
+      const upd = after.upd - before.upd;
+      hotShare = upd === 0 ? Number.NaN : (after.hot - before.hot) / upd;
+      flushSamples.push({ ops: (r.rows * 1000) / ms, count: r.rows, durationMs: ms });
+      ctx.log(
+        `  flush of ${fmt(r.rows)} touches rep ${rep + 1}: ${fmt(Math.round((r.rows * 1000) / ms))} rows/s, ${upd} updates, ${(hotShare * 100).toFixed(1)} % HOT`,
+      );
+    }
+    await flusher.close();
+    ctx.add({
+      id: `flush-${size}`,
+      label: `flushTouches of ${fmt(ids.length)} sessions at ${fmt(size)} (rows/s)`,
+      summary: summarize(flushSamples),
+    });
+    ctx.add({
+      id: `hot-${size}`,
+      label: `HOT share of a touch flush's updates at ${fmt(size)} (last repetition)`,
+      value: hotShare * 100,
+      unit: '%',
+      goal: { metric: 'value', cmp: '>=', target: 90 },
+    });
+
+    // --- cleanup with 0.1 % expired, then with nothing expired (the cleaner as the worker runs it: no cache)
+    const timing = new CountingExecutor(writer.db);
+    const cleaner = new SessionManager(timing, { schemaName: schema, cacheSize: 0 });
+    const clean = async () => {
+      const before = await counters(ctx, schema, bare);
+      timing.reset();
+      const c0 = performance.now();
+      const r = await cleaner.deleteExpired({ pause: 0 });
+      const ms = performance.now() - c0;
+      const statements = timing.statements;
+      await flushStats(writer.pool);
+      const after = await counters(ctx, schema, bare);
+      return { ms, rows: r.sessions, statements, blocks: after.blocks - before.blocks };
+    };
+    const expired = await clean();
+    const empty = await clean();
+    await cleaner.close();
+    for (const [tag, c] of [
+      ['0.1 % expired', expired],
+      ['nothing expired', empty],
+    ] as const) {
+      ctx.log(
+        `  deleteExpired({ pause: 0 }), ${tag}: ${fmt(c.rows)} rows in ${c.ms.toFixed(0)} ms, ${c.statements} statements, ${fmt(c.blocks)} blocks read or hit (table: ${fmt(tableBlocks)})`,
+      );
+    }
+    ctx.add({
+      id: `cleanup-expired-${size}`,
+      label: `deleteExpired({ pause: 0 }) at ${fmt(size)}, 0.1 % expired (ms)`,
+      value: expired.ms,
+      unit: 'ms',
+      note: `${fmt(expired.rows)} rows, ${expired.statements} statements, ${fmt(expired.blocks)} blocks read or hit (heap ${fmt(tableBlocks)} blocks)`,
+    });
+    ctx.add({
+      id: `cleanup-empty-${size}`,
+      label: `deleteExpired({ pause: 0 }) at ${fmt(size)}, nothing expired (ms)`,
+      value: empty.ms,
+      unit: 'ms',
+      note: `${empty.statements} statements, ${fmt(empty.blocks)} blocks read or hit`,
+    });
+    ctx.add({
+      id: `cleanup-blocks-${size}`,
+      label: `blocks cleanup reads with 0.1 % expired at ${fmt(size)}, as % of the table's heap blocks`,
+      value: (expired.blocks / tableBlocks) * 100,
+      unit: '%',
+      goal: { metric: 'value', cmp: '<=', target: 5 },
+    });
+    return {
+      size,
+      missP50: miss.p50 ?? Number.NaN,
+      missP99: miss.p99 ?? Number.NaN,
+      flushRows: summarize(flushSamples).ops,
+      hot: hotShare,
+      cleanExpiredMs: expired.ms,
+      cleanExpiredRows: expired.rows,
+      cleanExpiredBlocks: expired.blocks,
+      cleanEmptyMs: empty.ms,
+      cleanEmptyBlocks: empty.blocks,
+      tableBlocks,
+    };
+  } finally {
+    await dropSchema(ctx.admin, schema);
+    await readers.close();
+    await writer.close();
+  }
+}
+
+export const scale: Section = {
+  name: 'scale',
+  title: 'Scale',
+  async run(ctx) {
+    const sizes = ctx.sizes ?? ctx.pick([100_000, 1_000_000], [1_000_000, 10_000_000]);
+    const figures: SizeFigures[] = [];
+    for (const size of sizes) {
+      ctx.log(`  -- ${fmt(size)} sessions`);
+      figures.push(await measureSize(ctx, size));
+    }
+    const a = figures[0];
+    const b = figures[figures.length - 1];
+    if (a === undefined || b === undefined || a === b) return;
+    const growth = `${fmt(a.size)} → ${fmt(b.size)}`;
+    const perRow = (f: SizeFigures) => f.cleanExpiredMs / Math.max(1, f.cleanExpiredRows);
+    const lines: [id: string, label: string, value: number, cmp: '<=' | '>=', target: number][] = [
+      ['growth-miss-p50', `miss p50 growth ${growth} (×)`, b.missP50 / a.missP50, '<=', 1.2],
+      ['growth-flush', `flush rows/s growth ${growth} (×)`, b.flushRows / a.flushRows, '>=', 0.8],
+      ['growth-cleanup-per-row', `cleanup time per expired row growth ${growth} (×)`, perRow(b) / perRow(a), '<=', 1.5],
+      ['growth-cleanup-empty', `cleanup with nothing expired, time growth ${growth} (×)`, b.cleanEmptyMs / a.cleanEmptyMs, '<=', 2],
+    ];
+    for (const [id, label, value, cmp, target] of lines) ctx.add({ id, label, value, unit: '×', goal: { metric: 'value', cmp, target } });
+  },
+};
