@@ -122,47 +122,54 @@ export const workers: Section = {
         reference: true,
       });
       const results = new Map<string, Timing[]>();
-      for (const delay of [ONE_WAY_MS, 0]) {
-        for (const path of PATHS) {
-          const proxy = proxies[path.id];
-          proxy.delayMs = delay;
-          const a = (await mf.getWorker(`${path.id}-a`)) as unknown as Fetcher;
-          const b = (await mf.getWorker(`${path.id}-b`)) as unknown as Fetcher;
-          const send = async (w: typeof a, jar: CookieJar, method: 'GET' | 'POST', url: string): Promise<Timing> => {
-            await sleep(3 * delay + 30); // the previous request's waitUntil work (closes, polls) is over
-            proxy.reset();
-            const cookie = jar.header();
-            const t0 = performance.now();
-            const res = await w.fetch(`http://app.test${url}`, { method, headers: cookie ? { cookie } : {} });
-            const body = await res.text();
-            const ms = performance.now() - t0;
-            const timing = { ms, flights: proxy.flights, closeFlights: proxy.closeFlights, connections: proxy.connections };
-            if (res.status !== 200) throw new Error(`${path.id} ${method} ${url} answered ${res.status}: ${body}`);
-            jar.take(res as unknown as Response);
-            return timing;
-          };
-          const record = (op: OpId, t: Timing) => {
-            const key = `${path.id}|${delay}|${op}`;
-            results.set(key, [...(results.get(key) ?? []), t]);
-          };
-          // One warm-up round (module load, first connections), then the measured ones.
-          for (let rep = -1; rep < reps; rep++) {
-            const jar = new CookieJar();
-            const timings: [OpId, Timing][] = [];
-            timings.push(['login', await send(a, jar, 'POST', `/login?user=bench-${rep}`)]);
-            timings.push(['hit', await send(a, jar, 'GET', '/me')]);
-            timings.push(['miss', await send(b, jar, 'GET', '/me')]);
-            timings.push(['update', await send(a, jar, 'POST', '/theme?theme=dark')]);
-            timings.push(['login-old-cookie', await send(a, jar, 'POST', `/login?user=bench-${rep}`)]);
-            timings.push(['logout', await send(a, jar, 'POST', '/logout')]);
-            const cold = new CookieJar();
-            await send(a, cold, 'POST', `/login?user=bench-cold-${rep}`);
-            await b.fetch('http://app.test/__bench/cold', { method: 'POST' });
-            timings.push(['cold', await send(b, cold, 'GET', '/me')]);
-            if (rep >= 0) for (const [op, t] of timings) record(op, t);
-          }
-          ctx.log(`   ${path.id} at ${delay} ms one way: ${reps} rounds`);
+      const workers = new Map<string, Fetcher>();
+      for (const path of PATHS) {
+        for (const n of ['a', 'b']) workers.set(`${path.id}-${n}`, (await mf.getWorker(`${path.id}-${n}`)) as unknown as Fetcher);
+      }
+      /** One round of every operation on one path at one delay; rep < 0 is a warm-up, not recorded. */
+      const round = async (path: (typeof PATHS)[number], delay: number, rep: number) => {
+        const proxy = proxies[path.id];
+        proxy.delayMs = delay;
+        const a = workers.get(`${path.id}-a`) as Fetcher;
+        const b = workers.get(`${path.id}-b`) as Fetcher;
+        const send = async (w: typeof a, jar: CookieJar, method: 'GET' | 'POST', url: string): Promise<Timing> => {
+          await sleep(3 * delay + 30); // the previous request's waitUntil work (closes, polls) is over
+          proxy.reset();
+          const cookie = jar.header();
+          const t0 = performance.now();
+          const res = await w.fetch(`http://app.test${url}`, { method, headers: cookie ? { cookie } : {} });
+          const body = await res.text();
+          const ms = performance.now() - t0;
+          const timing = { ms, flights: proxy.flights, closeFlights: proxy.closeFlights, connections: proxy.connections };
+          if (res.status !== 200) throw new Error(`${path.id} ${method} ${url} answered ${res.status}: ${body}`);
+          jar.take(res as unknown as Response);
+          return timing;
+        };
+        const record = (op: OpId, t: Timing) => {
+          const key = `${path.id}|${delay}|${op}`;
+          results.set(key, [...(results.get(key) ?? []), t]);
+        };
+        {
+          const jar = new CookieJar();
+          const timings: [OpId, Timing][] = [];
+          timings.push(['login', await send(a, jar, 'POST', `/login?user=bench-${rep}`)]);
+          timings.push(['hit', await send(a, jar, 'GET', '/me')]);
+          timings.push(['miss', await send(b, jar, 'GET', '/me')]);
+          timings.push(['update', await send(a, jar, 'POST', '/theme?theme=dark')]);
+          timings.push(['login-old-cookie', await send(a, jar, 'POST', `/login?user=bench-${rep}`)]);
+          timings.push(['logout', await send(a, jar, 'POST', '/logout')]);
+          const cold = new CookieJar();
+          await send(a, cold, 'POST', `/login?user=bench-cold-${rep}`);
+          await b.fetch('http://app.test/__bench/cold', { method: 'POST' });
+          timings.push(['cold', await send(b, cold, 'GET', '/me')]);
+          if (rep >= 0) for (const [op, t] of timings) record(op, t);
         }
+      };
+      // Rounds interleaved (every path, with and without the delay, in turn) so that all of them see the
+      // same load on the machine; one warm-up round each first (module load, first connections).
+      for (let rep = -1; rep < reps; rep++) {
+        for (const delay of [ONE_WAY_MS, 0]) for (const path of PATHS) await round(path, delay, rep);
+        if (rep >= 0 && (rep + 1) % 5 === 0) ctx.log(`   ${rep + 1} of ${reps} rounds`);
       }
       const rows: string[] = [];
       for (const path of PATHS) {
