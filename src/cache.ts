@@ -15,6 +15,8 @@ export interface SessionRecord {
   readonly expiresAt: number;
   /** When the user last proved who they are (sign-in or reauthenticate), ms. */
   readonly authenticatedAt: number;
+  /** The administrator's id when the session is an impersonation, else null. */
+  readonly impersonatedBy: string | null;
   readonly attributes: ReadonlyMap<string, AttributeRecord>;
 }
 

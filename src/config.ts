@@ -36,6 +36,11 @@ export interface SessionConfig {
    * activity. `0` (default): no such period; only idle and absolute expiry end a session.
    */
   reauthenticationPeriod?: number;
+  /**
+   * Longest lifetime of an impersonation session (`createSession(..., { impersonatedBy })`), in ms: its
+   * expiry is at most this after its creation. Default 1 h.
+   */
+  impersonationMaxLifetime?: number;
   /** How often the worker (or `startBackgroundTasks`) runs `deleteExpired()`, in ms. Default 1 h. */
   cleanupInterval?: number;
   /**
@@ -105,6 +110,7 @@ export interface ResolvedConfig {
   sessionExpiration: number;
   inactivityDuration: number;
   reauthenticationPeriod: number;
+  impersonationMaxLifetime: number;
   cleanupInterval: number;
   cacheSize: number;
   cacheMaxBytes: number;
@@ -127,6 +133,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedConfig, 'clock' | 'onAuditError'>> 
   sessionExpiration: 720 * HOUR,
   inactivityDuration: 48 * HOUR,
   reauthenticationPeriod: 0,
+  impersonationMaxLifetime: HOUR,
   cleanupInterval: HOUR,
   cacheSize: 10000,
   cacheMaxBytes: 32 * 1024 * 1024,
@@ -241,6 +248,7 @@ export function resolveConfig(input: SessionConfig | undefined): ResolvedConfig 
     sessionExpiration: duration('sessionExpiration', pick('sessionExpiration'), 1),
     inactivityDuration: duration('inactivityDuration', pick('inactivityDuration'), 0),
     reauthenticationPeriod: duration('reauthenticationPeriod', pick('reauthenticationPeriod'), 0),
+    impersonationMaxLifetime: duration('impersonationMaxLifetime', pick('impersonationMaxLifetime'), 1),
     cleanupInterval: duration('cleanupInterval', pick('cleanupInterval'), 1),
     cacheSize: int('cacheSize', pick('cacheSize'), 0, 1_000_000),
     cacheMaxBytes: int('cacheMaxBytes', pick('cacheMaxBytes'), 65536, Number.MAX_SAFE_INTEGER),

@@ -11,6 +11,7 @@ export type SessionErrorCode =
   | 'SESSION_TOO_LARGE'
   | 'SESSION_NOT_FOUND'
   | 'REAUTHENTICATION_REQUIRED'
+  | 'IMPERSONATION_NOT_ALLOWED'
   | 'VERSION_CONFLICT'
   | 'SCHEMA_MISSING'
   | 'DATABASE_UNAVAILABLE'
@@ -117,6 +118,21 @@ export class ReauthenticationRequiredError extends SessionError {
     this.sessionId = sessionId;
     this.authenticatedAt = authenticatedAt;
     this.maxAge = maxAge;
+  }
+}
+
+/**
+ * An impersonation session (one an administrator opened as a user: `impersonatedBy`) tried what only the
+ * user's own sessions may: step up (`reauthenticate`) or start another impersonation. Nothing was written.
+ */
+export class ImpersonationError extends SessionError {
+  override name = 'ImpersonationError';
+  readonly sessionId: string;
+  readonly impersonatedBy: string;
+  constructor(sessionId: string, impersonatedBy: string, what: string) {
+    super('IMPERSONATION_NOT_ALLOWED', `Session ${sessionId} is an impersonation (by an administrator): it cannot ${what}`);
+    this.sessionId = sessionId;
+    this.impersonatedBy = impersonatedBy;
   }
 }
 

@@ -47,7 +47,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
 import { type ClientIpOption, resolveClientIp } from './client-ip.ts';
 import type { DeviceInfo } from './device.ts';
-import { ConfigError, InvalidArgumentError, SessionError, SessionNotFoundError } from './errors.ts';
+import { ConfigError, ImpersonationError, InvalidArgumentError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
 import type { Attributes, Session } from './session.ts';
 import type { SessionEndReason } from './store.ts';
@@ -252,7 +252,9 @@ export interface SessionHandle<A extends Attributes = Attributes> {
    * or stale duplicate survives to make the next request ambiguous; copy what you want to keep
    * (`(await get())?.toObject()`) into `attributes`. Records the request's device with the session: its
    * User-Agent and the client IP from the `clientIp` option (`options.device` overrides either or adds a
-   * `label`). Returns the new session.
+   * `label`). With `options.impersonatedBy` an administrator opens the session as the user (see
+   * `CreateSessionOptions`); from an impersonation session that is an ImpersonationError, nothing deleted or
+   * written. Returns the new session.
    */
   login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>>;
   /**
@@ -633,6 +635,11 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   async login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>> {
     this.#assertOpen('login');
     await this.#settle();
+    if (options?.impersonatedBy !== undefined) {
+      // An impersonation cannot start another one (before anything is deleted or written).
+      const current = this.#session === undefined ? await this.get() : this.#session;
+      if (current?.impersonatedBy != null) throw new ImpersonationError(current.id, current.impersonatedBy, 'start another impersonation');
+    }
     await this.#deleteCurrent('replaced');
     // The old session is gone from here on, whatever happens next.
     this.#settleTo(null);

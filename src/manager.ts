@@ -6,6 +6,7 @@ import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config
 import type { SqlExecutor } from './db.ts';
 import { type DeviceInfo, prepareDevice } from './device.ts';
 import {
+  ImpersonationError,
   InvalidArgumentError,
   ReauthenticationRequiredError,
   SessionNotFoundError,
@@ -28,6 +29,14 @@ export interface CreateSessionOptions {
    * fills it from the request). Written by the same statement that creates the session.
    */
   device?: DeviceInfo;
+  /**
+   * An administrator opens the session as `userId` (support, debugging): their id (at most 512
+   * characters), shown in listings, on the Session and in the audit rows. The session lives at most
+   * `impersonationMaxLifetime` (an explicit `expiresAt` beyond it is an InvalidArgumentError), evicts none
+   * of the user's sessions, cannot step up (`reauthenticate`: ImpersonationError; never fresh for
+   * `requireFresh`), and the middleware refuses to start another impersonation from it.
+   */
+  impersonatedBy?: string;
 }
 
 export interface DeleteSessionOptions {
@@ -98,6 +107,8 @@ export interface SessionInfo {
   expiresAt: Date;
   /** When the user last proved who they are (sign-in or `reauthenticate`). */
   authenticatedAt: Date;
+  /** The administrator who opened it as the user (an impersonation), or null. */
+  impersonatedBy: string | null;
   /** The user agent the session was created with (at most 512 characters), or null. */
   userAgent: string | null;
   /** A short label derived from it ("Firefox on Linux"), or null. */
@@ -118,6 +129,8 @@ export interface SessionEndInfo {
   reason: SessionEndReason;
   /** Who ended it (`id`: the ending session's, the administrator's, or the evicting session's); null on rows written before drizzle/0013. */
   actor: SessionEndActor | null;
+  /** The administrator who had opened it as the user, or null. */
+  impersonatedBy: string | null;
   endedAt: Date;
   createdAt: Date;
   lastAccessedAt: Date;
@@ -273,9 +286,18 @@ export class SessionManager<A extends Attributes = Attributes> {
       throw new InvalidArgumentError('attributes', 'expected a plain object of attribute values');
     }
     const device = prepareDevice(options.device);
+    const impersonatedBy = options.impersonatedBy ?? null;
+    if (impersonatedBy !== null) checkUserId(impersonatedBy, 'impersonatedBy');
     const now = this.#clock();
-    const expiresAt = toMillis(options.expiresAt) ?? now + this.config.sessionExpiration;
+    const longest = impersonatedBy === null ? Number.POSITIVE_INFINITY : now + this.config.impersonationMaxLifetime;
+    const expiresAt = toMillis(options.expiresAt) ?? Math.min(now + this.config.sessionExpiration, longest);
     if (expiresAt <= now) throw new InvalidArgumentError('expiresAt', 'must be in the future');
+    if (expiresAt > longest) {
+      throw new InvalidArgumentError(
+        'expiresAt',
+        `an impersonation lives at most impersonationMaxLifetime (${this.config.impersonationMaxLifetime} ms)`,
+      );
+    }
     const parts: string[] = [];
     const records = new Map<string, { value: unknown; version: number; expiresAt: number | null }>();
     for (const key of Object.keys(attributes)) {
@@ -310,6 +332,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       known: this.#knownAccesses(userId),
       device,
       audit: this.config.audit,
+      impersonatedBy,
     });
     if ('tooLarge' in created) throw new SessionTooLargeError(created.tooLarge, maxBytes);
     if (created.evicted.length > 0) this.cache.invalidate(created.evicted);
@@ -324,6 +347,7 @@ export class SessionManager<A extends Attributes = Attributes> {
       lastAccessed: now,
       expiresAt,
       authenticatedAt: now,
+      impersonatedBy,
       attributes: records,
     };
     this.cache.fill(token, record, now, epoch);
@@ -651,6 +675,7 @@ export class SessionManager<A extends Attributes = Attributes> {
   async reauthenticate(session: Session<A>): Promise<Session<A>> {
     if (!(session instanceof Session)) throw new InvalidArgumentError('session', 'expected a Session from this library');
     const { record } = session._pending();
+    if (record.impersonatedBy !== null) throw new ImpersonationError(record.id, record.impersonatedBy, 'step up (reauthenticate)');
     const now = this.#clock();
     const idle = this.config.inactivityDuration;
     const lastKnown = this.#touched.peek(record.id)?.at;
@@ -808,6 +833,7 @@ export class SessionManager<A extends Attributes = Attributes> {
         lastAccessedAt: new Date(last),
         expiresAt: new Date(Number(r.expires_at)),
         authenticatedAt: new Date(authenticatedAt),
+        impersonatedBy: r.impersonated_by ?? null,
         userAgent: r.user_agent ?? null,
         device: r.device ?? null,
         ip: r.ip ?? null,
@@ -1070,6 +1096,7 @@ function toEndInfo(r: AuditRow): SessionEndInfo {
     groupId: r.group_id,
     reason: r.reason,
     actor: r.actor_kind === null ? null : ({ kind: r.actor_kind, id: r.actor_id } as SessionEndActor),
+    impersonatedBy: r.impersonated_by ?? null,
     endedAt: new Date(Number(r.ended_at)),
     createdAt: new Date(Number(r.created_at)),
     lastAccessedAt: new Date(Number(r.last_accessed)),

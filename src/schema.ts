@@ -92,6 +92,8 @@ function buildTables(options: SessionTablesOptions) {
        * Null means at creation (`created_at`): rows written before the column, or by an earlier release.
        */
       authenticatedAt: timestamp('authenticated_at', { withTimezone: true, precision: 3 }),
+      /** The administrator's id when the session is an impersonation (drizzle/0014), else null. */
+      impersonatedBy: text('impersonated_by'),
     },
     (t) => [
       uniqueIndex(`${p}sessions_token_hash_idx`).on(t.tokenHash),
@@ -156,6 +158,8 @@ function buildTables(options: SessionTablesOptions) {
        * hash: a dump authenticates nobody.
        */
       tokenCheck: bytea('token_check'),
+      /** The ended session's impersonatedBy (drizzle/0014). */
+      impersonatedBy: text('impersonated_by'),
     },
     (t) => [
       index(`${p}session_audit_user_idx`).on(t.userId, t.endedAt),

@@ -75,10 +75,18 @@ export class Session<A extends Attributes = Attributes> {
     return new Date(this.#record.authenticatedAt);
   }
 
-  /** Whether the user proved who they are at most `maxAge` ms ago (by the manager's clock). No I/O. */
+  /** The administrator's id when an administrator opened this session as its user, else null. */
+  get impersonatedBy(): string | null {
+    return this.#record.impersonatedBy;
+  }
+
+  /**
+   * Whether the user proved who they are at most `maxAge` ms ago (by the manager's clock). No I/O. Never
+   * true for an impersonation: the administrator is not the user, and cannot step up as them.
+   */
   authenticatedWithin(maxAge: number): boolean {
     if (typeof maxAge !== 'number' || !(maxAge >= 0)) throw new InvalidArgumentError('maxAge', 'expected a number of milliseconds ≥ 0');
-    return this.#clock() - this.#record.authenticatedAt <= maxAge;
+    return this.#record.impersonatedBy === null && this.#clock() - this.#record.authenticatedAt <= maxAge;
   }
 
   /** True when set/delete calls are waiting for `updateSession`. */

@@ -30,6 +30,8 @@ export interface SessionRow {
   expires_at: number;
   /** When the user last proved who they are (drizzle/0012; created_at where the column is null). */
   authenticated_at?: number;
+  /** The administrator who opened the session as its user (drizzle/0014), or null. */
+  impersonated_by?: string | null;
 }
 
 /**
@@ -70,14 +72,16 @@ const META_COLUMNS = sql.raw(
     'device',
     'ip',
     'label',
+    'impersonated_by',
   ].join(', '),
 );
 
 /** What a deleting statement returns (as CTE `d`) for its audit rows. */
-const AUDIT_SOURCE_TEXT = 'id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label, token_hash';
+const AUDIT_SOURCE_TEXT = 'id, user_id, group_id, created_at, last_accessed, user_agent, device, ip, label, impersonated_by, token_hash';
 const AUDIT_SOURCE = sql.raw(AUDIT_SOURCE_TEXT);
 /** The same from an UPDATE's row `s`, less token_hash (a rotation audits the old one, which it replaced). */
-const AUDIT_SOURCE_OF_S = 's.id, s.user_id, s.group_id, s.created_at, s.last_accessed, s.user_agent, s.device, s.ip, s.label';
+const AUDIT_SOURCE_OF_S =
+  's.id, s.user_id, s.group_id, s.created_at, s.last_accessed, s.user_agent, s.device, s.ip, s.label, s.impersonated_by';
 
 /** Why a session ended, as recorded in the audit table. */
 export type SessionEndReason =
@@ -129,6 +133,7 @@ export interface AuditRow {
   label: string | null;
   actor_kind: SessionEndActor['kind'] | null;
   actor_id: string | null;
+  impersonated_by: string | null;
 }
 
 /**
@@ -174,6 +179,7 @@ export function rowToRecord(r: SessionRow, jsonLength: number): SessionRecord {
     lastAccessed: Number(r.last_accessed),
     expiresAt: Number(r.expires_at),
     authenticatedAt: Number(r.authenticated_at ?? r.created_at),
+    impersonatedBy: r.impersonated_by ?? null,
     attributes,
   };
 }
@@ -195,7 +201,7 @@ function auditCte(n: ObjectNames, reason: string, endedAt: string, actor: string
 function auditJsonOfD(n: ObjectNames): [head: string, tail: string] {
   return [
     `'session_id', d.id, 'user_id', d.user_id, 'group_id', d.group_id`,
-    `'created_at', d.created_at, 'last_accessed', d.last_accessed, 'user_agent', d.user_agent, 'device', d.device, 'ip', d.ip, 'label', d.label, 'token_check', ${n.tokenCheckFunction}(d.token_hash)`,
+    `'created_at', d.created_at, 'last_accessed', d.last_accessed, 'user_agent', d.user_agent, 'device', d.device, 'ip', d.ip, 'label', d.label, 'token_check', ${n.tokenCheckFunction}(d.token_hash), 'impersonated_by', d.impersonated_by`,
   ];
 }
 
@@ -223,7 +229,7 @@ function hotStatements(n: ObjectNames) {
   return {
     get: statement(`SELECT ${n.getFunction}(decode($1, 'hex'))::text AS s, ${UNCACHEABLE_TEXT}`),
     create: statement(
-      `SELECT evicted_id::text AS id, too_large, audit_error FROM ${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer)`,
+      `SELECT evicted_id::text AS id, too_large, audit_error FROM ${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer, $17::text)`,
     ),
     update: statement(
       `SELECT ${n.updateFunction}($1::uuid, decode($2, 'hex'), $3::jsonb, $4::jsonb, $5::timestamptz, $6::integer, $7::jsonb, $8::integer)::text AS r`,
@@ -338,6 +344,7 @@ export class Store {
     known: [string, number][];
     device: StoredDevice | null;
     audit: boolean;
+    impersonatedBy: string | null;
   }): Promise<{ evicted: string[] } | { tooLarge: number }> {
     const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
     const d = p.device;
@@ -361,6 +368,7 @@ export class Store {
         d?.label ?? null,
         p.audit,
         this.#audit.maxPerUser,
+        p.impersonatedBy,
       ],
     );
     const refused = rows.find((r) => r.too_large !== null);
@@ -535,7 +543,7 @@ export class Store {
     return this.run<AuditRow>(
       'listSessionEnds',
       sql`SELECT session_id::text AS session_id, user_id, group_id, reason, ${sql.raw(ms('ended_at'))}, ${sql.raw(ms('created_at'))},
-            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, actor_kind, actor_id, ${UNCACHEABLE}
+            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, actor_kind, actor_id, impersonated_by, ${UNCACHEABLE}
           FROM ${sql.raw(this.names.audit)} WHERE user_id = ${userId}${until} ORDER BY ended_at DESC, id DESC LIMIT ${limit}::integer`,
     );
   }
@@ -554,7 +562,7 @@ export class Store {
     const rows = await this.run<AuditRow>(
       'sessionEnd',
       sql`SELECT session_id::text AS session_id, user_id, group_id, reason, ${sql.raw(ms('ended_at'))}, ${sql.raw(ms('created_at'))},
-            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, actor_kind, actor_id, ${UNCACHEABLE}
+            ${sql.raw(ms('last_accessed'))}, user_agent, device, ip, label, actor_kind, actor_id, impersonated_by, ${UNCACHEABLE}
           FROM ${a} WHERE session_id = ${session} ORDER BY (reason <> 'rotated') DESC, ended_at DESC, id DESC LIMIT 1`,
     );
     return rows[0];

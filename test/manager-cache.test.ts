@@ -22,6 +22,7 @@ function record(id: string, version: number, value: unknown = version): SessionR
     lastAccessed: 0,
     expiresAt: Number.MAX_SAFE_INTEGER,
     authenticatedAt: 0,
+    impersonatedBy: null,
     attributes: new Map([['v', { value, version, expiresAt: null }]]),
   };
 }

@@ -73,6 +73,19 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     }
     return names;
   };
+  /** What an earlier release's createSession sends (drizzle/0010's sixteen-argument function); a token's hash. */
+  const oldCreate = (names: ReturnType<typeof objectNames>, token: string, user: string, at = new Date().toISOString()) =>
+    fx.t.admin.query<{ id: string }>(
+      `SELECT * FROM ${names.createFunction}(gen_random_uuid(), decode($1, 'hex'), $2, NULL, '{}', $3::timestamptz, $3::timestamptz + interval '7 days',
+         5, 100000, NULL, NULL, NULL, NULL, NULL, true, 0)`,
+      [sha256Hex(token), user, at],
+    );
+  const idOf = async (names: ReturnType<typeof objectNames>, token: string) =>
+    (
+      await fx.t.admin.query<{ id: string }>(`SELECT id::text AS id FROM ${names.sessions} WHERE token_hash = decode($1, 'hex')`, [
+        sha256Hex(token),
+      ])
+    ).rows[0]?.id as string;
 
   it('is idempotent: a second call applies nothing and changes nothing', async () => {
     const schemaName = fresh('mig_idem');
@@ -269,19 +282,12 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
   it('carries sessions of a store at 0011 forward: authenticatedAt reads as their creation, also for rows an older release writes after', async () => {
     const schemaName = fresh('mig_stepup');
     const names = await storeBefore(schemaName, '0012');
-    // What the previous release's createSession sends (drizzle/0010's sixteen-argument function).
-    const oldCreate = (token: string, user: string, at: string) =>
-      fx.t.admin.query(
-        `SELECT * FROM ${names.createFunction}(gen_random_uuid(), decode($1, 'hex'), $2, NULL, '{}', $3::timestamptz, $3::timestamptz + interval '7 days',
-           5, 100000, NULL, NULL, NULL, NULL, NULL, false, 0)`,
-        [sha256Hex(token), user, at],
-      );
     const before = `${'a'.repeat(42)}A`;
-    await oldCreate(before, 'old-user', '2030-01-01T00:00:00.000Z');
+    await oldCreate(names, before, 'old-user', '2030-01-01T00:00:00.000Z');
     expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0012'));
     // During a rollout the previous release keeps creating sessions through its own function.
     const during = `${'b'.repeat(42)}A`;
-    await oldCreate(during, 'old-user', '2030-01-02T00:00:00.000Z');
+    await oldCreate(names, during, 'old-user', '2030-01-02T00:00:00.000Z');
     const clock = () => Date.parse('2030-01-02T01:00:00.000Z');
     const m = new SessionManager(fx.t.db, { schemaName, clock, inactivityDuration: 0 });
     expect((await m.getSession(before))?.authenticatedAt.toISOString()).toBe('2030-01-01T00:00:00.000Z');
@@ -296,8 +302,9 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     const schemaName = fresh('mig_actor');
     const names = await storeBefore(schemaName, '0013');
     const user = uid();
-    const before = new SessionManager(fx.t.db, { schemaName, audit: true });
-    const old = await before.createSession(user, {});
+    const old = { token: `${'c'.repeat(42)}A`, session: { id: '' } };
+    await oldCreate(names, old.token, user);
+    old.session.id = await idOf(names, old.token);
     // What the previous release's logout sends: its audit row through session_audit_write's json.
     await fx.t.admin.query(
       `SELECT ${names.auditWriteFunction}(json_build_array(json_build_object('session_id', $1::uuid, 'user_id', $2::text, 'reason', 'logout',
@@ -318,6 +325,23 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     await m.deleteSessionById(fresh1.session.id, { actor: { kind: 'admin', id: 'root' } });
     expect(await m.sessionEndOfToken(fresh1.token)).toMatchObject({ reason: 'admin_revoked', actor: { kind: 'admin', id: 'root' } });
     expect((await m.listSessionEnds(user)).map((e) => e.actor?.kind ?? null)).toEqual(['admin', null, null]);
+  });
+
+  it('carries a store at 0013 forward: its sessions are not impersonations; an earlier release still creates through its function', async () => {
+    const schemaName = fresh('mig_imp');
+    const names = await storeBefore(schemaName, '0014');
+    const user = uid();
+    const old = { token: `${'d'.repeat(42)}A` };
+    await oldCreate(names, old.token, user);
+    expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0014'));
+    // The previous release's createSession (drizzle/0013's sixteen-argument function) during the rollout.
+    await oldCreate(names, `${'e'.repeat(42)}A`, user);
+    const m = new SessionManager(fx.t.db, { schemaName, audit: true });
+    expect((await m.getSession(old.token))?.impersonatedBy).toBeNull();
+    const imp = await m.createSession(user, {}, { impersonatedBy: 'root' });
+    expect((await m.listUserSessions(user)).map((s) => s.impersonatedBy).sort()).toEqual([null, null, 'root']);
+    await m.deleteSession(imp.token);
+    expect(await m.sessionEndOfToken(imp.token)).toMatchObject({ reason: 'logout', impersonatedBy: 'root' });
   });
 
   it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {
@@ -363,6 +387,7 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
           'actor_kind',
           'actor_id',
           'token_check',
+          'impersonated_by',
         ]
           .map((c) => `column ${schemaName}.${tablePrefix}session_audit.${c}`)
           .sort(),
