@@ -175,7 +175,7 @@ export const workers: Section = {
       for (const path of PATHS) {
         for (const op of OPS) {
           const local = results.get(`${path.id}|0|${op.id}`) ?? [];
-          const localP50 = median(local.map((x) => x.ms));
+          const localP50 = latencies(local.map((x) => x.ms)).p50 ?? Number.NaN;
           for (const delay of [ONE_WAY_MS, 0]) {
             const t = results.get(`${path.id}|${delay}|${op.id}`) ?? [];
             const flights = median(t.map((x) => x.flights));
