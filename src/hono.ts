@@ -46,7 +46,7 @@ import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
 import { type ClientIpOption, resolveClientIp } from './client-ip.ts';
-import type { DeviceInfo } from './device.ts';
+import { type DeviceInfo, prepareDevice } from './device.ts';
 import { ConfigError, ImpersonationError, InvalidArgumentError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
 import type { Attributes, Session } from './session.ts';
@@ -216,6 +216,24 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
    * are thrown, and Hono's `app.onError` sees them (branch on `error.code`).
    */
   onBackgroundError?: (error: unknown, c: Context) => void;
+  /**
+   * Called after the response (through `waitUntil` where the runtime has it) when `login()` signed the
+   * user in from a device new for them (see `CreateSessionOptions.checkNewDevice`, which every `login()`
+   * then sets): e.g. to e-mail "New sign-in: Firefox on Linux, 203.0.113.x". Its errors go to
+   * `onBackgroundError`. The check is part of the create statement (no extra round trip).
+   */
+  onNewDevice?: (event: NewDeviceEvent, c: Context) => unknown;
+}
+
+/** A sign-in from a device new for the user (`onNewDevice`). */
+export interface NewDeviceEvent {
+  userId: string;
+  sessionId: string;
+  /** The device label ("Firefox on Linux"), or null. */
+  device: string | null;
+  userAgent: string | null;
+  ip: string | null;
+  at: Date;
 }
 
 /** `c.var.session`: the request's session, loaded on first use. */
@@ -257,6 +275,11 @@ export interface SessionHandle<A extends Attributes = Attributes> {
    * written. Returns the new session.
    */
   login(userId: string, attributes?: Partial<A>, options?: CreateSessionOptions): Promise<Session<A>>;
+  /**
+   * Whether this request's `login()` came from a device new for the user (checked when the middleware has
+   * `onNewDevice`, or the login passed `checkNewDevice`); undefined when no such login ran in this request.
+   */
+  newDevice(): boolean | undefined;
   /**
    * Why the session this browser had ended, when the request's cookie names no live session any more and
    * the manager's `audit` option is on: `{ reason, endedAt }` (`'revoked'` from another device, `'expired'`,
@@ -314,7 +337,7 @@ const MAX_COOKIE_AGE_SECONDS = 400 * 24 * 3600;
 const COOKIE_NAME_RE = /^[\w!#$%&'*.^`|~+-]+$/;
 /** Printable ASCII but ";": what an attribute value may hold without starting another attribute. */
 const COOKIE_ATTRIBUTE_RE = /^[ -:<-~]*$/;
-const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf', 'clientIp']);
+const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf', 'clientIp', 'onNewDevice']);
 const CSRF_KEYS = new Set(['trustedOrigins']);
 /**
  * At most this many distinct well-formed session cookie values are looked up in one request: a crafted
@@ -508,9 +531,11 @@ const CLEAR = Symbol('clear');
 /** What the response must do with the cookie: nothing, clear it, or set a token. */
 type CookieChange = undefined | typeof CLEAR | { token: string; expiresAt: number; sessionId: string };
 
-/** What a request offers the session state beyond its cookie: its device. */
+/** What a request offers the session state beyond its cookie: its device, and where new-device sign-ins go. */
 interface RequestInfo {
   device(): DeviceInfo;
+  /** Set when the middleware has `onNewDevice`: every login checks, and a new device is handed to it. */
+  onNewDevice: ((event: NewDeviceEvent) => void) | undefined;
 }
 
 /**
@@ -536,6 +561,7 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
   #closed = false;
   /** An explicit save() failed: the handler owns the outcome, the after-handler save stays out of it. */
   #saveFailed = false;
+  #newDevice: boolean | undefined;
 
   readonly #beforeRead: (() => Promise<void>) | undefined;
   readonly #request: RequestInfo;
@@ -645,10 +671,28 @@ class RequestSession<A extends Attributes> implements SessionHandle<A> {
     this.#settleTo(null);
     this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
     const device: DeviceInfo = { ...this.#request.device(), ...options?.device };
-    const { session, token } = await this.#manager.createSession(userId, attributes, { ...options, device });
+    const hook = this.#request.onNewDevice;
+    const checkNewDevice = options?.checkNewDevice ?? hook !== undefined;
+    const { session, token, newDevice } = await this.#manager.createSession(userId, attributes, { ...options, device, checkNewDevice });
+    this.#newDevice = newDevice;
+    if (newDevice === true && hook !== undefined) {
+      const listed = prepareDevice(device);
+      hook({
+        userId,
+        sessionId: session.id,
+        device: listed?.device ?? null,
+        userAgent: listed?.userAgent ?? null,
+        ip: listed?.ip ?? null,
+        at: session.createdAt,
+      });
+    }
     this.#settleTo(session);
     this.#cookie = { token, expiresAt: session.expiresAt.getTime(), sessionId: session.id };
     return session;
+  }
+
+  newDevice(): boolean | undefined {
+    return this.#newDevice;
   }
 
   async ended(): Promise<{ reason: SessionEndReason; endedAt: Date } | null> {
@@ -838,6 +882,9 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
     throw new ConfigError('touch', `expected "manager", "none" or a function (session, c) => void, got ${show(touch)}`);
   }
   const onBackgroundError = options.onBackgroundError ?? defaultBackgroundError;
+  const onNewDevice = options.onNewDevice;
+  if (onNewDevice !== undefined && typeof onNewDevice !== 'function')
+    throw new ConfigError('onNewDevice', `expected a function (event, c) => void, got ${show(onNewDevice)}`);
   if (typeof onBackgroundError !== 'function')
     throw new ConfigError('onBackgroundError', `expected a function, got ${show(onBackgroundError)}`);
   const clock = manager.config.clock;
@@ -922,6 +969,8 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
             if (due.mustAwait) await due.promise.catch(() => {});
             else afterResponse(c, () => due.promise, onBackgroundError);
           };
+    // New-device sign-ins of this request, handed to onNewDevice once the response is decided.
+    const newDevices: NewDeviceEvent[] = [];
     const handle = new RequestSession<A>(
       manager,
       () => cookieValues(c.req.raw.headers.get('cookie'), cookie.name),
@@ -929,6 +978,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       beforeRead,
       {
         device: () => ({ userAgent: c.req.header('user-agent'), ip: clientIp(c) }),
+        onNewDevice: onNewDevice === undefined ? undefined : (event) => newDevices.push(event),
       },
     );
     c.set('session', handle);
@@ -951,6 +1001,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
         if (push !== undefined) afterResponse(c, () => push, onBackgroundError);
         const flush = flushesTouches ? manager.flushTouchesIfDue() : undefined;
         if (flush !== undefined) afterResponse(c, () => flush, onBackgroundError);
+        if (onNewDevice !== undefined) for (const e of newDevices) afterResponse(c, () => onNewDevice(e, c), onBackgroundError);
       }
     }
   });

@@ -226,10 +226,25 @@ function hotStatements(n: ObjectNames) {
         WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $4::float8 / 1000)' : ''}
         RETURNING 1
       ) SELECT count(*)::integer AS n, ${UNCACHEABLE_TEXT} FROM u`);
+  const createCall = `${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer, $17::text)`;
+  // The network of an address: IPv4 /24, IPv6 /48 (null stays null).
+  const net = (ip: string) => `network(set_masklen(${ip}::inet, CASE family(${ip}::inet) WHEN 4 THEN 24 ELSE 48 END))`;
+  const sameNetwork = (col: string) => `((${col} IS NULL AND $13::text IS NULL) OR ${net(col)} = ${net('$13::text')})`;
   return {
     get: statement(`SELECT ${n.getFunction}(decode($1, 'hex'))::text AS s, ${UNCACHEABLE_TEXT}`),
-    create: statement(
-      `SELECT evicted_id::text AS id, too_large, audit_error FROM ${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer, $17::text)`,
+    create: statement(`SELECT evicted_id::text AS id, too_large, audit_error FROM ${createCall}`),
+    // createSession and, read before its insert (the statement's snapshot), whether the device is new for
+    // the user: no live session of theirs, and no audit row of one (those kept: auditRetention,
+    // auditMaxPerUser), with the same device label on the same network. Impersonations are not the user's.
+    createChecked: statement(
+      `WITH k AS MATERIALIZED (SELECT NOT EXISTS (
+          SELECT 1 FROM ${n.sessions} AS x WHERE x.user_id = $3::text AND x.expires_at > $6::timestamptz AND x.impersonated_by IS NULL
+            AND x.device IS NOT DISTINCT FROM $12::text AND ${sameNetwork('x.ip')}
+        ) AND NOT EXISTS (
+          SELECT 1 FROM ${n.audit} AS y WHERE y.user_id = $3::text AND y.impersonated_by IS NULL
+            AND y.device IS NOT DISTINCT FROM $12::text AND ${sameNetwork('y.ip')}
+        ) AS new_device)
+        SELECT c.evicted_id::text AS id, c.too_large, c.audit_error, k.new_device FROM k LEFT JOIN LATERAL ${createCall} AS c ON true`,
     ),
     update: statement(
       `SELECT ${n.updateFunction}($1::uuid, decode($2, 'hex'), $3::jsonb, $4::jsonb, $5::timestamptz, $6::integer, $7::jsonb, $8::integer)::text AS r`,
@@ -345,12 +360,15 @@ export class Store {
     device: StoredDevice | null;
     audit: boolean;
     impersonatedBy: string | null;
-  }): Promise<{ evicted: string[] } | { tooLarge: number }> {
+    /** Also tell whether the device is new for the user (same statement). */
+    checkNewDevice?: boolean;
+  }): Promise<{ evicted: string[]; newDevice?: boolean } | { tooLarge: number }> {
     const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
     const d = p.device;
-    const rows = await this.runStatement<{ id: string | null; too_large: number | null; audit_error: string | null }>(
+    const checked = p.checkNewDevice === true;
+    const rows = await this.runStatement<{ id: string | null; too_large: number | null; audit_error: string | null; new_device?: boolean }>(
       'createSession',
-      this.#st.create,
+      checked ? this.#st.createChecked : this.#st.create,
       [
         p.id,
         p.hash,
@@ -371,10 +389,13 @@ export class Store {
         p.impersonatedBy,
       ],
     );
-    const refused = rows.find((r) => r.too_large !== null);
+    const refused = rows.find((r) => r.too_large !== null && r.too_large !== undefined);
     if (refused !== undefined) return { tooLarge: Number(refused.too_large) };
-    this.#auditOutcome('createSession (eviction)', rows, rows.length);
-    return { evicted: rows.map((r) => r.id as string) };
+    // The checked form has one row with a null id when nothing was evicted.
+    const evicted = rows.filter((r) => r.id !== null);
+    this.#auditOutcome('createSession (eviction)', evicted, evicted.length);
+    const ids = evicted.map((r) => r.id as string);
+    return checked ? { evicted: ids, newDevice: rows[0]?.new_device === true } : { evicted: ids };
   }
 
   /**

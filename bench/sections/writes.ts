@@ -1,6 +1,8 @@
 // Writes at c=32: createSession, updateSession (each worker its own session, one attribute) and
 // deleteSession, next to connect-pg-simple's set/destroy and to a plain one-row UPDATE (no trigger); and
-// deleteSession with the audit option on (one session_audit row written by the same statement) next to it off.
+// deleteSession with the audit option on (one session_audit row written by the same statement) next to it off;
+// createSession with the new-device check (checkNewDevice: the same statement reads the user's live
+// sessions and audit rows first) next to it without.
 
 import { SessionManager } from '../../src/manager.ts';
 import type { Session } from '../../src/session.ts';
@@ -10,6 +12,9 @@ import { createFloorTable, plainUpdate } from '../lib/floors.ts';
 import { type Contestant, closedLoop, interleave, summarize } from '../lib/measure.ts';
 import { createPeerTable, openPeer } from '../lib/peer.ts';
 import { APP_ATTRIBUTES, peerSession, peerSid, seedOursWithTokens, seedPeerWithSids } from '../lib/seed.ts';
+
+/** The device a checked create records (what login() passes from the request). */
+const CHECKED_DEVICE = { userAgent: 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0', ip: '203.0.113.7' };
 
 export const writes: Section = {
   name: 'writes',
@@ -76,6 +81,13 @@ export const writes: Section = {
           timed('create', async (i) => {
             await manager.createSession(`new-${i}-${createdOurs++}`, { ...APP_ATTRIBUTES });
           }),
+          timed('create-check', async (i) => {
+            await manager.createSession(
+              `chk-${i}-${createdOurs++}`,
+              { ...APP_ATTRIBUTES },
+              { device: CHECKED_DEVICE, checkNewDevice: true },
+            );
+          }),
           timed('peer-create', (i) => peer.set(peerSid(), peerSession(`new-${i}`))),
           timed('update', async (i, w) => {
             const s = mine[w] as Session;
@@ -117,6 +129,14 @@ export const writes: Section = {
         floor: 'plain-update',
         goal: { metric: 'peer', cmp: '>=', target: 1 },
         note: 'a new user per create (maxSessions eviction finds nothing to evict)',
+      });
+      ctx.add({
+        id: 'create-check',
+        label: `createSession with checkNewDevice, c=${c}`,
+        summary: get('create-check'),
+        peer: 'peer-create',
+        floor: 'create',
+        note: 'vs floor: createSession without the check, in the same run — the new-device check cost (a new user each: both lookups find nothing)',
       });
       ctx.add({ id: 'peer-update', label: `connect-pg-simple set (existing sid), c=${c}`, summary: get('peer-update'), reference: true });
       ctx.add({
