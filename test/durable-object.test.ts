@@ -222,6 +222,9 @@ describe('Durable Object host: alarms', () => {
       objectDatabaseUrl: databaseUrl(),
       wsProxy: wsProxy(),
       schemaName,
+      // On a loaded machine a touch push can outlast the default 2 s timeout and be sent again with the
+      // next one (a 21st touch, pending after the flush); these tests count the object's own work.
+      requestTimeout: 15_000,
       objectVars: { SESSION_SYNC_FLUSH_INTERVAL_MS: '3000', SESSION_SYNC_CLEANUP_INTERVAL_MS: '2000', SESSION_SYNC_AUDIT: '1' },
     });
   });

@@ -13,6 +13,8 @@ export interface TestAppEnv extends SessionSyncEnv {
   APP_DATABASE_URL: string;
   MAX_STALENESS_MS: string;
   SYNC_INTERVAL_MS: string;
+  /** The SyncClient's requestTimeout in ms; empty: the library's default. */
+  REQUEST_TIMEOUT_MS: string;
 }
 
 const stub = (env: TestAppEnv) => env.SESSION_SYNC.get(env.SESSION_SYNC.idFromName('pg-edge-session'));
@@ -29,6 +31,7 @@ function setUp(env: TestAppEnv) {
       durableObject: env.SESSION_SYNC,
       syncInterval: Number(env.SYNC_INTERVAL_MS),
       touchInterval: 0,
+      ...(env.REQUEST_TIMEOUT_MS ? { requestTimeout: Number(env.REQUEST_TIMEOUT_MS) } : {}),
       onApply: (c) => {
         if (c.reset) resets++;
         const at = Date.now();

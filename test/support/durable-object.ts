@@ -18,6 +18,8 @@ export interface ClusterOptions {
   schemaName: string;
   maxStaleness?: number;
   syncInterval?: number;
+  /** The apps' SyncClient requestTimeout (ms; default the library's). */
+  requestTimeout?: number;
   /** SessionSyncEnv variables of the object (SESSION_SYNC_FLUSH_INTERVAL_MS, ...). */
   objectVars?: Record<string, string>;
   script?: string;
@@ -49,6 +51,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     SESSION_SCHEMA: o.schemaName,
     MAX_STALENESS_MS: String(o.maxStaleness ?? 1000),
     SYNC_INTERVAL_MS: String(o.syncInterval ?? 100),
+    REQUEST_TIMEOUT_MS: o.requestTimeout === undefined ? '' : String(o.requestTimeout),
   };
   const binding = { SESSION_SYNC: { className: 'TestSessionSync', scriptName: 'sync', useSQLite: true } };
   const mf = new Miniflare({
