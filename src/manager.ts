@@ -170,8 +170,6 @@ export interface CleanupResult {
   batches: number;
 }
 
-/** Blocks (8 KiB) of the sessions table one cleanup statement reads at most. */
-const CLEANUP_RANGE_BLOCKS = 128;
 /**
  * Pause between cleanup statements, as a multiple of the statement's duration, by default adaptive:
  * between CLEANUP_PAUSE_MIN (other sessions of the database idle: cleanup takes up to half of one
@@ -957,14 +955,16 @@ export class SessionManager<A extends Attributes = Attributes> {
 
   /**
    * Deletes expired sessions (absolute, and idle past inactivityDuration + lastAccessUpdateInterval, the
-   * grace for touches not yet written anywhere) and expired attributes, in short statements: each walks a
-   * range of the table's blocks and changes at most `batchSize` rows (default lastAccessUpdateBatchSize).
-   * Between statements it pauses `pause` times as long as the statement took. By default the multiple
-   * adapts to what other sessions of the database are doing: 30 while they run queries (cleanup keeps
-   * about 3% of one database core busy, so request-path queries keep theirs), down to 1 while they are
-   * idle; a number fixes it (0 runs flat out). Flushes
-   * this manager's touches first. An aborted `signal` ends it between two statements (what was done is
-   * reported). The worker schedules it every cleanupInterval; call it yourself without one.
+   * grace for touches not yet written anywhere; past reauthenticationPeriod) and expired attributes, in
+   * short statements: each reads at most `batchSize` sessions (default lastAccessUpdateBatchSize) whose
+   * cleanup deadline has passed, through an index (drizzle/0015, Store.cleanupDue), so a run costs what is
+   * due, not the table's size. Between statements it pauses `pause` times as long as the statement took. By
+   * default the multiple adapts to what other sessions of the database are doing: 30 while they run queries
+   * (cleanup keeps about 3% of one database core busy, so request-path queries keep theirs), down to 1
+   * while they are idle; a number fixes it (0 runs flat out). Flushes this manager's touches first. An
+   * aborted `signal` ends it between two statements (what was done is reported). `onBatch` hears of each
+   * statement: the rows it changed (kind 'attributes' when it only removed attributes). The worker
+   * schedules it every cleanupInterval; call it yourself without one.
    */
   async deleteExpired(
     options: {
@@ -988,42 +988,43 @@ export class SessionManager<A extends Attributes = Attributes> {
     const idleCutoff = idle === 0 ? null : now - idle - this.config.lastAccessUpdateInterval;
     const counts = { sessions: 0, attributes: 0 };
     let batches = 0;
-    // Expired sessions first (so no attribute of a session about to go is rewritten), then attributes.
-    for (const kind of ['sessions', 'attributes'] as const) {
-      let from = 0;
-      let end = Number.POSITIVE_INFINITY;
-      while (from < end && options.signal?.aborted !== true) {
-        const to = from + CLEANUP_RANGE_BLOCKS;
+    const reauthCutoff = this.#reauthCutoff(now);
+    // Sessions whose cleanup deadline has passed (drizzle/0015), then, with an idle timeout or a
+    // re-authentication period, sessions given no deadline yet that are old enough to be due by either.
+    const sources: ('due' | 'unset')[] = idleCutoff === null && reauthCutoff === null ? ['due'] : ['due', 'unset'];
+    const unsetCutoff = Math.max(idleCutoff ?? Number.NEGATIVE_INFINITY, reauthCutoff ?? Number.NEGATIVE_INFINITY);
+    for (const source of sources) {
+      let more = true;
+      while (more && options.signal?.aborted !== true) {
         const t0 = performance.now();
-        const r = await this.#store.cleanupRange({
-          kind,
+        const r = await this.#store.cleanupDue({
+          source,
           now,
           idleCutoff,
-          reauthCutoff: this.#reauthCutoff(now),
-          fromBlock: from,
-          toBlock: to,
+          reauthCutoff,
+          unsetCutoff,
           limit: size,
           audit:
-            this.config.audit && kind === 'sessions'
+            this.config.audit === true
               ? { idleMs: idle === 0 ? null : idle, reauthMs: this.config.reauthenticationPeriod || null }
               : undefined,
           ids: this.cache.enabled,
         });
         const ms = performance.now() - t0;
         batches++;
-        counts[kind] += r.changed;
+        counts.sessions += r.deleted;
+        counts.attributes += r.attributes;
         if (r.ids.length > 0) this.cache.invalidate(r.ids);
-        options.onBatch?.(kind, r.changed, ms);
-        // The table's size when the walk began bounds it (rows written later are new, not expired).
-        if (end === Number.POSITIVE_INFINITY) end = r.blocks;
-        // A full batch may have left rows in its last block: resume there. Progress is certain, since every
-        // row picked stops matching once changed.
-        from = r.picked >= size ? r.lastBlock : to;
+        // One report per statement: the rows it changed, 'attributes' when it only removed attributes.
+        options.onBatch?.(r.deleted === 0 && r.attributes > 0 ? 'attributes' : 'sessions', r.deleted + r.attributes, ms);
+        // Every row picked is deleted or given a later deadline, so a full batch means there may be more;
+        // fewer than the limit (locked rows are skipped) means the rest waits for the next run.
+        more = r.picked >= size;
         // Any query seen running sets the full pause at once; it relaxes only as statements keep finding
         // the database otherwise idle (a fifth of the way per statement).
         busy = r.active > 0 ? 1 : busy * 0.8;
         const pause = fixed ?? CLEANUP_PAUSE_MIN + (CLEANUP_PAUSE_MAX - CLEANUP_PAUSE_MIN) * busy;
-        if (pause > 0 && from < end) await sleep(ms * pause, options.signal);
+        if (pause > 0 && more) await sleep(ms * pause, options.signal);
       }
     }
     // Audit rows past their retention (also those written while `audit` was on, if it is off now).

@@ -21,9 +21,9 @@ interface ExpectedObject {
 
 const NAME = '"([A-Za-z_][A-Za-z0-9_]*)"';
 const CREATE_TABLE = new RegExp(`^CREATE TABLE ${NAME}\\s*\\(([\\s\\S]*)\\)\\s*;?\\s*$`, 'i');
-const CREATE_INDEX = new RegExp(`^CREATE (?:UNIQUE )?INDEX ${NAME} ON ${NAME}`, 'i');
+const CREATE_INDEX = new RegExp(`^CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?${NAME} ON ${NAME}`, 'i');
 const DROP_INDEX = new RegExp(`^DROP INDEX (?:IF EXISTS )?${NAME}`, 'i');
-const ADD_COLUMN = new RegExp(`^ALTER TABLE ${NAME} ADD COLUMN ${NAME}`, 'i');
+const ADD_COLUMN = new RegExp(`^ALTER TABLE ${NAME} ADD COLUMN (?:IF NOT EXISTS )?${NAME}`, 'i');
 const ALTER_TABLE = new RegExp(`^ALTER TABLE ${NAME}\\s`, 'i');
 const INSERT_INTO = new RegExp(`^INSERT INTO ${NAME}`, 'i');
 const CREATE_FUNCTION = new RegExp(`^CREATE (?:OR REPLACE )?FUNCTION ${NAME}`, 'i');

@@ -94,15 +94,23 @@ function buildTables(options: SessionTablesOptions) {
       authenticatedAt: timestamp('authenticated_at', { withTimezone: true, precision: 3 }),
       /** The administrator's id when the session is an impersonation (drizzle/0014), else null. */
       impersonatedBy: text('impersonated_by'),
+      /**
+       * The session's cleanup deadline as last set (drizzle/0015): it may have to go from then on. Null until
+       * cleanup first sets it (the absolute expiry stands for it). Touches never write it.
+       */
+      cleanupAt: timestamp('cleanup_at', { withTimezone: true, precision: 3 }),
     },
     (t) => [
       uniqueIndex(`${p}sessions_token_hash_idx`).on(t.tokenHash),
       // listUserSessions and max-sessions eviction (a user has few sessions: they are sorted, not indexed, by
       // last access). No index holds last_accessed or the other columns updates change, so touches and
       // attribute updates are HOT updates (no index entries written) when the page has room (fillfactor,
-      // drizzle/0005). Cleanup walks the table by block ranges instead of using expiry indexes (store.ts).
+      // drizzle/0005). Cleanup finds the sessions due through the two indexes below, which hold only columns
+      // touches and attribute updates leave alone (cleanup deadlines, drizzle/0015; store.ts, cleanupDue).
       index(`${p}sessions_user_idx`).on(t.userId),
       index(`${p}sessions_group_idx`).on(t.groupId).where(sql`${t.groupId} IS NOT NULL`),
+      index(`${p}sessions_cleanup_idx`).using('btree', sql`LEAST(${t.cleanupAt}, ${t.expiresAt})`),
+      index(`${p}sessions_unarmed_idx`).on(t.createdAt).where(sql`${t.cleanupAt} IS NULL`),
     ],
   );
   /**

@@ -286,8 +286,8 @@ describe.each(DRIVERS)('deleteExpired (%s)', (driver) => {
   });
 });
 
-// Cleanup walks the table by block ranges (TID range scans): no index on the columns touches change.
-describe.each(DRIVERS)('deleteExpired walks the table (%s)', (driver) => {
+// Cleanup reads the sessions whose deadline has passed (drizzle/0015): no index on the columns touches change.
+describe.each(DRIVERS)('deleteExpired reads what is due (%s)', (driver) => {
   const fx = useStore(driver, 'mgr_cleanup4');
   const table = () => `"${fx.schemaName}"."sessions"`;
   /** `n` rows of one kind, written straight into the table (out of band), interleaved with the others. */
@@ -362,6 +362,8 @@ describe.each(DRIVERS)('deleteExpired walks the table (%s)', (driver) => {
     const user = uid('odd');
     const odd = JSON.stringify({ a: { v: 1, ver: 1, exp: [1] }, b: { v: 2, ver: 1, exp: '1' }, c: { v: 3, ver: 1, exp: 1 } });
     await insert(5, user, clock() + HOUR, clock(), odd);
+    // What updateSession writes with an attribute's expiry (drizzle/0015): the session is due for cleanup.
+    await fx.t.admin.query(`UPDATE ${table()} SET cleanup_at = created_at WHERE user_id = $1`, [user]);
     const m = fx.manager({ clock });
     const result = await m.deleteExpired({ batchSize: 2, pause: 0 });
     expect(result.attributes).toBe(5);
@@ -370,6 +372,58 @@ describe.each(DRIVERS)('deleteExpired walks the table (%s)', (driver) => {
     ]);
     for (const r of rows.rows) expect(Object.keys(r.a).sort()).toEqual(['a', 'b']);
     expect((await m.deleteExpired({ pause: 0 })).attributes).toBe(0);
+  });
+
+  it('reads only the sessions due: a touched session gets a later deadline, a fresh one is not read at all', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: HOUR, lastAccessUpdateInterval: MINUTE, maxStaleness: HOUR });
+    const fresh = await m.createSession(uid('fresh'), {});
+    const busy = await m.createSession(uid('busy'), {});
+    const idle = await m.createSession(uid('idle'), {});
+    const deadline = async (id: string) =>
+      (await fx.t.admin.query<{ at: Date | null }>(`SELECT cleanup_at AS at FROM ${table()} WHERE id = $1`, [id])).rows[0]?.at;
+    clock.advance(30 * MINUTE);
+    await m.getSession(busy.token);
+    await m.flushTouches();
+    await m.deleteExpired({ pause: 0 });
+    // Not old enough to be idle: not read, no deadline written.
+    for (const s of [fresh, busy, idle]) expect(await rawRow(fx, s.session.id)).toBeDefined();
+    for (const s of [fresh, busy, idle]) expect(await deadline(s.session.id)).toBeNull();
+    clock.advance(31 * MINUTE + SECOND); // 61 min after creation: idle past the grace, unless touched
+    const late = await m.createSession(uid('late'), {});
+    await m.deleteExpired({ pause: 0 });
+    expect(await rawRow(fx, fresh.session.id)).toBeUndefined();
+    expect(await rawRow(fx, idle.session.id)).toBeUndefined();
+    expect(await rawRow(fx, busy.session.id)).toBeDefined();
+    // The busy one was touched 30 min in: read once, given its idle end (last access + 1 h + the grace).
+    expect((await deadline(busy.session.id))?.getTime()).toBe(clock() - 31 * MINUTE - SECOND + HOUR + MINUTE);
+    expect(await deadline(late.session.id)).toBeNull();
+    // Nothing is due until then: a run reads nothing and writes nothing.
+    const before = (await fx.t.admin.query(`SELECT xmin::text AS x FROM ${table()} WHERE id = $1`, [busy.session.id])).rows[0];
+    await m.deleteExpired({ pause: 0 });
+    expect((await fx.t.admin.query(`SELECT xmin::text AS x FROM ${table()} WHERE id = $1`, [busy.session.id])).rows[0]).toEqual(before);
+    clock.advance(30 * MINUTE);
+    await m.deleteExpired({ pause: 0 }); // busy has been idle since its touch; late is 30 min old
+    expect(await rawRow(fx, busy.session.id)).toBeUndefined();
+    expect(await rawRow(fx, late.session.id)).toBeDefined();
+  });
+
+  it('an attribute given an expiry makes its session due by then, whatever the session deadline', async () => {
+    const clock = fakeClock();
+    const m = fx.manager({ clock, inactivityDuration: 0, maxStaleness: HOUR });
+    const { session, token } = await m.createSession(uid('attr'), { keep: 1 });
+    await m.deleteExpired({ pause: 0 });
+    session.set('code', 42, { expiresAt: clock() + 10 * MINUTE });
+    await m.updateSession(session);
+    clock.advance(10 * MINUTE);
+    expect((await m.deleteExpired({ pause: 0 })).attributes).toBeGreaterThanOrEqual(1);
+    expect(Object.keys((await rawRow(fx, session.id))!.attributes as object)).toEqual(['keep']);
+    expect((await m.getSession(token))!.toObject()).toEqual({ keep: 1 });
+    // Its deadline is the absolute expiry again.
+    const at = await fx.t.admin.query<{ c: Date; e: Date }>(`SELECT cleanup_at AS c, expires_at AS e FROM ${table()} WHERE id = $1`, [
+      session.id,
+    ]);
+    expect(at.rows[0]!.c.getTime()).toBe(at.rows[0]!.e.getTime());
   });
 
   it('refuses a batchSize or pause it cannot use', async () => {

@@ -189,9 +189,11 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     );
     const sessionIndexes = indexes.rows.filter((r) => r.name.startsWith(`${tablePrefix}sessions_`)).map((r) => r.name);
     expect(sessionIndexes).toEqual([
+      `${tablePrefix}sessions_cleanup_idx`,
       `${tablePrefix}sessions_group_idx`,
       `${tablePrefix}sessions_pkey`,
       `${tablePrefix}sessions_token_hash_idx`,
+      `${tablePrefix}sessions_unarmed_idx`,
       `${tablePrefix}sessions_user_idx`,
     ]);
     expect(indexes.rows.find((r) => r.name === `${tablePrefix}sessions_user_idx`)?.def).toMatch(/\(user_id\)$/);
@@ -342,6 +344,44 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     expect((await m.listUserSessions(user)).map((s) => s.impersonatedBy).sort()).toEqual([null, null, 'root']);
     await m.deleteSession(imp.token);
     expect(await m.sessionEndOfToken(imp.token)).toMatchObject({ reason: 'logout', impersonatedBy: 'root' });
+  });
+
+  it('carries a large store at 0014 forward with the cleanup indexes built CONCURRENTLY beforehand (README): kept, not rebuilt', async () => {
+    const schemaName = fresh('mig_conc');
+    const names = await storeBefore(schemaName, '0015');
+    const user = uid();
+    const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000).toISOString();
+    await oldCreate(names, `${'f'.repeat(42)}A`, user, eightDaysAgo); // expired a day ago
+    await oldCreate(names, `${'g'.repeat(42)}A`, user);
+    // The operator's steps from README ("Schema and migrations"), each outside a transaction, while the
+    // previous release keeps serving.
+    await fx.t.admin.query(`ALTER TABLE ${names.sessions} ADD COLUMN IF NOT EXISTS "cleanup_at" timestamp (3) with time zone`);
+    await fx.t.admin.query(`CREATE INDEX CONCURRENTLY "sessions_cleanup_idx" ON ${names.sessions} (LEAST("cleanup_at", "expires_at"))`);
+    await fx.t.admin.query(
+      `CREATE INDEX CONCURRENTLY "sessions_unarmed_idx" ON ${names.sessions} ("created_at") WHERE "cleanup_at" IS NULL`,
+    );
+    const indexes = async () =>
+      (
+        await fx.t.admin.query<{ name: string; oid: string; valid: boolean }>(
+          `SELECT c.relname::text AS name, c.oid::text AS oid, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname IN ('sessions_cleanup_idx', 'sessions_unarmed_idx')
+           ORDER BY 1`,
+          [schemaName],
+        )
+      ).rows;
+    const built = await indexes();
+    expect(built.map((i) => [i.name, i.valid])).toEqual([
+      ['sessions_cleanup_idx', true],
+      ['sessions_unarmed_idx', true],
+    ]);
+    expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0015'));
+    expect(await indexes()).toEqual(built);
+    // The session that expired before the upgrade is found through the index; the live one stays.
+    const m = new SessionManager(fx.t.db, { schemaName });
+    expect((await m.deleteExpired({ pause: 0 })).sessions).toBe(1);
+    expect(await m.getSession(`${'g'.repeat(42)}A`)).not.toBeNull();
+    // And the schema check finds what it expects.
+    expect((await migrate(fx.t.db, { schemaName })).repaired).toEqual([]);
   });
 
   it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {

@@ -5,7 +5,8 @@
 // - a touch flush of 50k distinct sessions (rows/s) and its HOT ratio (pg_stat_user_tables
 //   n_tup_hot_upd / n_tup_upd deltas);
 // - deleteExpired({ pause: 0 }) with 0.1 % expired, then again with nothing expired: time, statements,
-//   and blocks read (pg_statio_user_tables heap + index blocks read or hit, deltas).
+//   and blocks read (pg_statio_user_tables heap + index blocks read or hit, deltas; autovacuum off for the
+//   table, so they are cleanup's own).
 // Then the growth from the first size to the last as goal lines.
 import { SessionManager } from '../../src/manager.ts';
 import type { BenchContext, Section } from '../lib/context.ts';
@@ -92,6 +93,9 @@ async function measureSize(ctx: BenchContext, size: number): Promise<SizeFigures
       from += bulk + k;
     }
     await ctx.admin.query(`VACUUM ANALYZE ${table}`);
+    // Block counts are the table's, whoever reads it: autovacuum, woken by the flushes' and cleanup's dead
+    // rows, would add its own reads to cleanup's.
+    await ctx.admin.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
     const sz = await ctx.admin.query<{ total: string; blocks: string }>(
       `SELECT pg_size_pretty(pg_total_relation_size('${table}')) AS total, (pg_relation_size('${table}') / current_setting('block_size')::int)::text AS blocks`,
     );
