@@ -113,6 +113,8 @@ async function measureSize(ctx: BenchContext, size: number): Promise<SizeFigures
     const misses = [];
     for (let rep = 0; rep < ctx.reps; rep++) misses.push(await closedLoop(read, { concurrency: 1, durationMs: ctx.repMs }));
     const miss = summarize(misses);
+    // The readers' statistics too, or they land (up to 10 s later) inside a measurement below.
+    await flushStats(readers.pool);
     ctx.add({ id: `miss-${size}`, label: `getSession miss at ${fmt(size)} sessions (c=1)`, summary: miss });
 
     // --- touch flush of FLUSH_ROWS distinct sessions, and its HOT ratio
