@@ -286,10 +286,18 @@ function sessionItem(s: SessionInfo) {
   return html`
   <li data-session-id="${s.id}"${s.current ? html` data-current="true"` : ''}>
     <strong class="device">${s.label ?? s.device ?? 'Unknown device'}</strong>${s.current ? html` <em>(this device)</em>` : ''}
-    <span class="muted">${s.ip === null ? '' : html`from <code class="ip">${s.ip}</code>, `}last seen <time datetime="${iso(s.lastAccessedAt)}">${iso(s.lastAccessedAt)}</time>,
+    <span class="muted">${s.ip === null ? '' : html`from <code class="ip">${s.ip}</code>, `}${locationText(s) === '' ? '' : html`in <span class="location">${locationText(s)}</span>, `}last seen <time datetime="${iso(s.lastAccessedAt)}">${iso(s.lastAccessedAt)}</time>,
     signed in <time datetime="${iso(s.createdAt)}">${iso(s.createdAt)}</time></span>
     <form method="post" action="/sessions/revoke" class="inline"><input type="hidden" name="id" value="${s.id}"><button>Revoke</button></form>
   </li>`;
+}
+
+/** "Frankfurt am Main, Hesse, DE (FRA)": what the platform or a trusted proxy said at sign-in, or ''. */
+function locationText(s: SessionInfo): string {
+  const l = s.location;
+  if (l === null) return '';
+  const place = [l.city, l.region, l.country].filter((x) => x !== undefined).join(', ');
+  return l.colo === undefined ? place : place === '' ? l.colo : `${place} (${l.colo})`;
 }
 
 function endItem(e: SessionEndInfo) {

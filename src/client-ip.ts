@@ -3,7 +3,7 @@
  * can set, unless the app says which proxies in front of it are trusted to set it. Edge-safe.
  */
 import type { Context } from 'hono';
-import { normalizeIp, parseCidr } from './device.ts';
+import { cfLocation, type DeviceLocation, headerCountry, normalizeIp, parseCidr } from './device.ts';
 import { ConfigError } from './errors.ts';
 
 /**
@@ -23,6 +23,11 @@ import { ConfigError } from './errors.ts';
  * in device.ts: an IPv6 zone such as `%eth0` dropped, IPv4-mapped IPv6 as IPv4), and a value that is not
  * an address (`CF-Connecting-IP: garbage`, a list, a port) records no IP and is reported (see
  * `resolveClientIp`).
+ *
+ * The same option says where the client's location comes from (`resolveClientLocation`): on Workers,
+ * Cloudflare's `request.cf` (country, region, city, colo; Cloudflare sets it, a client cannot); with
+ * `trustedProxies`, the country in `CF-IPCountry` when the request came through a listed proxy (which must
+ * set or strip that header: Cloudflare in front of it does); otherwise none, and never with `'none'`.
  */
 export type ClientIpOption = 'platform' | 'none' | { trustedProxies: string[] } | ((c: Context) => string | undefined);
 
@@ -115,4 +120,25 @@ export function forwardedClient(
     if (!trusted(hop)) return hop;
   }
   return client;
+}
+
+/**
+ * Validates the option (as `resolveClientIp` does; call that first for its errors) and returns the function
+ * the middleware calls at sign-in: the client's location (see ClientIpOption), or undefined. Never from a
+ * header a client could set: `CF-IPCountry` counts only on a request whose platform address is a trusted
+ * proxy's. A value that is not a two-letter code is dropped.
+ */
+export function resolveClientLocation(option: unknown): (c: Context) => DeviceLocation | undefined {
+  if (option === 'none') return () => undefined;
+  if (isWorkers) return (c) => cfLocation((c.req.raw as { cf?: unknown }).cf);
+  const list = option !== null && typeof option === 'object' ? (option as { trustedProxies?: unknown }).trustedProxies : undefined;
+  if (!Array.isArray(list)) return () => undefined;
+  const matchers = list.map((entry) => parseCidr(entry as string));
+  return (c) => {
+    const peer = platformIp(c);
+    const ip = peer === undefined ? undefined : normalizeIp(peer);
+    if (ip === undefined || !matchers.some((m) => m(ip))) return undefined;
+    const country = headerCountry(c.req.header('cf-ipcountry'));
+    return country === undefined ? undefined : { country };
+  };
 }

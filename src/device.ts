@@ -16,7 +16,27 @@ export interface DeviceInfo {
   ip?: string | undefined;
   /** A label of the app's own ("Work laptop", "API key #3"), at most MAX_DEVICE_LABEL_LENGTH characters. */
   label?: string | undefined;
+  /**
+   * Where the client is, as the platform or a trusted proxy says (the middleware fills it from Cloudflare's
+   * `request.cf`, or a trusted proxy's `CF-IPCountry`: see `clientIp`). Never looked up.
+   */
+  location?: DeviceLocation | undefined;
 }
+
+/**
+ * A client's location: `country` an ISO 3166-1 alpha-2 code ("DE"; Cloudflare's "XX" and "T1" too),
+ * `region`, `city` and `colo` (the Cloudflare data center, "FRA") at most MAX_LOCATION_FIELD_LENGTH
+ * characters each. Every field is optional.
+ */
+export interface DeviceLocation {
+  country?: string | undefined;
+  region?: string | undefined;
+  city?: string | undefined;
+  colo?: string | undefined;
+}
+
+export const MAX_LOCATION_FIELD_LENGTH = 100;
+const LOCATION_FIELDS = ['country', 'region', 'city', 'colo'] as const;
 
 /** What the library stores and lists: `DeviceInfo` plus the label derived from the user agent. */
 export interface StoredDevice {
@@ -25,6 +45,8 @@ export interface StoredDevice {
   device: string | null;
   ip: string | null;
   label: string | null;
+  /** Only the fields given; null when none was. */
+  location: DeviceLocation | null;
 }
 
 export const MAX_USER_AGENT_LENGTH = 512;
@@ -171,7 +193,60 @@ export function prepareDevice(input: DeviceInfo | undefined): StoredDevice | nul
   const ip = rawIp === null ? null : normalizeIp(rawIp);
   if (ip === undefined) throw new InvalidArgumentError('device.ip', 'expected an IPv4 or IPv6 address');
   const label = text('label', input.label, MAX_DEVICE_LABEL_LENGTH, false);
-  return { userAgent, device, ip, label };
+  return { userAgent, device, ip, label, location: prepareLocation(input.location, text) };
+}
+
+function prepareLocation(
+  input: unknown,
+  text: (name: string, v: unknown, max: number, cut: boolean) => string | null,
+): DeviceLocation | null {
+  if (input === undefined || input === null) return null;
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw new InvalidArgumentError('device.location', 'expected an object { country?, region?, city?, colo? }');
+  }
+  const unknown = Object.keys(input).find((k) => !(LOCATION_FIELDS as readonly string[]).includes(k));
+  if (unknown !== undefined) throw new InvalidArgumentError(`device.location.${unknown}`, 'unknown field');
+  const out: DeviceLocation = {};
+  for (const field of LOCATION_FIELDS) {
+    const v = text(`location.${field}`, (input as DeviceLocation)[field], MAX_LOCATION_FIELD_LENGTH, false);
+    if (v === null) continue;
+    if (field === 'country' && !/^[A-Z][A-Z0-9]$/.test(v)) {
+      throw new InvalidArgumentError(
+        'device.location.country',
+        `expected a two-letter country code such as "DE", got ${JSON.stringify(v)}`,
+      );
+    }
+    out[field] = v;
+  }
+  return Object.keys(out).length === 0 ? null : out;
+}
+
+/**
+ * The location a proxy's header gives (`CF-IPCountry`), as the middleware records it: a two-letter code,
+ * upper-cased, or undefined (anything else is dropped, never an error: a sign-in does not fail over it).
+ */
+export function headerCountry(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim().toUpperCase();
+  return /^[A-Z][A-Z0-9]$/.test(v) ? v : undefined;
+}
+
+/**
+ * A location from Cloudflare's `request.cf`: its `country`, `region`, `city` and `colo` that pass
+ * `prepareDevice`'s checks (others are dropped), or undefined when none does.
+ */
+export function cfLocation(cf: unknown): DeviceLocation | undefined {
+  if (cf === null || typeof cf !== 'object') return undefined;
+  const out: DeviceLocation = {};
+  for (const field of LOCATION_FIELDS) {
+    const v = (cf as Record<string, unknown>)[field];
+    if (typeof v !== 'string' || v === '' || v.length > MAX_LOCATION_FIELD_LENGTH || v.includes('\u0000') || !v.isWellFormed()) continue;
+    if (field === 'country') {
+      const c = headerCountry(v);
+      if (c !== undefined) out.country = c;
+    } else out[field] = v;
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
 }
 
 /** Parses "a.b.c.d/n" or "v6::/n" (or a bare address) into a matcher. Throws on anything else. */

@@ -45,7 +45,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
-import { type ClientIpOption, resolveClientIp } from './client-ip.ts';
+import { type ClientIpOption, resolveClientIp, resolveClientLocation } from './client-ip.ts';
 import { type DeviceInfo, prepareDevice } from './device.ts';
 import { ConfigError, ImpersonationError, InvalidArgumentError, SessionError, SessionNotFoundError } from './errors.ts';
 import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
@@ -907,6 +907,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       // A reporter that throws must not fail the sign-in.
     }
   });
+  const clientLocation = resolveClientLocation(options.clientIp);
   // Without a sync client the manager writes its own touches: the middleware hands a due flush to waitUntil
   // (Workers, whose timers do not outlive a request) or lets it run in the background (Node), after the
   // response, never before it.
@@ -977,7 +978,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
       touch === 'manager',
       beforeRead,
       {
-        device: () => ({ userAgent: c.req.header('user-agent'), ip: clientIp(c) }),
+        device: () => ({ userAgent: c.req.header('user-agent'), ip: clientIp(c), location: clientLocation(c) }),
         onNewDevice: onNewDevice === undefined ? undefined : (event) => newDevices.push(event),
       },
     );

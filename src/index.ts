@@ -5,7 +5,14 @@ export { SessionCache } from './cache.ts';
 export type { SessionConfig } from './config.ts';
 export { DEFAULTS } from './config.ts';
 export type { SqlExecutor, TransactionalDatabase } from './db.ts';
-export { type DeviceInfo, describeUserAgent, MAX_DEVICE_LABEL_LENGTH, MAX_USER_AGENT_LENGTH } from './device.ts';
+export {
+  type DeviceInfo,
+  type DeviceLocation,
+  describeUserAgent,
+  MAX_DEVICE_LABEL_LENGTH,
+  MAX_LOCATION_FIELD_LENGTH,
+  MAX_USER_AGENT_LENGTH,
+} from './device.ts';
 export * from './errors.ts';
 export { type ChangePage, readChanges } from './feed.ts';
 export type {

@@ -4,7 +4,7 @@ import { prepareValue, validateKey } from './attributes.ts';
 import { type CacheEntry, recordWeight, SessionCache, type SessionRecord } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import type { SqlExecutor } from './db.ts';
-import { type DeviceInfo, prepareDevice } from './device.ts';
+import { type DeviceInfo, type DeviceLocation, prepareDevice } from './device.ts';
 import {
   ImpersonationError,
   InvalidArgumentError,
@@ -124,6 +124,11 @@ export interface SessionInfo {
   ip: string | null;
   /** The app's own label, or null. */
   label: string | null;
+  /**
+   * Where the client was at sign-in (`{ country?, region?, city?, colo? }`: Cloudflare's `request.cf`, or a
+   * trusted proxy's `CF-IPCountry`; see the middleware's `clientIp`), or null.
+   */
+  location: DeviceLocation | null;
   /** True for the session given as `current`. */
   current: boolean;
 }
@@ -848,6 +853,7 @@ export class SessionManager<A extends Attributes = Attributes> {
         device: r.device ?? null,
         ip: r.ip ?? null,
         label: r.label ?? null,
+        location: r.location == null ? null : (JSON.parse(r.location) as DeviceLocation),
         current: r.id === current?.toLowerCase(),
       });
     }

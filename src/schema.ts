@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { bigint, customType, index, integer, jsonb, pgSchema, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { validateSchemaName, validateTablePrefix } from './config.ts';
+import type { DeviceLocation } from './device.ts';
 import { InvalidArgumentError } from './errors.ts';
 
 /** PostgreSQL `bytea`, read and written as lower-case hex by the library's own SQL. */
@@ -99,6 +100,11 @@ function buildTables(options: SessionTablesOptions) {
        * cleanup first sets it (the absolute expiry stands for it). Touches never write it.
        */
       cleanupAt: timestamp('cleanup_at', { withTimezone: true, precision: 3 }),
+      /**
+       * Where the client was at sign-in (drizzle/0016): `{ country?, region?, city?, colo? }` from Cloudflare's
+       * `request.cf` or a trusted proxy's header (see src/client-ip.ts), null when unknown.
+       */
+      location: jsonb('location').$type<DeviceLocation>(),
     },
     (t) => [
       uniqueIndex(`${p}sessions_token_hash_idx`).on(t.tokenHash),

@@ -20,6 +20,8 @@ export interface SessionRow {
   device?: string | null;
   ip?: string | null;
   label?: string | null;
+  /** drizzle/0016's json, as text. */
+  location?: string | null;
   user_id: string;
   group_id: string | null;
   attributes: unknown;
@@ -73,6 +75,8 @@ const META_COLUMNS = sql.raw(
     'ip',
     'label',
     'impersonated_by',
+    // As text, so every driver gives the same string (parsed by the manager).
+    'location::text AS location',
   ].join(', '),
 );
 
@@ -226,7 +230,7 @@ function hotStatements(n: ObjectNames) {
         WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $4::float8 / 1000)' : ''}
         RETURNING 1
       ) SELECT count(*)::integer AS n, ${UNCACHEABLE_TEXT} FROM u`);
-  const createCall = `${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer, $17::text)`;
+  const createCall = `${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer, $17::text, $18::jsonb)`;
   // The network of an address: IPv4 /24, IPv6 /48 (null stays null).
   const net = (ip: string) => `network(set_masklen(${ip}::inet, CASE family(${ip}::inet) WHEN 4 THEN 24 ELSE 48 END))`;
   const sameNetwork = (col: string) => `((${col} IS NULL AND $13::text IS NULL) OR ${net(col)} = ${net('$13::text')})`;
@@ -387,6 +391,7 @@ export class Store {
         p.audit,
         this.#audit.maxPerUser,
         p.impersonatedBy,
+        d?.location == null ? null : JSON.stringify(d.location),
       ],
     );
     const refused = rows.find((r) => r.too_large !== null && r.too_large !== undefined);

@@ -132,6 +132,51 @@ describe.each(DRIVERS)('device metadata and listings (%s)', (driver) => {
     expect(await countRows(fx, 'user_id = $1', [user])).toBe(0);
   });
 
+  it('stores the location given with the device in the create statement, lists it; a session without one lists null', async () => {
+    const m = fx.manager({ maxSessions: 10 });
+    const user = uid();
+    m.db.reset();
+    const here = await m.createSession(
+      user,
+      {},
+      { device: { ip: '203.0.113.7', location: { country: 'DE', region: 'Hesse', city: 'Frankfurt am Main', colo: 'FRA' } } },
+    );
+    const none = await m.createSession(user, {}, { device: { ip: '203.0.113.8', location: { city: undefined } } });
+    expect(m.db.count).toBe(2);
+    const list = await m.listUserSessions(user);
+    expect(list.find((s) => s.id === here.session.id)?.location).toEqual({
+      country: 'DE',
+      region: 'Hesse',
+      city: 'Frankfurt am Main',
+      colo: 'FRA',
+    });
+    expect(list.find((s) => s.id === none.session.id)?.location).toBeNull();
+  });
+
+  it('bad location input is a typed error naming the field, and nothing is written', async () => {
+    const m = fx.manager();
+    const user = uid();
+    m.db.reset();
+    const cases: [unknown, string][] = [
+      [{ country: 'Germany' }, 'device.location.country'],
+      [{ country: 'de' }, 'device.location.country'],
+      [{ country: 49 }, 'device.location.country'],
+      [{ city: 'c'.repeat(101) }, 'device.location.city'],
+      [{ region: 'a\u0000b' }, 'device.location.region'],
+      [{ colo: '\ud800' }, 'device.location.colo'],
+      [{ latitude: '50.1' }, 'device.location.latitude'],
+      ['DE', 'device.location'],
+      [['DE'], 'device.location'],
+    ];
+    for (const [location, field] of cases) {
+      const e = await m.createSession(user, {}, { device: { location: location as never } }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(InvalidArgumentError);
+      expect((e as InvalidArgumentError).message).toContain(field);
+    }
+    expect(m.db.count).toBe(0);
+    expect(await countRows(fx, 'user_id = $1', [user])).toBe(0);
+  });
+
   it("revoking one session is scoped to its owner: another user's session is not found and nothing is deleted", async () => {
     const m = fx.manager();
     const alice = uid('alice');
@@ -319,6 +364,32 @@ describe.each(DRIVERS)('the middleware records the device and tells a dead cooki
       env,
     );
     expect(await ipOf(m, u4)).toBe('198.51.100.20');
+  });
+
+  it('CF-IPCountry counts only from a request through a listed proxy: a spoofed one is ignored without trustedProxies or from elsewhere', async () => {
+    const m = fx.manager({ maxSessions: 10 });
+    const locationOf = async (user: string) => (await m.listUserSessions(user))[0]?.location ?? null;
+    const direct = { incoming: { socket: { remoteAddress: '198.51.100.20' } } };
+    const proxied = { incoming: { socket: { remoteAddress: '10.1.2.3' } } };
+    const signIn = async (via: Hono<SessionEnv>, headers: Record<string, string>, env: object) => {
+      const user = uid();
+      const res = await via.request('/login', { method: 'POST', headers: { 'x-user': user, ...headers } }, env);
+      expect(res.status).toBe(200);
+      return user;
+    };
+    // No trustedProxies: the header is the client's own words, whoever sent it.
+    expect(await locationOf(await signIn(app(m), { 'cf-ipcountry': 'KP' }, direct))).toBeNull();
+    expect(await locationOf(await signIn(app(m), { 'cf-ipcountry': 'KP' }, proxied))).toBeNull();
+    const behind = app(m, { clientIp: { trustedProxies: ['10.0.0.0/8'] } });
+    // trustedProxies, but the request did not come through a listed proxy.
+    expect(await locationOf(await signIn(behind, { 'cf-ipcountry': 'KP' }, direct))).toBeNull();
+    // Through a listed proxy: stored (upper-cased), with the forwarded client.
+    const u = await signIn(behind, { 'cf-ipcountry': 'de', 'x-forwarded-for': '203.0.113.9' }, proxied);
+    expect((await m.listUserSessions(u))[0]).toMatchObject({ ip: '203.0.113.9', location: { country: 'DE' } });
+    // A value that is not a country code is dropped; the sign-in still succeeds.
+    expect(await locationOf(await signIn(behind, { 'cf-ipcountry': 'Germany' }, proxied))).toBeNull();
+    // 'none' records neither address nor location.
+    expect(await locationOf(await signIn(app(m, { clientIp: 'none' }), { 'cf-ipcountry': 'DE' }, proxied))).toBeNull();
   });
 
   it('the reported attack: whatever address the platform hands over, login() succeeds; a zone is stripped, garbage is stored as null and reported once', async () => {

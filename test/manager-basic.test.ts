@@ -204,6 +204,7 @@ describe.each(DRIVERS)('SessionManager basics (%s)', (driver) => {
       device: null,
       ip: null,
       label: null,
+      location: null,
       current: false,
     });
     const text = JSON.stringify(list);
@@ -225,6 +226,7 @@ describe.each(DRIVERS)('SessionManager basics (%s)', (driver) => {
         'ip',
         'label',
         'lastAccessedAt',
+        'location',
         'updatedAt',
         'userAgent',
         'userId',

@@ -384,6 +384,27 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     expect((await migrate(fx.t.db, { schemaName })).repaired).toEqual([]);
   });
 
+  it('carries a store at 0015 forward: its sessions have no location; an earlier release still creates through its function', async () => {
+    const schemaName = fresh('mig_loc');
+    const names = await storeBefore(schemaName, '0016');
+    const user = uid();
+    await oldCreate(names, `${'h'.repeat(42)}A`, user);
+    expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0016'));
+    // The previous release's createSession (drizzle/0014's seventeen-argument function) during the rollout.
+    await fx.t.admin.query(
+      `SELECT * FROM ${names.createFunction}(gen_random_uuid(), decode($1, 'hex'), $2, NULL, '{}', now(), now() + interval '7 days',
+         5, 100000, NULL, NULL, NULL, NULL, NULL, true, 0, NULL)`,
+      [sha256Hex(`${'i'.repeat(42)}A`), user],
+    );
+    const m = new SessionManager(fx.t.db, { schemaName, maxSessions: 5 });
+    await m.createSession(user, {}, { device: { location: { country: 'FR', city: 'Paris' } } });
+    const listed = (await m.listUserSessions(user)).map((s) => s.location);
+    expect(listed.filter((l) => l === null)).toHaveLength(2);
+    expect(listed.filter((l) => l !== null)).toEqual([{ country: 'FR', city: 'Paris' }]);
+    expect(await m.getSession(`${'h'.repeat(42)}A`)).not.toBeNull();
+    expect((await migrate(fx.t.db, { schemaName })).repaired).toEqual([]);
+  });
+
   it('the schema check expects exactly the tables, indexes, functions and triggers a fresh migrate() makes', async () => {
     const schemaName = fresh('mig_expect');
     await migrate(fx.t.db, { schemaName, tablePrefix: 'e_' });

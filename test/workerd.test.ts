@@ -111,6 +111,7 @@ describe('example app in workerd (Miniflare)', () => {
     path: string,
     form?: Record<string, string>,
     headers: Record<string, string> = {},
+    cf?: Record<string, unknown>,
   ) {
     const h: Record<string, string> = { ...headers };
     const cookie = jar?.header();
@@ -124,6 +125,7 @@ describe('example app in workerd (Miniflare)', () => {
       headers: h,
       body: form === undefined ? (method === 'POST' ? '' : undefined) : new URLSearchParams(form).toString(),
       redirect: 'manual',
+      ...(cf === undefined ? {} : { cf }),
     });
     const text = await res.text();
     jar?.take(res);
@@ -301,6 +303,37 @@ describe('example app in workerd (Miniflare)', () => {
       const [info] = await nodeManager.listUserSessions(user);
       expect(info?.ip, header).toBe(stored);
     }
+  });
+
+  it("stores where the sign-in came from as request.cf says (country, region, city, colo), never a client's CF-IPCountry; lists and shows it", async () => {
+    const user = `loc-${Math.random().toString(36).slice(2)}`;
+    const jar = new CookieJar();
+    const cf = { country: 'DE', region: 'Hesse', city: 'Frankfurt am Main', colo: 'FRA', asn: 3320, latitude: '50.1' };
+    const r = await send(mf, jar, 'POST', '/login', { name: user }, { 'cf-ipcountry': 'KP' }, cf);
+    expect(r.status).toBe(303);
+    const [info] = await nodeManager.listUserSessions(user);
+    expect(info?.location).toEqual({ country: 'DE', region: 'Hesse', city: 'Frankfurt am Main', colo: 'FRA' });
+    const page = await send(mf, jar, 'GET', '/');
+    expect(page.text).toContain('in <span class="location">Frankfurt am Main, Hesse, DE (FRA)</span>');
+    // A cf value that is not a country code is dropped, the rest kept (Miniflare fills in fields not given,
+    // so region and city are blanked); the sign-in succeeds.
+    const other = `loc-${Math.random().toString(36).slice(2)}`;
+    const r2 = await send(
+      mf,
+      new CookieJar(),
+      'POST',
+      '/login',
+      { name: other },
+      {},
+      {
+        country: 'Germany',
+        region: '',
+        city: '',
+        colo: 'FRA',
+      },
+    );
+    expect(r2.status).toBe(303);
+    expect((await nodeManager.listUserSessions(other))[0]?.location).toEqual({ colo: 'FRA' });
   });
 
   it('signs out: the cookie is cleared and the old token is dead', async () => {
