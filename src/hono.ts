@@ -52,7 +52,7 @@ import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } 
 import type { Attributes, Session } from './session.ts';
 import type { SessionEndReason } from './store.ts';
 import { SyncClient } from './sync.ts';
-import { isUuid, isWellFormedToken } from './token.ts';
+import { isWellFormedToken } from './token.ts';
 
 // ---- public types -------------------------------------------------------------------------------
 

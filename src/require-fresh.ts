@@ -33,7 +33,7 @@ export function requireFresh<A extends Attributes = Attributes>(options: Require
       throw new SessionError('INVALID_ARGUMENT', 'requireFresh() runs after sessionMiddleware(): c.var.session is not set');
     }
     const session = await handle.get();
-    if (session !== null && session.authenticatedWithin(maxAge)) return next();
+    if (session?.authenticatedWithin(maxAge)) return next();
     const error =
       session === null
         ? new ReauthenticationRequiredError(null, null, maxAge)
