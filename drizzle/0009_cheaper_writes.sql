@@ -1,4 +1,4 @@
--- Cheaper writes, same contract (issue 12).
+-- Cheaper writes, same contract (bench/README.md, the writes section).
 --
 -- Wake-ups without a nested call and without a setting: the capture functions try the advisory lock and
 -- notify themselves. The lock is re-entrant within a transaction and PostgreSQL folds identical
