@@ -49,6 +49,12 @@ export interface ChaosOptions {
   /** Fault kinds to draw from. Default: all. */
   faultKinds?: readonly FaultKind[];
   /**
+   * Faults injected during the load, at least (the one after the load not counted): when faults run slow (a
+   * loaded machine takes seconds to restart PostgreSQL) the gaps shrink so this many still fit before the
+   * load ends. Default 0.
+   */
+  minFaults?: number;
+  /**
    * Largest clock skew of an app process, ms (each one's is drawn from the seed within ±this: the stream and
    * poll processes behind, the HTTP one ahead, by at least a fifth of it). Default 300000 (5 min); 0: no skew.
    */
@@ -581,8 +587,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
 
     let bag: FaultKind[] = [];
     while (!stopping) {
-      const wait = faultRng.int(gap[0], gap[1]);
-      if (wallNow() + wait >= deadline - 500) break;
+      let wait = faultRng.int(gap[0], gap[1]);
+      const owed = (o.minFaults ?? 0) - faults.length;
+      // Behind the floor: split what is left of the load between the faults still owed (each gets a slice for
+      // its gap and its own run), so a slow fault cannot push the last ones past the end of the load.
+      if (owed > 0) wait = Math.min(wait, Math.max(0, Math.floor((deadline - 500 - wallNow()) / (owed + 1))));
+      if (wallNow() + wait >= deadline - 500 && (owed <= 0 || wallNow() >= deadline - 200)) break;
       await sleep(wait);
       if (bag.length === 0) bag = faultRng.shuffle(o.faultKinds ?? FAULT_KINDS);
       const kind = bag.shift() as FaultKind;

@@ -771,7 +771,7 @@ describe('bugs the chaos run found (deterministic regressions)', () => {
 describe('chaos run', () => {
   it('20 s of load under faults, from stream, poll, standalone and HTTP processes on clocks skewed by minutes: zero violations', async () => {
     const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100_000);
-    const r = await runChaos({ durationMs: 20_000, seed, faultGapMs: [1200, 2000], loopsPerApp: 3, thinkMs: [5, 14] });
+    const r = await runChaos({ durationMs: 20_000, seed, faultGapMs: [1200, 2000], minFaults: 5, loopsPerApp: 3, thinkMs: [5, 14] });
     console.log(`[chaos] seed ${seed}\n${r.text}`);
     expect(r.summary.faults.total).toBeGreaterThanOrEqual(5);
     expect(r.summary.operations.ok).toBeGreaterThan(1000);
