@@ -1,7 +1,7 @@
 import { defineConfig } from 'drizzle-kit';
 
 // Generates drizzle/ from the default-configuration tables. migrate() renders the same SQL for any
-// schemaName/tablePrefix (see src/migrations.ts, produced by `npm run db:embed`).
+// schemaName/tablePrefix (see src/db/migrations.ts, produced by `npm run db:embed`).
 export default defineConfig({
   dialect: 'postgresql',
   schema: './src/schema.ts',

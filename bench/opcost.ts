@@ -8,10 +8,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
-import { SessionManager } from '../src/manager.ts';
+import { SessionManager } from '../src/core/manager.ts';
+import type { Session } from '../src/core/session.ts';
+import { hashToken } from '../src/core/token.ts';
 import { migrate } from '../src/migrate.ts';
-import type { Session } from '../src/session.ts';
-import { hashToken } from '../src/token.ts';
 import { CountingExecutor, createSchema, dropSchema, openDatabase, openPool } from './lib/db.ts';
 import { createFloorTable } from './lib/floors.ts';
 import { interleave, warmupPolicy } from './lib/measure.ts';
@@ -49,7 +49,7 @@ const FLUSH_ROWS = 50_000;
 /** Expired rows per cleanup, and live rows that stay in each cleanup table. */
 const CLEAN_ROWS = 50_000;
 const CLEAN_LIVE = 10_000;
-/** Blocks per cleanup statement: the library's CLEANUP_RANGE_BLOCKS (src/manager.ts). */
+/** Blocks per cleanup statement: the library's CLEANUP_RANGE_BLOCKS (src/core/manager.ts). */
 const RANGE_BLOCKS = 128;
 const WARMUP_MS = 500;
 

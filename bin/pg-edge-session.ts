@@ -3,7 +3,7 @@
 // tool you own (everything it prints comes from migrationSql(), the same embedded list migrate() runs), and
 // runs the WebSocket proxy that lets Neon's driver reach a local PostgreSQL in development (ws-proxy.ts).
 import { parseArgs } from 'node:util';
-import { migrationSql, migrationTags } from '../src/migration-sql.ts';
+import { migrationSql, migrationTags } from '../src/db/migration-sql.ts';
 import { startWsProxy } from './ws-proxy.ts';
 
 const DEFAULT_PROXY_PORT = 5433;

@@ -7,11 +7,11 @@
 import type { AsyncLocalStorage } from 'node:async_hooks';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
-import { SessionError } from '../src/errors.ts';
+import { SessionError } from '../src/core/errors.ts';
+import type { SessionManager } from '../src/core/manager.ts';
+import type { Session } from '../src/core/session.ts';
 import { type SessionVariables, sessionMiddleware } from '../src/hono.ts';
-import type { SessionManager } from '../src/manager.ts';
-import type { Session } from '../src/session.ts';
-import type { SyncClient } from '../src/sync.ts';
+import type { SyncClient } from '../src/sync/client.ts';
 
 /** What the store wrappers of a manager record for the operation in progress. */
 export interface OpContext {

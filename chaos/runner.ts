@@ -10,8 +10,8 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { freePort } from '../scripts/embedded-db.ts';
-import { SessionError } from '../src/errors.ts';
-import { SessionManager } from '../src/manager.ts';
+import { SessionError } from '../src/core/errors.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
 import type { AppMode, RegEvent, Target } from './app-proc.ts';

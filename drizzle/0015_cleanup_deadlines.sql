@@ -3,7 +3,7 @@
 -- when it was last set. cleanup_at holds it; null means "not set yet", and then the absolute expiry stands
 -- for it (sessions_cleanup_idx indexes LEAST(cleanup_at, expires_at): least() ignores a null) while
 -- sessions_unarmed_idx finds the unset ones by age. Cleanup reads only the rows whose deadline has passed
--- (src/store.ts, cleanupDue): it deletes those that are expired and sets a later deadline on the others
+-- (src/db/store.ts, cleanupDue): it deletes those that are expired and sets a later deadline on the others
 -- (a session touched since), so a touch never writes cleanup_at and stays a HOT update, as do attribute
 -- updates that set no expiry. Touches only move deadlines later, so a stored deadline is never late.
 --

@@ -1,5 +1,5 @@
 -- Where a session is: the client's location at sign-in as its platform or a trusted proxy reported it
--- (country, region, city, Cloudflare colo; see src/client-ip.ts), a small json object, null when unknown.
+-- (country, region, city, Cloudflare colo; see src/middleware/client-ip.ts), a small json object, null when unknown.
 ALTER TABLE "sessions" ADD COLUMN "location" jsonb;
 --> statement-breakpoint
 -- createSession with p_location (eighteen arguments): where the client was at sign-in, stored with the

@@ -1,4 +1,4 @@
-// Regenerates src/migrations.ts from drizzle/ so migrate() (which must run on edge runtimes, without a
+// Regenerates src/db/migrations.ts from drizzle/ so migrate() (which must run on edge runtimes, without a
 // file system) carries the exact SQL drizzle-kit generated. `npm run db:generate` runs it; a test fails if
 // the two drift apart.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -24,6 +24,6 @@ export function embeddedMigrationsSource(root: string): string {
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const root = new URL('..', import.meta.url).pathname;
-  writeFileSync(join(root, 'src/migrations.ts'), embeddedMigrationsSource(root));
-  console.log('wrote src/migrations.ts');
+  writeFileSync(join(root, 'src/db/migrations.ts'), embeddedMigrationsSource(root));
+  console.log('wrote src/db/migrations.ts');
 }

@@ -11,9 +11,9 @@ import { serve } from '@hono/node-server';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { createExampleApp, type ExampleAttributes } from '../example/app.ts';
-import { SessionManager } from '../src/manager.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
-import { SyncClient } from '../src/sync.ts';
+import { SyncClient } from '../src/sync/client.ts';
 import { startWorker } from '../worker/main.ts';
 import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from './embedded-db.ts';
 

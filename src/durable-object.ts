@@ -30,8 +30,8 @@
  * Edge-safe: Web APIs only.
  */
 
+import { ConfigError, describeError } from './core/errors.ts';
 import { createNeonHostDb, type NeonConnectionSettings, neonSettings } from './drivers/neon.ts';
-import { ConfigError, describeError } from './errors.ts';
 import { createSyncCore, type SyncCore } from './host/core.ts';
 import { jsonLogger } from './host/log.ts';
 import { createMemoryMetrics } from './host/metrics.ts';

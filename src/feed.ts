@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
-import { rowsOf, type SqlExecutor } from './db.ts';
-import { classifyDatabaseError, findErrorCode } from './errors.ts';
-import type { ObjectNames } from './names.ts';
+import { classifyDatabaseError, findErrorCode } from './core/errors.ts';
+import { rowsOf, type SqlExecutor } from './db/executor.ts';
+import type { ObjectNames } from './db/names.ts';
 
 /**
  * Reading the durable change record (drizzle/0002-0003, 0011). A record names one changed or deleted

@@ -45,14 +45,14 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import type { CookieOptions } from 'hono/utils/cookie';
-import { type ClientIpOption, resolveClientIp, resolveClientLocation } from './client-ip.ts';
-import { type DeviceInfo, prepareDevice } from './device.ts';
-import { ConfigError, ImpersonationError, InvalidArgumentError, SessionError, SessionNotFoundError } from './errors.ts';
-import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './manager.ts';
-import type { Attributes, Session } from './session.ts';
-import type { SessionEndReason } from './store.ts';
-import { SyncClient } from './sync.ts';
-import { isWellFormedToken } from './token.ts';
+import { type DeviceInfo, prepareDevice } from './core/device.ts';
+import { ConfigError, ImpersonationError, InvalidArgumentError, SessionError, SessionNotFoundError } from './core/errors.ts';
+import { type CreateSessionOptions, SessionManager, type UpdateSessionOptions } from './core/manager.ts';
+import type { Attributes, Session } from './core/session.ts';
+import { isWellFormedToken } from './core/token.ts';
+import type { SessionEndReason } from './db/store.ts';
+import { type ClientIpOption, resolveClientIp, resolveClientLocation } from './middleware/client-ip.ts';
+import { SyncClient } from './sync/client.ts';
 
 // ---- public types -------------------------------------------------------------------------------
 
@@ -1007,5 +1007,5 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
     }
   });
 }
-export type { ClientIpOption } from './client-ip.ts';
-export { type RequireFreshOptions, requireFresh } from './require-fresh.ts';
+export type { ClientIpOption } from './middleware/client-ip.ts';
+export { type RequireFreshOptions, requireFresh } from './middleware/require-fresh.ts';

@@ -33,14 +33,14 @@
 import type { SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { MiddlewareHandler } from 'hono';
-import type { SessionConfig } from './config.ts';
-import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db.ts';
+import type { SessionConfig } from './core/config.ts';
+import { ConfigError } from './core/errors.ts';
+import { SessionManager } from './core/manager.ts';
+import type { Attributes } from './core/session.ts';
+import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db/executor.ts';
 import { closingSessionMiddleware, pendingWork } from './drivers/closing.ts';
-import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
-import { SessionManager } from './manager.ts';
-import type { Attributes } from './session.ts';
-import { SyncClient, type SyncClientOptions } from './sync.ts';
+import { SyncClient, type SyncClientOptions } from './sync/client.ts';
 
 /** What the library uses of a Hyperdrive binding (`env.HYPERDRIVE`). */
 export interface HyperdriveLike {

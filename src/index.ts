@@ -1,10 +1,9 @@
-export type { AttributeRecord } from './attributes.ts';
-export { MAX_DEPTH, MAX_KEY_LENGTH } from './attributes.ts';
-export type { SessionRecord } from './cache.ts';
-export { SessionCache } from './cache.ts';
-export type { SessionConfig } from './config.ts';
-export { DEFAULTS } from './config.ts';
-export type { SqlExecutor, TransactionalDatabase } from './db.ts';
+export type { AttributeRecord } from './core/attributes.ts';
+export { MAX_DEPTH, MAX_KEY_LENGTH } from './core/attributes.ts';
+export type { SessionRecord } from './core/cache.ts';
+export { SessionCache } from './core/cache.ts';
+export type { SessionConfig } from './core/config.ts';
+export { DEFAULTS } from './core/config.ts';
 export {
   type DeviceInfo,
   type DeviceLocation,
@@ -12,9 +11,8 @@ export {
   MAX_DEVICE_LABEL_LENGTH,
   MAX_LOCATION_FIELD_LENGTH,
   MAX_USER_AGENT_LENGTH,
-} from './device.ts';
-export * from './errors.ts';
-export { type ChangePage, readChanges } from './feed.ts';
+} from './core/device.ts';
+export * from './core/errors.ts';
 export type {
   BulkDeleteOptions,
   CleanupResult,
@@ -30,12 +28,14 @@ export type {
   SessionEndInfo,
   SessionInfo,
   UpdateSessionOptions,
-} from './manager.ts';
-export { SessionManager } from './manager.ts';
+} from './core/manager.ts';
+export { SessionManager } from './core/manager.ts';
+export type { Attributes, SetAttributeOptions } from './core/session.ts';
+export { Session } from './core/session.ts';
+export { isWellFormedToken } from './core/token.ts';
+export type { SqlExecutor, TransactionalDatabase } from './db/executor.ts';
+export type { SessionEndActor, SessionEndReason, TouchEntry } from './db/store.ts';
+export { type ChangePage, readChanges } from './feed.ts';
 export { type MigrateResult, type MigrationSqlOptions, migrate, migrationSql, migrationTags } from './migrate.ts';
 export type { FeedEvent, FeedResponse, TouchBatch } from './protocol.ts';
-export type { Attributes, SetAttributeOptions } from './session.ts';
-export { Session } from './session.ts';
-export type { SessionEndActor, SessionEndReason, TouchEntry } from './store.ts';
-export { BINDING_BASE_URL, type DurableObjectNamespaceLike, type FetcherLike, SyncClient, type SyncClientOptions } from './sync.ts';
-export { isWellFormedToken } from './token.ts';
+export { BINDING_BASE_URL, type DurableObjectNamespaceLike, type FetcherLike, SyncClient, type SyncClientOptions } from './sync/client.ts';

@@ -1,12 +1,12 @@
 import { sql } from 'drizzle-orm';
-import { resolveConfig, type SessionConfig } from './config.ts';
-import { rowsOf, type TransactionalDatabase } from './db.ts';
-import { classifyDatabaseError, SchemaIncompleteError, SessionError } from './errors.ts';
-import { MIGRATIONS } from './migrations.ts';
-import { objectNames, renderSql } from './names.ts';
-import { repairSchema } from './schema-check.ts';
+import { resolveConfig, type SessionConfig } from './core/config.ts';
+import { classifyDatabaseError, SchemaIncompleteError, SessionError } from './core/errors.ts';
+import { rowsOf, type TransactionalDatabase } from './db/executor.ts';
+import { MIGRATIONS } from './db/migrations.ts';
+import { objectNames, renderSql } from './db/names.ts';
+import { repairSchema } from './db/schema-check.ts';
 
-export { type MigrationSqlOptions, migrationSql, migrationTags } from './migration-sql.ts';
+export { type MigrationSqlOptions, migrationSql, migrationTags } from './db/migration-sql.ts';
 
 export interface MigrateResult {
   /** Tags of the migrations this call applied (empty when the schema was up to date). */

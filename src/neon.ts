@@ -30,14 +30,14 @@
  * Needs `@neondatabase/serverless` (an optional peer dependency). Edge-safe: Web APIs only.
  */
 import type { MiddlewareHandler } from 'hono';
-import type { SessionConfig } from './config.ts';
+import type { SessionConfig } from './core/config.ts';
+import { ConfigError } from './core/errors.ts';
+import { SessionManager } from './core/manager.ts';
+import type { Attributes } from './core/session.ts';
 import { closingSessionMiddleware } from './drivers/closing.ts';
 import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon.ts';
-import { ConfigError } from './errors.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
-import { SessionManager } from './manager.ts';
-import type { Attributes } from './session.ts';
-import { SyncClient, type SyncClientOptions } from './sync.ts';
+import { SyncClient, type SyncClientOptions } from './sync/client.ts';
 
 export { type NeonConnectionSettings, type NeonExecutor, neonExecutor };
 

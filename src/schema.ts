@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { bigint, customType, index, integer, jsonb, pgSchema, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { validateSchemaName, validateTablePrefix } from './config.ts';
-import type { DeviceLocation } from './device.ts';
-import { InvalidArgumentError } from './errors.ts';
+import { validateSchemaName, validateTablePrefix } from './core/config.ts';
+import type { DeviceLocation } from './core/device.ts';
+import { InvalidArgumentError } from './core/errors.ts';
 
 /** PostgreSQL `bytea`, read and written as lower-case hex by the library's own SQL. */
 const bytea = customType<{ data: string; driverData: string }>({
@@ -102,7 +102,7 @@ function buildTables(options: SessionTablesOptions) {
       cleanupAt: timestamp('cleanup_at', { withTimezone: true, precision: 3 }),
       /**
        * Where the client was at sign-in (drizzle/0016): `{ country?, region?, city?, colo? }` from Cloudflare's
-       * `request.cf` or a trusted proxy's header (see src/client-ip.ts), null when unknown.
+       * `request.cf` or a trusted proxy's header (see src/middleware/client-ip.ts), null when unknown.
        */
       location: jsonb('location').$type<DeviceLocation>(),
     },

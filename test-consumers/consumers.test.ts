@@ -14,7 +14,7 @@ import { build } from 'esbuild';
 import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { SessionManager } from '../src/manager.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { snippet } from './readme.ts';
 import { COMPATIBILITY_DATE, mustRun, PEERS, type PeerSet, REPO, run, wranglerBundle } from './support.ts';
 

@@ -3,7 +3,7 @@
 // eviction, bulk deletes and cleanup still end the sessions, in one statement each, and the failure is
 // reported as an AuditWriteError. And the audit keeps at most auditMaxPerUser rows per user.
 import { describe, expect, it } from 'vitest';
-import { type AuditWriteError, ConfigError } from '../src/errors.ts';
+import { type AuditWriteError, ConfigError } from '../src/core/errors.ts';
 import { startWorker } from '../worker/main.ts';
 import { DRIVERS, databaseUrl, fakeClock } from './support/db.ts';
 import { uid } from './support/manager-helpers.ts';

@@ -1,7 +1,7 @@
-// One reconnect rule for the worker's listener and the sync client's stream (src/backoff.ts): capped
+// One reconnect rule for the worker's listener and the sync client's stream (src/sync/backoff.ts): capped
 // exponential backoff with equal jitter, as its comment says.
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '../src/backoff.ts';
+import { backoffDelay } from '../src/sync/backoff.ts';
 
 describe('backoffDelay', () => {
   it('is half the cap plus a random share of the other half, the cap doubling from base up to max', () => {

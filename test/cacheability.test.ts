@@ -14,12 +14,12 @@ import { randomUUID } from 'node:crypto';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SessionManager } from '../src/core/manager.ts';
+import { objectNames } from '../src/db/names.ts';
+import { Store } from '../src/db/store.ts';
 import { readChanges } from '../src/feed.ts';
-import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
-import { objectNames } from '../src/names.ts';
-import { Store } from '../src/store.ts';
-import { SyncClient } from '../src/sync.ts';
+import { SyncClient } from '../src/sync/client.ts';
 import { startWorker } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 

@@ -11,10 +11,10 @@ import { runChaos } from '../chaos/runner.ts';
 import { startTcpProxy } from '../chaos/tcp-proxy.ts';
 import type { CreateOp, DeleteOp, Delivery, History, Op, ReadOp, RotateOp, TouchOp, UpdateOp, ViolationKind } from '../chaos/types.ts';
 import { freePort } from '../scripts/embedded-db.ts';
-import type { SqlExecutor } from '../src/db.ts';
-import { SessionManager } from '../src/manager.ts';
+import { SessionManager } from '../src/core/manager.ts';
+import type { SqlExecutor } from '../src/db/executor.ts';
 import { migrate } from '../src/migrate.ts';
-import { SyncClient } from '../src/sync.ts';
+import { SyncClient } from '../src/sync/client.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 
 const T = 1_800_000_000_000;

@@ -3,11 +3,11 @@
 // end with its reason, pruned after its retention. Against the real database, on both drivers.
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { forwardedClient, resolveClientIp } from '../src/client-ip.ts';
-import { describeUserAgent, isIpAddress, MAX_USER_AGENT_LABEL_INPUT, MAX_USER_AGENT_LENGTH, prepareDevice } from '../src/device.ts';
-import { ConfigError, InvalidArgumentError } from '../src/errors.ts';
+import { describeUserAgent, isIpAddress, MAX_USER_AGENT_LABEL_INPUT, MAX_USER_AGENT_LENGTH, prepareDevice } from '../src/core/device.ts';
+import { ConfigError, InvalidArgumentError } from '../src/core/errors.ts';
+import type { SessionManager } from '../src/core/manager.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import type { SessionManager } from '../src/manager.ts';
+import { forwardedClient, resolveClientIp } from '../src/middleware/client-ip.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, sha256Hex, uid } from './support/manager-helpers.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';

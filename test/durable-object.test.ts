@@ -4,8 +4,8 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SessionManager } from '../src/core/manager.ts';
 import { SessionSyncObject, sessionSyncOptionsFromEnv } from '../src/durable-object.ts';
-import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 import { type Cluster, metricValue, startCluster } from './support/durable-object.ts';

@@ -3,11 +3,11 @@
 // A failure report from fast-check carries the seed and path that replay it.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, type SessionConfig } from '../src/config.ts';
-import type { SqlExecutor } from '../src/db.ts';
-import { SessionManager } from '../src/manager.ts';
+import { DEFAULTS, type SessionConfig } from '../src/core/config.ts';
+import { SessionManager } from '../src/core/manager.ts';
+import type { Session } from '../src/core/session.ts';
+import type { SqlExecutor } from '../src/db/executor.ts';
 import { createSessionTables } from '../src/schema.ts';
-import type { Session } from '../src/session.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import {
   assertConfigError,

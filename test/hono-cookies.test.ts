@@ -8,9 +8,9 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, it } from 'vitest';
+import type { SessionManager } from '../src/core/manager.ts';
+import { generateToken } from '../src/core/token.ts';
 import { type SessionCookieOptions, type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from '../src/hono.ts';
-import type { SessionManager } from '../src/manager.ts';
-import { generateToken } from '../src/token.ts';
 import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';

@@ -3,7 +3,7 @@
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import { SyncClient } from '../src/sync.ts';
+import { SyncClient } from '../src/sync/client.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { DRIVERS, databaseUrl } from './support/db.ts';
 import { useStore } from './support/store-suite.ts';

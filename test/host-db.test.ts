@@ -9,9 +9,9 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import ws from 'ws';
-import { rowsOf } from '../src/db.ts';
+import { ConfigError } from '../src/core/errors.ts';
+import { rowsOf } from '../src/db/executor.ts';
 import { neonSettings } from '../src/drivers/neon.ts';
-import { ConfigError } from '../src/errors.ts';
 import { LISTENER_APPLICATION_NAME, neonHostDb } from '../src/host/db.ts';
 import { databaseUrl } from './support/db.ts';
 

@@ -1,8 +1,8 @@
 // The fast paths keep the contract: a cache hit checks no token but serves only what a checked
 // token put there, and the access bookkeeping a cache entry keeps survives its LRU dropping it.
 import { describe, expect, it } from 'vitest';
-import { pgQueryableOf as pgClientOf } from '../src/db.ts';
-import { SessionManager } from '../src/manager.ts';
+import { SessionManager } from '../src/core/manager.ts';
+import { pgQueryableOf as pgClientOf } from '../src/db/executor.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { rawRow, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';

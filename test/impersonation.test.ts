@@ -4,7 +4,7 @@
 // database, on both drivers.
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { ImpersonationError, InvalidArgumentError } from '../src/errors.ts';
+import { ImpersonationError, InvalidArgumentError } from '../src/core/errors.ts';
 import { requireFresh, type SessionEnv, sessionMiddleware } from '../src/hono.ts';
 import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
@@ -16,7 +16,7 @@ const HOUR = 60 * MINUTE;
 
 describe('options', () => {
   it('impersonationMaxLifetime is validated, naming the option; default 1 h', async () => {
-    const { SessionManager } = await import('../src/manager.ts');
+    const { SessionManager } = await import('../src/core/manager.ts');
     const db = { execute: async () => ({ rows: [] }) };
     for (const bad of [0, -1, Number.NaN, '1h'])
       expect(() => new SessionManager(db, { impersonationMaxLifetime: bad as number })).toThrow(

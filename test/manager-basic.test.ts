@@ -2,7 +2,7 @@
 // group ids, attribute versions, tokens (promise 10) and the edge cases of a session's life.
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, SessionNotFoundError } from '../src/errors.ts';
+import { InvalidArgumentError, SessionNotFoundError } from '../src/core/errors.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, rawRow, rawRowsOfUser, sha256Hex, table, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';

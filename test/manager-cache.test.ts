@@ -1,8 +1,8 @@
 // The per-isolate cache standalone (promise 1 without a sync worker), rotate (promise 12) and the cost
 // of each operation in statements (promises 7 and 8). Freshness runs on a fake clock.
 import { describe, expect, it } from 'vitest';
-import { SessionCache, type SessionRecord } from '../src/cache.ts';
-import { SessionManager } from '../src/manager.ts';
+import { SessionCache, type SessionRecord } from '../src/core/cache.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, interceptNext, rawRow, table, uid } from './support/manager-helpers.ts';
 import { counting, useStore } from './support/store-suite.ts';

@@ -1,9 +1,9 @@
 // Concurrency on both drivers: maxSessions under parallel creates (ARCHITECTURE.md, promise 5), compare-and-set (ARCHITECTURE.md, promise 3),
 // concurrent updates of different and of the same attribute.
 import { describe, expect, it } from 'vitest';
-import { VersionConflictError } from '../src/errors.ts';
-import type { SessionManager } from '../src/manager.ts';
-import type { Attributes } from '../src/session.ts';
+import { VersionConflictError } from '../src/core/errors.ts';
+import type { SessionManager } from '../src/core/manager.ts';
+import type { Attributes } from '../src/core/session.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, rawRow, rawRowsOfUser, setLastAccessed, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';

@@ -1,7 +1,7 @@
 // Typed errors on both drivers: values that are not plain JSON, oversized values, missing tables, an
 // unreachable database (a real closed port, through each driver), and invalid configuration (ARCHITECTURE.md, promise 14).
 import { describe, expect, it } from 'vitest';
-import { LONGEST_SUFFIX } from '../src/config.ts';
+import { LONGEST_SUFFIX } from '../src/core/config.ts';
 import {
   AttributeNotSerializableError,
   AttributeTooLargeError,
@@ -10,8 +10,8 @@ import {
   InvalidArgumentError,
   SchemaMissingError,
   SessionError,
-} from '../src/errors.ts';
-import { SessionManager } from '../src/manager.ts';
+} from '../src/core/errors.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { caught, countRows, rawRow, switchable, table, uid, unreachableDb } from './support/manager-helpers.ts';

@@ -1,7 +1,7 @@
 // Expiry on a fake clock (ARCHITECTURE.md, promise 4), cleanup, attribute expiry, and the last-access touches: coalesced in
 // memory, flushed in batches, never moving backwards (promises 6 and 8). No sleeps: the clock is moved.
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, SessionNotFoundError } from '../src/errors.ts';
+import { InvalidArgumentError, SessionNotFoundError } from '../src/core/errors.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { rawRow, setLastAccessed, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';

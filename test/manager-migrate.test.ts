@@ -1,16 +1,16 @@
 // migrate() on both drivers: idempotent, custom schema and prefix end to end, safe to run concurrently,
-// and the embedded copy of drizzle/ (src/migrations.ts, what edge runtimes run) in sync with drizzle/.
+// and the embedded copy of drizzle/ (src/db/migrations.ts, what edge runtimes run) in sync with drizzle/.
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { embeddedMigrationsSource } from '../scripts/embed-migrations.ts';
-import { LONGEST_SUFFIX } from '../src/config.ts';
-import { SchemaIncompleteError } from '../src/errors.ts';
+import { LONGEST_SUFFIX } from '../src/core/config.ts';
+import { SchemaIncompleteError } from '../src/core/errors.ts';
+import { SessionManager } from '../src/core/manager.ts';
+import { MIGRATIONS } from '../src/db/migrations.ts';
+import { objectNames, renderSql } from '../src/db/names.ts';
+import { expectedObjects } from '../src/db/schema-check.ts';
 import { readChanges } from '../src/feed.ts';
-import { SessionManager } from '../src/manager.ts';
 import { migrate } from '../src/migrate.ts';
-import { MIGRATIONS } from '../src/migrations.ts';
-import { objectNames, renderSql } from '../src/names.ts';
-import { expectedObjects } from '../src/schema-check.ts';
 import { DRIVERS, dropSchema, uniqueSchema } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';
@@ -31,8 +31,8 @@ async function objectsIn(fx: StoreFixture, schema: string): Promise<string[]> {
 }
 
 describe('embedded migrations', () => {
-  it('src/migrations.ts is exactly what scripts/embed-migrations.ts generates from drizzle/', () => {
-    expect(readFileSync(new URL('../src/migrations.ts', import.meta.url), 'utf8')).toBe(embeddedMigrationsSource(ROOT));
+  it('src/db/migrations.ts is exactly what scripts/embed-migrations.ts generates from drizzle/', () => {
+    expect(readFileSync(new URL('../src/db/migrations.ts', import.meta.url), 'utf8')).toBe(embeddedMigrationsSource(ROOT));
   });
 });
 

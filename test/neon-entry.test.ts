@@ -6,9 +6,9 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import ws from 'ws';
-import { ConfigError, InvalidArgumentError } from '../src/errors.ts';
+import { ConfigError, InvalidArgumentError } from '../src/core/errors.ts';
+import { migrationSql, migrationTags } from '../src/db/migration-sql.ts';
 import { migrate } from '../src/migrate.ts';
-import { migrationSql, migrationTags } from '../src/migration-sql.ts';
 import { neonExecutor, neonSessions } from '../src/neon.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 

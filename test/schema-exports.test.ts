@@ -3,7 +3,7 @@
 import { is } from 'drizzle-orm';
 import { PgSchema, PgTable } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../src/errors.ts';
+import { InvalidArgumentError } from '../src/core/errors.ts';
 import { createSessionTables, everySessionTableExported } from '../src/schema.ts';
 
 describe('createSessionTables().tables', () => {

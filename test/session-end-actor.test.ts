@@ -5,8 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
+import type { SessionManager } from '../src/core/manager.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import type { SessionManager } from '../src/manager.ts';
 import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';

@@ -5,9 +5,9 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, InvalidArgumentError, ReauthenticationRequiredError, SessionNotFoundError } from '../src/errors.ts';
+import { ConfigError, InvalidArgumentError, ReauthenticationRequiredError, SessionNotFoundError } from '../src/core/errors.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { requireFresh, type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import { SessionManager } from '../src/manager.ts';
 import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, rawRow, table, uid } from './support/manager-helpers.ts';

@@ -6,11 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ConfigError } from '../src/errors.ts';
-import { SessionManager } from '../src/manager.ts';
+import { ConfigError } from '../src/core/errors.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { type FeedEvent, MAX_TOUCH_BODY_BYTES } from '../src/protocol.ts';
-import { SyncClient } from '../src/sync.ts';
+import { SyncClient } from '../src/sync/client.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
 

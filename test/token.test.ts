@@ -2,7 +2,7 @@
 // Web Crypto fallback give the same digests, checked against published vectors and against each other.
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { generateToken, hashToken, hashTokenSync } from '../src/token.ts';
+import { generateToken, hashToken, hashTokenSync } from '../src/core/token.ts';
 
 // FIPS 180-2 / NIST example vectors (ASCII messages).
 const VECTORS: [string, string][] = [
@@ -28,7 +28,7 @@ async function loadTokenModuleWith(getBuiltinModule: ((id: string) => unknown) |
   if (getBuiltinModule === undefined) delete p.getBuiltinModule;
   else p.getBuiltinModule = getBuiltinModule;
   try {
-    return await import('../src/token.ts');
+    return await import('../src/core/token.ts');
   } finally {
     p.getBuiltinModule = saved;
   }

@@ -8,7 +8,7 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { SessionManager } from '../src/manager.ts';
+import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';

@@ -4,8 +4,8 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
-import type { SqlExecutor } from '../../src/db.ts';
-import { generateToken } from '../../src/token.ts';
+import { generateToken } from '../../src/core/token.ts';
+import type { SqlExecutor } from '../../src/db/executor.ts';
 import type { BenchContext } from './context.ts';
 import { type Contestant, closedLoop, tightLoop } from './measure.ts';
 import { seedOursWithTokens } from './seed.ts';

@@ -10,8 +10,8 @@ import session from 'express-session';
 import { Hono } from 'hono';
 import { getCookie } from 'hono/cookie';
 import pg from 'pg';
+import { SessionManager } from '../../src/core/manager.ts';
 import { type SessionEnv, sessionMiddleware } from '../../src/hono.ts';
-import { SessionManager } from '../../src/manager.ts';
 
 const [mode, url, schema] = process.argv.slice(2) as ['bare' | 'hono' | 'express', string, string];
 const out = (s: string) => process.stdout.write(`${s}\n`);

@@ -3,8 +3,8 @@
 // answers every read with a fresh row, shaped as the library's read statement returns it (memory, not
 // I/O, is measured here).
 import type { SQL } from 'drizzle-orm';
-import { SessionManager } from '../../src/manager.ts';
-import { generateToken } from '../../src/token.ts';
+import { SessionManager } from '../../src/core/manager.ts';
+import { generateToken } from '../../src/core/token.ts';
 import { STORED_ATTRIBUTES_JSON } from './seed.ts';
 
 const [n = 20_000, reps = 3] = process.argv.slice(2).map(Number);

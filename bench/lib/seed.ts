@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { SessionData } from 'express-session';
 import type pg from 'pg';
-import { generateToken } from '../../src/token.ts';
+import { generateToken } from '../../src/core/token.ts';
 
 const DAY = 86_400_000;
 

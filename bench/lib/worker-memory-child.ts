@@ -1,8 +1,8 @@
 // Run with --expose-gc: retained heap of the worker's touch buffer holding N pending touches (distinct
 // sessions), measured after forced GC. Prints one JSON line { bytesPerTouch: number[] }.
 
+import type { Store } from '../../src/db/store.ts';
 import { TouchBuffer } from '../../src/host/touches.ts';
-import type { Store } from '../../src/store.ts';
 import { createMetrics } from '../../worker/metrics.ts';
 
 const n = Number(process.argv[2] ?? 100_000);

@@ -11,14 +11,13 @@ import type { SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/neon-serverless';
 import { Hono, type MiddlewareHandler } from 'hono';
 import pg from 'pg';
-import type { SqlExecutor } from '../../src/db.ts';
-
+import { SessionManager } from '../../src/core/manager.ts';
+import type { SqlExecutor } from '../../src/db/executor.ts';
 import { neonSettings } from '../../src/drivers/neon.ts';
 import { type SessionEnv, sessionMiddleware } from '../../src/hono.ts';
 import { hyperdriveSessionMiddleware } from '../../src/hyperdrive.ts';
-import { SessionManager } from '../../src/manager.ts';
 import { neonSessionMiddleware } from '../../src/neon.ts';
-import { type DurableObjectNamespaceLike, SyncClient } from '../../src/sync.ts';
+import { type DurableObjectNamespaceLike, SyncClient } from '../../src/sync/client.ts';
 
 export { SessionSyncObject } from '../../src/durable-object.ts';
 

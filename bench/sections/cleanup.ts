@@ -6,7 +6,7 @@
 // every request is stamped with its start. The p99 of the requests that started while the cleanup ran is
 // compared with the p99 of those in the equally long windows right before and right after it (half each),
 // so the machine's slow drifts (other work on a shared host) land on both sides alike.
-import { SessionManager } from '../../src/manager.ts';
+import { SessionManager } from '../../src/core/manager.ts';
 import type { Section } from '../lib/context.ts';
 import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { closedLoop, median, type Sample, summarize } from '../lib/measure.ts';

@@ -1,5 +1,5 @@
 // getSession cache hit: one session, awaited back to back in one process, next to a bare lru-cache get.
-import { SessionManager } from '../../src/manager.ts';
+import { SessionManager } from '../../src/core/manager.ts';
 import type { Section } from '../lib/context.ts';
 import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { lruGet } from '../lib/floors.ts';

@@ -4,7 +4,7 @@
 // polls SessionSyncObject through its binding (Miniflare, Neon's driver through the local proxy).
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { startWsProxy } from '../../scripts/ws-proxy.ts';
-import { SessionManager } from '../../src/manager.ts';
+import { SessionManager } from '../../src/core/manager.ts';
 import { startCluster } from '../../test/support/durable-object.ts';
 import { startManagerProcess, startWorkerProcess } from '../../test/support/processes.ts';
 import type { Section } from '../lib/context.ts';

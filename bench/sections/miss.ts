@@ -1,7 +1,7 @@
 // getSession miss (cacheSize 0: every read goes to the database) at c=1, next to the SELECT $1 floor and
 // connect-pg-simple's get, on tables of the same size holding sessions of the same data.
-import { SessionManager } from '../../src/manager.ts';
-import { hashToken } from '../../src/token.ts';
+import { SessionManager } from '../../src/core/manager.ts';
+import { hashToken } from '../../src/core/token.ts';
 import type { Section } from '../lib/context.ts';
 import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { selectRoundTrip } from '../lib/floors.ts';

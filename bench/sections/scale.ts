@@ -8,7 +8,7 @@
 //   and blocks read (pg_statio_user_tables heap + index blocks read or hit, deltas; autovacuum off for the
 //   table, so they are cleanup's own).
 // Then the growth from the first size to the last as goal lines.
-import { SessionManager } from '../../src/manager.ts';
+import { SessionManager } from '../../src/core/manager.ts';
 import type { BenchContext, Section } from '../lib/context.ts';
 import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { closedLoop, summarize } from '../lib/measure.ts';

@@ -1,6 +1,6 @@
 // Touches: what reading a session writes (nothing on the read path; one batched statement per flush),
 // and how fast a flush writes 100k distinct touches.
-import { SessionManager } from '../../src/manager.ts';
+import { SessionManager } from '../../src/core/manager.ts';
 import type { Section } from '../lib/context.ts';
 import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { summarize } from '../lib/measure.ts';

@@ -4,8 +4,8 @@
 // createSession with the new-device check (checkNewDevice: the same statement reads the user's live
 // sessions and audit rows first) next to it without.
 
-import { SessionManager } from '../../src/manager.ts';
-import type { Session } from '../../src/session.ts';
+import { SessionManager } from '../../src/core/manager.ts';
+import type { Session } from '../../src/core/session.ts';
 import type { Section } from '../lib/context.ts';
 import { CountingExecutor, createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { createFloorTable, plainUpdate } from '../lib/floors.ts';

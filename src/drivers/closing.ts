@@ -5,10 +5,10 @@
  * is ready. Edge-safe: no I/O of its own.
  */
 import type { MiddlewareHandler } from 'hono';
+import type { SessionManager } from '../core/manager.ts';
+import type { Attributes } from '../core/session.ts';
 import type { SessionEnv } from '../hono.ts';
-import type { SessionManager } from '../manager.ts';
-import type { Attributes } from '../session.ts';
-import type { SyncClient } from '../sync.ts';
+import type { SyncClient } from '../sync/client.ts';
 
 /** The work an executor has under way: statements, and connections still closing. */
 export interface PendingWork {

@@ -8,8 +8,8 @@
 import { Client, type NeonConfig } from '@neondatabase/serverless';
 import type { SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/neon-serverless';
-import type { SqlExecutor } from '../db.ts';
-import { ConfigError, describeError, findErrorCode } from '../errors.ts';
+import { ConfigError, describeError, findErrorCode } from '../core/errors.ts';
+import type { SqlExecutor } from '../db/executor.ts';
 import { type HostDb, LISTENER_APPLICATION_NAME, type ListenClient, type NeonHostDbOptions } from '../host/db.ts';
 import { pendingWork } from './closing.ts';
 

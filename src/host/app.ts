@@ -3,12 +3,12 @@
 // fetch with it. Web APIs only (Web Crypto for the secret check).
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { SessionError } from '../errors.ts';
+import { SessionError } from '../core/errors.ts';
+import { isUuid } from '../core/token.ts';
+import type { ObjectNames } from '../db/names.ts';
+import type { TouchEntry } from '../db/store.ts';
 import { isCursor, readChanges } from '../feed.ts';
-import type { ObjectNames } from '../names.ts';
 import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
-import type { TouchEntry } from '../store.ts';
-import { isUuid } from '../token.ts';
 import type { HostDb } from './db.ts';
 import { type Hub, sseFrame } from './hub.ts';
 import type { Listener } from './listen.ts';

@@ -1,10 +1,10 @@
 // Expired-session cleanup, one runner at a time across replicas: the run holds a session-level advisory
 // lock on one connection of its own; another worker that cannot take it skips this round.
 import { sql } from 'drizzle-orm';
-import { rowsOf } from '../db.ts';
+import { SessionManager } from '../core/manager.ts';
+import { rowsOf } from '../db/executor.ts';
+import type { ObjectNames } from '../db/names.ts';
 import { pruneChanges } from '../feed.ts';
-import { SessionManager } from '../manager.ts';
-import type { ObjectNames } from '../names.ts';
 import type { HostDb } from './db.ts';
 import type { Logger } from './log.ts';
 import type { HostMetrics } from './metrics.ts';

@@ -2,9 +2,10 @@
 // an executor for touch flushes and the feed's database answers, and a client checked out for cleanup
 // (it holds a session-level advisory lock). The Node worker backs them with a node-postgres or Neon
 // Pool; the Durable Object with Neon connections over the runtime's WebSocket (`src/drivers/neon.ts`).
-import type { SqlExecutor } from '../db.ts';
+
+import { ConfigError } from '../core/errors.ts';
+import type { SqlExecutor } from '../db/executor.ts';
 import type { NeonConnectionSettings } from '../drivers/neon.ts';
-import { ConfigError } from '../errors.ts';
 
 /** application_name of the LISTEN connection (find it in pg_stat_activity). */
 export const LISTENER_APPLICATION_NAME = 'pg-edge-session-listener';

@@ -5,7 +5,7 @@
  * Applications do not need it; it is public so a host of your own can wrap the same core.
  */
 
-export { type ObjectNames, objectNames } from '../names.ts';
+export { type ObjectNames, objectNames } from '../db/names.ts';
 export { createHostApp, equalBytes, type HostAppDeps, parseTouches } from './app.ts';
 export { type CleanupRun, runCleanup } from './cleanup.ts';
 export { createSyncCore, type SyncCore, type SyncCoreDeps } from './core.ts';

@@ -7,9 +7,10 @@
 // what its `beforeSleep` hook flushes (pending touches), closes its connection and sends nothing more, so
 // a Neon compute can scale to zero. The next `activity()` reconnects it, and its first read catches up
 // from the cursor it kept (the record is durable: nothing is missed).
-import { backoffDelay } from '../backoff.ts';
+
+import type { ObjectNames } from '../db/names.ts';
 import { isCursor, readChanges } from '../feed.ts';
-import type { ObjectNames } from '../names.ts';
+import { backoffDelay } from '../sync/backoff.ts';
 import type { HostDb, ListenClient } from './db.ts';
 import type { Hub } from './hub.ts';
 import type { Logger } from './log.ts';

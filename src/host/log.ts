@@ -1,4 +1,4 @@
-import { describeError, findErrorCode } from '../errors.ts';
+import { describeError, findErrorCode } from '../core/errors.ts';
 
 /** One JSON object per line. Never pass tokens, secrets or the database password here. */
 export type Logger = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;

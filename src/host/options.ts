@@ -1,7 +1,7 @@
 // Options of the sync host's core (feed, listener, touch buffer, cleanup), shared by every host: the Node
 // worker (pg-edge-session-worker) adds its network and driver options, the Durable Object its bindings.
-import { validateSchemaName, validateTablePrefix } from '../config.ts';
-import { ConfigError } from '../errors.ts';
+import { validateSchemaName, validateTablePrefix } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /** Durations in ms. Each is validated by `resolveHostOptions` (a `ConfigError` names the option). */
 export interface HostOptions {

@@ -2,7 +2,7 @@
 // flush; the oldest as bounded by parseTouches in ./app.ts) and written every interval in batches, one statement each, with GREATEST so last_accessed never
 // moves backwards, and never extending a session that was idle-expired when its run of accesses began. A
 // failed batch goes back into the buffer and is retried at the next flush.
-import type { Store, TouchEntry } from '../store.ts';
+import type { Store, TouchEntry } from '../db/store.ts';
 import type { Logger } from './log.ts';
 import type { HostMetrics } from './metrics.ts';
 

@@ -5,7 +5,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { inject } from 'vitest';
 import ws from 'ws';
-import type { TransactionalDatabase } from '../../src/db.ts';
+import type { TransactionalDatabase } from '../../src/db/executor.ts';
 
 export const DRIVERS = ['node-postgres', 'neon-serverless'] as const;
 export type Driver = (typeof DRIVERS)[number];

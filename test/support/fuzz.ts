@@ -10,8 +10,8 @@
 //   FUZZ_SEED=… FUZZ_PATH=…  replay a failure: fast-check prints both in its report (narrow with -t)
 import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
-import { LONGEST_SUFFIX } from '../../src/config.ts';
-import { ConfigError, SessionError, type SessionErrorCode } from '../../src/errors.ts';
+import { LONGEST_SUFFIX } from '../../src/core/config.ts';
+import { ConfigError, SessionError, type SessionErrorCode } from '../../src/core/errors.ts';
 
 // ---- running ------------------------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ export function malformedToken(liveTokens: readonly string[] = []): fc.Arbitrary
 
 // ---- attribute names and values ---------------------------------------------------------------------
 
-/** The limits the design documents (src/attributes.ts MAX_DEPTH, MAX_KEY_LENGTH). */
+/** The limits the design documents (src/core/attributes.ts MAX_DEPTH, MAX_KEY_LENGTH). */
 export const SPEC = { maxDepth: 64, maxKeyLength: 256 } as const;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -586,7 +586,7 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The prefix must leave room, within PostgreSQL's 63-byte names, for the longest name derived from it. */
 export const MAX_TABLE_PREFIX = 63 - LONGEST_SUFFIX.length;
 
-/** The documented options and their ranges (src/config.ts docs), as predicates. */
+/** The documented options and their ranges (src/core/config.ts docs), as predicates. */
 export const CONFIG_SPEC: Record<string, (v: unknown) => boolean> = {
   maxSessions: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1_000_000,
   maxAttributeLength: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 64 * 1024 * 1024,

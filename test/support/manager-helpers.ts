@@ -6,7 +6,7 @@ import { Pool as NeonPool } from '@neondatabase/serverless';
 import { drizzle as drizzleNeon } from 'drizzle-orm/neon-serverless';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import type { SqlExecutor } from '../../src/db.ts';
+import type { SqlExecutor } from '../../src/db/executor.ts';
 import { configureNeon, type Driver } from './db.ts';
 import type { StoreFixture } from './store-suite.ts';
 

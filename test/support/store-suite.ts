@@ -1,10 +1,10 @@
 // Shared set-up for store tests: every suite runs once per driver, in its own schema.
 import { afterAll, beforeAll } from 'vitest';
-import type { SessionConfig } from '../../src/config.ts';
-import { type PgQueryable, pgQueryableOf, type SqlExecutor } from '../../src/db.ts';
-import { SessionManager } from '../../src/manager.ts';
+import type { SessionConfig } from '../../src/core/config.ts';
+import { SessionManager } from '../../src/core/manager.ts';
+import type { Attributes } from '../../src/core/session.ts';
+import { type PgQueryable, pgQueryableOf, type SqlExecutor } from '../../src/db/executor.ts';
 import { migrate } from '../../src/migrate.ts';
-import type { Attributes } from '../../src/session.ts';
 import { type Driver, dropSchema, openDb, type TestDb, uniqueSchema } from './db.ts';
 
 /** Wraps a database so tests can count statements (each `execute` is one round trip). */

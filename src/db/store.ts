@@ -1,11 +1,11 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { parseStoredAttributes } from './attributes.ts';
-import { recordWeight, type SessionRecord } from './cache.ts';
-import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, statement, toSql } from './db.ts';
-import type { StoredDevice } from './device.ts';
-import { AuditWriteError, classifyDatabaseError, findErrorCode } from './errors.ts';
+import { parseStoredAttributes } from '../core/attributes.ts';
+import { recordWeight, type SessionRecord } from '../core/cache.ts';
+import type { StoredDevice } from '../core/device.ts';
+import { AuditWriteError, classifyDatabaseError, findErrorCode } from '../core/errors.ts';
+import { isUuid } from '../core/token.ts';
+import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, statement, toSql } from './executor.ts';
 import type { ObjectNames } from './names.ts';
-import { isUuid } from './token.ts';
 
 /**
  * All SQL the SessionManager runs. Each public operation is exactly one statement (one round trip, and

@@ -1,9 +1,9 @@
-// What a migrated store must hold, read from the migrations themselves (src/migrations.ts, drizzle/), and
+// What a migrated store must hold, read from the migrations themselves (src/db/migrations.ts, drizzle/), and
 // how to make what is missing again. A store whose tags are recorded can still lack objects: `drizzle-kit
 // push` with a schema file that leaves a table out drops it, and `drizzle-kit generate` never makes a table
 // the schema file does not list (README.md, "With drizzle-kit"). migrate() checks after every run.
 import { sql } from 'drizzle-orm';
-import { rowsOf, type SqlExecutor } from './db.ts';
+import { rowsOf, type SqlExecutor } from './executor.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { renderSql } from './names.ts';
 

@@ -1,5 +1,5 @@
-import { validateSchemaName, validateTablePrefix } from './config.ts';
-import { InvalidArgumentError } from './errors.ts';
+import { validateSchemaName, validateTablePrefix } from '../core/config.ts';
+import { InvalidArgumentError } from '../core/errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { objectNames, renderSql } from './names.ts';
 

@@ -1,9 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
+import type { SqlExecutor } from '../db/executor.ts';
+import { objectNames } from '../db/names.ts';
+import { type AuditRow, rowToRecord, type SessionEndActor, type SessionEndReason, Store, type TouchEntry } from '../db/store.ts';
+import { recordReset } from '../feed.ts';
 import { prepareValue, validateKey } from './attributes.ts';
 import { type CacheEntry, recordWeight, SessionCache, type SessionRecord } from './cache.ts';
 import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
-import type { SqlExecutor } from './db.ts';
 import { type DeviceInfo, type DeviceLocation, prepareDevice } from './device.ts';
 import {
   ImpersonationError,
@@ -13,10 +16,7 @@ import {
   SessionTooLargeError,
   VersionConflictError,
 } from './errors.ts';
-import { recordReset } from './feed.ts';
-import { objectNames } from './names.ts';
 import { type Attributes, Session, toMillis } from './session.ts';
-import { type AuditRow, rowToRecord, type SessionEndActor, type SessionEndReason, Store, type TouchEntry } from './store.ts';
 import { generateToken, hashToken, isUuid, isWellFormedToken, TOKEN_LENGTH } from './token.ts';
 
 export interface CreateSessionOptions {

@@ -1,11 +1,11 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { choice, duration, flag, MAX_TIMER_MS } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { SessionManager } from '../core/manager.ts';
+import type { TouchEntry } from '../db/store.ts';
+import { type ChangePage, readChanges } from '../feed.ts';
+import { type FeedEvent, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
 import { backoffDelay } from './backoff.ts';
-import { choice, duration, flag, MAX_TIMER_MS } from './config.ts';
-import { ConfigError } from './errors.ts';
-import { type ChangePage, readChanges } from './feed.ts';
-import type { SessionManager } from './manager.ts';
-import { type FeedEvent, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from './protocol.ts';
-import type { TouchEntry } from './store.ts';
 
 /** What the client calls `fetch` on: a Durable Object stub, a service binding, anything with `fetch`. */
 export interface FetcherLike {

@@ -1,4 +1,4 @@
-import { validateSchemaName, validateTablePrefix } from './config.ts';
+import { validateSchemaName, validateTablePrefix } from '../core/config.ts';
 
 /** Object names that live in the schema and are referenced qualified (tables, functions). */
 const QUALIFIED = new Set([

@@ -3,8 +3,8 @@
  * can set, unless the app says which proxies in front of it are trusted to set it. Edge-safe.
  */
 import type { Context } from 'hono';
-import { cfLocation, type DeviceLocation, headerCountry, normalizeIp, parseCidr } from './device.ts';
-import { ConfigError } from './errors.ts';
+import { cfLocation, type DeviceLocation, headerCountry, normalizeIp, parseCidr } from '../core/device.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /**
  * - `'platform'` (default): the address the runtime itself saw, which a client cannot forge — on
