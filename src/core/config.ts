@@ -1,4 +1,8 @@
+import { choice, duration, flag, int, MAX_TIMER_MS, show } from '../internal/validate.ts';
 import { type AuditWriteError, ConfigError } from './errors.ts';
+
+// The checkers were defined here first; importers of core/config keep finding them.
+export { choice, duration, flag, MAX_TIMER_MS };
 
 const HOUR = 3_600_000;
 
@@ -155,47 +159,6 @@ const reportAuditError = (e: AuditWriteError): void => console.error(`[pg-edge-s
 export const LONGEST_SUFFIX = 'session_changes_capture_truncate';
 const MAX_IDENTIFIER = 63;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-function int(option: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(option, `expected an integer, got ${show(v)}`);
-  if (v < min || v > max) throw new ConfigError(option, `must be between ${min} and ${max}, got ${v}`);
-  return v;
-}
-
-/** The longest delay a timer takes (setTimeout runs a longer one at once). */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-const MAX_DURATION_MS = 100 * 365 * 24 * HOUR;
-
-/**
- * Checks a duration option in ms: a finite number from `min` to `max` (default 100 years; `MAX_TIMER_MS`
- * for one that sets a timer), or a `ConfigError` naming the option.
- */
-export function duration(option: string, v: unknown, min: number, max = MAX_DURATION_MS): number {
-  if (typeof v !== 'number' || !Number.isFinite(v))
-    throw new ConfigError(option, `expected a finite number of milliseconds, got ${show(v)}`);
-  if (v < min) throw new ConfigError(option, `must be at least ${min} ms, got ${v}`);
-  if (v > max) throw new ConfigError(option, `must be at most ${max === MAX_DURATION_MS ? '100 years in ms' : `${max} ms`}, got ${v}`);
-  return v;
-}
-
-/** Checks a boolean option, or throws a `ConfigError` naming it. */
-export function flag(option: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new ConfigError(option, `expected a boolean, got ${show(v)}`);
-  return v;
-}
-
-/** Checks an option that takes one of a few strings, or throws a `ConfigError` naming it and them. */
-export function choice<T extends string>(option: string, v: unknown, values: readonly T[]): T {
-  if (!values.includes(v as T)) throw new ConfigError(option, `expected ${values.map((x) => `'${x}'`).join(' or ')}, got ${show(v)}`);
-  return v as T;
-}
-
-function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'bigint') return `${v}n`;
-  if (v === null || typeof v !== 'object') return String(v);
-  return Object.prototype.toString.call(v);
-}
 
 /** Validates a schema name: PostgreSQL identifier rules, at most 63 bytes. */
 export function validateSchemaName(v: unknown, option = 'schemaName'): string {
