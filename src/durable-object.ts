@@ -31,11 +31,12 @@
  */
 
 import { ConfigError, describeError } from './core/errors.ts';
-import { createNeonHostDb, type NeonConnectionSettings, neonSettings } from './drivers/neon.ts';
+import { createNeonHostDb, type NeonConnectionSettings, neonSettings } from './drivers/neon/index.ts';
 import { createSyncCore, type SyncCore } from './host/core.ts';
 import { jsonLogger } from './host/log.ts';
 import { createMemoryMetrics } from './host/metrics.ts';
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './host/options.ts';
+import { isPoolerHost } from './internal/hosts.ts';
 import type { ErrorBody } from './protocol.ts';
 
 /** What the object uses of its state (Cloudflare's `DurableObjectState` fits). */
@@ -172,7 +173,7 @@ export class SessionSyncObject<Env = SessionSyncEnv> {
       } catch {
         throw new ConfigError('databaseUrl', 'not a URL (postgres://user:password@host:port/db)');
       }
-      if (host.includes('-pooler')) {
+      if (isPoolerHost(host)) {
         throw new ConfigError(
           'databaseUrl',
           'is a pooled (-pooler) Neon endpoint: LISTEN needs the direct endpoint (SESSION_SYNC_DATABASE_URL)',

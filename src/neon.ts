@@ -35,7 +35,7 @@ import { ConfigError } from './core/errors.ts';
 import { SessionManager } from './core/manager.ts';
 import type { Attributes } from './core/session.ts';
 import { closingSessionMiddleware } from './drivers/closing.ts';
-import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon.ts';
+import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon/index.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
 import { SyncClient, type SyncClientOptions } from './sync/client.ts';
 

@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import ws from 'ws';
 import { ConfigError } from '../src/core/errors.ts';
 import { rowsOf } from '../src/db/executor.ts';
-import { neonSettings } from '../src/drivers/neon.ts';
-import { LISTENER_APPLICATION_NAME, neonHostDb } from '../src/host/db.ts';
+import { neonHostDb } from '../src/drivers/neon/host-db.ts';
+import { neonSettings } from '../src/drivers/neon/settings.ts';
+import { LISTENER_APPLICATION_NAME } from '../src/host/db.ts';
 import { databaseUrl } from './support/db.ts';
 
 /**
@@ -38,9 +39,12 @@ describe('the pg-edge-session/host entry', () => {
     const src = fileURLToPath(new URL('../src/', import.meta.url));
     const loaded = [...staticImports(join(src, 'host/index.ts'))].map((f) => (f.startsWith(src) ? f.slice(src.length) : f));
     expect(loaded).toContain('host/db.ts');
-    for (const never of ['hono.ts', 'neon.ts', 'sync.ts', 'drivers/neon.ts', '@neondatabase/serverless', 'drizzle-orm/neon-serverless']) {
+    expect(loaded).toContain('drivers/neon/host-db.ts');
+    const neon = ['index.ts', 'client.ts', 'executor.ts', 'host-connections.ts'].map((f) => `drivers/neon/${f}`);
+    for (const never of ['hono.ts', 'neon.ts', ...neon, '@neondatabase/serverless', 'drizzle-orm/neon-serverless']) {
       expect(loaded).not.toContain(never);
     }
+    expect(loaded.filter((f) => f.startsWith('middleware/'))).toEqual([]);
   });
 });
 

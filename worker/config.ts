@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from 'pg-edge-session';
-import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from 'pg-edge-session/host';
+import { type HostOptions, isLoopbackHost, isPoolerHost, type ResolvedHostOptions, resolveHostOptions } from 'pg-edge-session/host';
 
 /**
  * Options of the sync worker (startWorker and the CLI): the host core's (`HostOptions`: intervals, batch
@@ -50,7 +50,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     throw new ConfigError('databaseUrl', 'not a URL (postgres://user:password@host:port/db)');
   }
   if (!/^postgres(ql)?:$/.test(url.protocol)) throw new ConfigError('databaseUrl', 'must start with postgres:// or postgresql://');
-  if (url.hostname.includes('-pooler')) {
+  if (isPoolerHost(url.hostname)) {
     throw new ConfigError(
       'databaseUrl',
       "is a pooled (-pooler) Neon endpoint: LISTEN does not work through PgBouncer's transaction mode; use the direct endpoint",
@@ -64,7 +64,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     );
   }
   const host = o.host ?? '127.0.0.1';
-  if (insecureDev && !isLoopback(host)) {
+  if (insecureDev && !isLoopbackHost(host)) {
     throw new ConfigError(
       'insecureDev',
       `--insecure-dev accepts every request without a secret, so it is only allowed on a loopback host (127.0.0.1, ::1, localhost), not ${host}; set a secret instead`,
@@ -88,12 +88,6 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     migrate: o.migrate === true,
     log,
   };
-}
-
-/** 127.0.0.0/8, ::1 (also written out) and localhost: addresses only this machine can reach. */
-function isLoopback(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  return h === 'localhost' || /^127(\.\d{1,3}){3}$/.test(h) || h === '::1' || h === '0:0:0:0:0:0:0:1';
 }
 
 export const HELP = `pg-edge-session-worker — the sync worker of pg-edge-session

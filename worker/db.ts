@@ -6,7 +6,7 @@ import { drizzle as drizzleNeon } from 'drizzle-orm/neon-serverless';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import type { TransactionalDatabase } from 'pg-edge-session';
-import { type HostDb, LISTENER_APPLICATION_NAME, type ListenClient } from 'pg-edge-session/host';
+import { type HostDb, LISTENER_APPLICATION_NAME, type ListenClient, neonSettings } from 'pg-edge-session/host';
 import ws from 'ws';
 import type { ResolvedWorkerOptions } from './config.ts';
 
@@ -28,15 +28,9 @@ export function connectWorkerDb(o: ResolvedWorkerOptions): WorkerDb {
   // Idle pool connections close within the listener's idle timeout, so an idle worker holds none.
   const idleTimeoutMillis = o.idleTimeout > 0 ? Math.min(10_000, o.idleTimeout) : 10_000;
   if (o.driver === 'neon') {
-    neonConfig.webSocketConstructor = ws;
-    if (o.neonWsProxy) {
-      const proxy = o.neonWsProxy;
-      neonConfig.wsProxy = (host, port) => `${proxy}?address=${host}:${port}`;
-      neonConfig.useSecureWebSocket = false;
-      neonConfig.pipelineTLS = false;
-      neonConfig.pipelineConnect = false;
-    }
-    neonConfig.coalesceWrites = false;
+    // The pool's connections take the driver's global settings: the library's (a local proxy), with Node
+    // 20's missing WebSocket supplied, and writes sent at once (no coalescing delay).
+    Object.assign(neonConfig, neonSettings(o.neonWsProxy || undefined, { webSocketConstructor: ws, coalesceWrites: false }));
     const pool = new NeonPool({ connectionString: o.databaseUrl, max: 4, idleTimeoutMillis });
     pool.on('error', () => {});
     return {

@@ -13,7 +13,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import pg from 'pg';
 import { SessionManager } from '../../src/core/manager.ts';
 import type { SqlExecutor } from '../../src/db/executor.ts';
-import { neonSettings } from '../../src/drivers/neon.ts';
+import { neonSettings } from '../../src/drivers/neon/settings.ts';
 import { type SessionEnv, sessionMiddleware } from '../../src/hono.ts';
 import { hyperdriveSessionMiddleware } from '../../src/hyperdrive.ts';
 import { neonSessionMiddleware } from '../../src/neon.ts';

@@ -4,6 +4,7 @@ import { ConfigError } from '../core/errors.ts';
 import type { SessionManager } from '../core/manager.ts';
 import type { TouchEntry } from '../db/store.ts';
 import { type ChangePage, readChanges } from '../feed.ts';
+import { isLoopbackHost } from '../internal/hosts.ts';
 import { type FeedEvent, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
 import { backoffDelay } from './backoff.ts';
 
@@ -435,8 +436,6 @@ function bindingFetch(
   return undefined;
 }
 
-const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
-
 /** The worker's base URL without trailing slashes; https, or http on loopback or when allowed. */
 function checkWorkerUrl(input: unknown, insecureHttp: unknown): string {
   if (insecureHttp !== undefined) flag('insecureHttp', insecureHttp);
@@ -450,7 +449,7 @@ function checkWorkerUrl(input: unknown, insecureHttp: unknown): string {
     throw new ConfigError('workerUrl', 'expected an absolute http(s) URL of the sync worker');
   }
   if (url.username !== '' || url.password !== '') throw new ConfigError('workerUrl', 'must not carry credentials (use `secret`)');
-  if (url.protocol === 'http:' && !LOOPBACK_HOST.test(url.hostname) && insecureHttp !== true) {
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && insecureHttp !== true) {
     throw new ConfigError(
       'workerUrl',
       `plain http to ${url.host} would send the secret and the feed unencrypted: use https, or set insecureHttp: true on a network you trust`,
