@@ -3,7 +3,7 @@ import { createMiddleware } from 'hono/factory';
 import { HTTPException } from 'hono/http-exception';
 import { ConfigError, ReauthenticationRequiredError, SessionError } from '../core/errors.ts';
 import type { Attributes } from '../core/session.ts';
-import type { SessionEnv } from '../hono.ts';
+import type { SessionEnv } from './session-middleware.ts';
 
 export interface RequireFreshOptions {
   /** Longest time, in ms, since the user last proved who they are (signed in or `reauthenticated()`). */
