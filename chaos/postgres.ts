@@ -3,7 +3,8 @@
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../harness/embedded-db.ts';
+import { freePort } from '../harness/free-port.ts';
 
 export interface ChaosPostgres {
   url: string;

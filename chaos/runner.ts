@@ -9,7 +9,7 @@
 // failure; the database is stopped and its directory removed.
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import { freePort } from '../scripts/embedded-db.ts';
+import { freePort } from '../harness/free-port.ts';
 import { SessionError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';

@@ -11,11 +11,12 @@ import { serve } from '@hono/node-server';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { createExampleApp, type ExampleAttributes } from '../example/app.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../harness/embedded-db.ts';
+import { freePort } from '../harness/free-port.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { SyncClient } from '../src/sync/client.ts';
 import { startWorker } from '../worker/main.ts';
-import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from './embedded-db.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const say = (msg: string) => process.stdout.write(`${msg}\n`);
@@ -120,7 +121,7 @@ async function main() {
   };
   // Added, never replacing what is there: `npm start` runs us under tsx, whose own SIGINT/SIGTERM handler
   // tells its parent process that we received the signal (removing it, as removeAllListeners did, made tsx
-  // SIGKILL us 60 ms after Ctrl-C: no "Stopped.", pending touches lost). scripts/embedded-db.ts acts on a
+  // SIGKILL us 60 ms after Ctrl-C: no "Stopped.", pending touches lost). harness/embedded-db/server.ts acts on a
   // signal only when nobody else handles it, so the database is stopped by us, last.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop());
 }

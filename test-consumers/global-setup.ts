@@ -5,8 +5,8 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
-import { startWsProxy, type WsProxy } from '../scripts/ws-proxy.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../harness/embedded-db.ts';
+import { startWsProxy, type WsProxy } from '../harness/ws-proxy.ts';
 import { snippet } from './readme.ts';
 import {
   BARE_APP,

@@ -15,8 +15,9 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
-import { startWsProxy, type WsProxy } from '../scripts/ws-proxy.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../harness/embedded-db.ts';
+import { freePort } from '../harness/free-port.ts';
+import { startWsProxy, type WsProxy } from '../harness/ws-proxy.ts';
 import { migrate } from '../src/migrate.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -10,7 +10,7 @@ import { WorkerSlot } from '../chaos/procs.ts';
 import { runChaos } from '../chaos/runner.ts';
 import { startTcpProxy } from '../chaos/tcp-proxy.ts';
 import type { CreateOp, DeleteOp, Delivery, History, Op, ReadOp, RotateOp, TouchOp, UpdateOp, ViolationKind } from '../chaos/types.ts';
-import { freePort } from '../scripts/embedded-db.ts';
+import { freePort } from '../harness/free-port.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import type { SqlExecutor } from '../src/db/executor.ts';
 import { migrate } from '../src/migrate.ts';

@@ -1,4 +1,4 @@
-// The embedded PostgreSQL of `npm start` and of `npm test` without DATABASE_URL (scripts/embedded-db.ts).
+// The embedded PostgreSQL of `npm start` and of `npm test` without DATABASE_URL (harness/embedded-db.ts).
 // As root, the server runs as the user `postgres`, who cannot enter a private (mode 700) parent
 // directory; what cannot work must fail as one actionable line, never crash the process.
 // (The whole path from a fresh clone in a private directory is scripts/check-private-clone.sh, in .ci/run.)
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyBinaries, EmbeddedDbError, platformBinaries, startEmbeddedPostgres } from '../scripts/embedded-db.ts';
+import { copyBinaries, EmbeddedDbError, platformBinaries, startEmbeddedPostgres } from '../harness/embedded-db.ts';
 
 const asRoot = process.geteuid?.() === 0;
 // mkdtemp gives mode 700: a private parent, as a clone under /root or mktemp -d has.

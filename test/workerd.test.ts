@@ -7,7 +7,7 @@ import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Env } from '../example/worker.ts';
-import { freePort } from '../scripts/embedded-db.ts';
+import { freePort } from '../harness/free-port.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';

@@ -4,7 +4,7 @@ import type { SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import pg from 'pg';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../scripts/embedded-db.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../harness/embedded-db.ts';
 import { type PgQueryable, pgQueryableOf, type SqlExecutor, type TransactionalDatabase } from '../../src/db/executor.ts';
 import { migrate } from '../../src/migrate.ts';
 

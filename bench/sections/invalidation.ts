@@ -3,7 +3,7 @@
 // and the same through the Durable Object host: commit → eviction in a workerd isolate whose SyncClient
 // polls SessionSyncObject through its binding (Miniflare, Neon's driver through the local proxy).
 import { drizzle } from 'drizzle-orm/node-postgres';
-import { startWsProxy } from '../../scripts/ws-proxy.ts';
+import { startWsProxy } from '../../harness/ws-proxy.ts';
 import { SessionManager } from '../../src/core/manager.ts';
 import { startCluster } from '../../test/support/durable-object.ts';
 import { startManagerProcess, startWorkerProcess } from '../../test/support/processes.ts';

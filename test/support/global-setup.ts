@@ -1,8 +1,8 @@
 // Runs once per `vitest run`: picks the database (DATABASE_URL, else an embedded PostgreSQL started
 // here) and starts the WebSocket-to-TCP proxy the Neon driver goes through.
 import type { TestProject } from 'vitest/node';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../scripts/embedded-db.ts';
-import { startWsProxy, type WsProxy } from '../../scripts/ws-proxy.ts';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../harness/embedded-db.ts';
+import { startWsProxy, type WsProxy } from '../../harness/ws-proxy.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
