@@ -164,7 +164,8 @@ export function honoCookieJar(c: Context, cookie: ResolvedCookie, clock: () => n
       c.header('Cache-Control', 'no-store');
       const opts: CookieOptions = { ...cookie.attributes };
       if (cookie.persistent) {
-        const left = Math.floor((expiresAt - clock()) / 1000);
+        // Rounded up: the browser keeps the cookie as long as the session lives (0 only once it has expired).
+        const left = Math.ceil((expiresAt - clock()) / 1000);
         opts.maxAge = Math.max(0, Math.min(left, MAX_COOKIE_AGE_SECONDS));
       }
       setCookie(c, cookie.name, token, opts);
