@@ -58,7 +58,8 @@ export interface SessionCookieOptions {
   /**
    * Lifetime of the cookie in the browser.
    * - `'expiry'` (default): `Max-Age` = time left until the session's absolute expiry (`expiresAt`),
-   *   capped at 400 days (browsers cap it there). Idle expiry is enforced by the server.
+   *   in whole seconds rounded up (the cookie never ends before its session), capped at 400 days (browsers
+   *   cap it there). Idle expiry is enforced by the server.
    * - `'browser-session'`: no `Max-Age`; the browser drops the cookie when it ends its session. The
    *   server-side expiry applies as well.
    */
