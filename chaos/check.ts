@@ -579,6 +579,14 @@ export function checkHistory(h: History): CheckResult {
     } else if (op.kind === 'read') {
       const t = touchRange(op);
       if (t !== undefined) listIn(accesses, op.result?.id as string).push({ start: op.start, hi: t.hi, op });
+      else if (op.status === 'timeout' && op.touch) {
+        // No answer: it may still have found the session and touched it. A library read's touch is its
+        // manager's clock when the call began (before the timeout); an HTTP server may read after the client
+        // gave up, on a clock ahead of everyone's, so only the receiver's clamp bounds what it stored.
+        const sid = tokenSession.get(op.token) ?? op.sid;
+        const hi = op.via === 'http' ? Number.POSITIVE_INFINITY : op.end + skewOf(op.proc) + slack;
+        if (sid !== undefined) listIn(accesses, sid).push({ start: op.start, hi, op });
+      }
     }
   }
   const W = cfg.touchLossWindowMs;
@@ -619,7 +627,8 @@ export function checkHistory(h: History): CheckResult {
       for (const a of list) {
         if (a.op.kind !== 'read' || (cfg.procWorker[a.op.proc] ?? -1) === -1) continue;
         if (a.start < op.start - W || a.start > op.end + W) continue;
-        const t = touchRange(a.op) as { lo: number; hi: number };
+        // A read without an answer may have touched at any time its call could read the clock.
+        const t = touchRange(a.op) ?? { lo: a.start + skewOf(a.op.proc) - slack, hi: a.hi };
         // A worker with touchMaxHold joins two runs only when continuous: the injected one must begin within
         // the idle timeout of the honest one's last access (at most t.hi, as the receiver clamps it).
         const continuous = cfg.touchMaxHoldMs === undefined || first < t.hi + idle + slack;
@@ -674,10 +683,12 @@ export function checkHistory(h: History): CheckResult {
   }
 
   // ---- 6: touches ---------------------------------------------------------------------------------------
-  // A sampled last_accessed is never newer than every access begun before the sample.
+  // A sampled last_accessed is never newer than every access begun before the sample was read: before its
+  // answer came (the snapshot lies somewhere between the query and its answer, and a touch flushed in that
+  // time may come from an access begun after the query was sent).
   for (const sm of h.samples) {
     if (!sessions.has(sm.id)) continue;
-    const upper = newestBefore(sm.id, sm.at);
+    const upper = newestBefore(sm.id, sm.end ?? sm.at);
     if (sm.lastAccessed > upper + 0.5)
       violate(
         'bogus-last-access',

@@ -203,7 +203,10 @@ export interface Delivery {
 
 /** last_accessed of one session, read from the database by the sampler (samples in read order). */
 export interface LastAccessSample {
+  /** When the query was sent. */
   at: number;
+  /** When its answer came (absent in older histories: `at`); the rows are as of a moment in between. */
+  end?: number;
   id: string;
   lastAccessed: number;
 }
