@@ -385,7 +385,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
             ).join(' UNION ALL '),
             [ids],
           );
-          for (const r of rows ?? []) samples.push({ at, id: r.id, lastAccessed: Number(r.la) });
+          const end = wallNow();
+          for (const r of rows ?? []) samples.push({ at, end, id: r.id, lastAccessed: Number(r.la) });
         }
         const at = wallNow();
         const rows = await q<{ user_id: string; n: number }>(
