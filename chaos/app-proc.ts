@@ -684,6 +684,8 @@ interface HttpAnswer {
   info: ChaosInfo;
   /** The session cookie the response set: a token, null when it cleared it, undefined when untouched. */
   cookie: string | null | undefined;
+  /** A token the response set with Max-Age=0 (its session expired before the response was written). */
+  expiredToken?: string;
 }
 
 async function request(
@@ -712,13 +714,16 @@ async function request(
       parsed = { error: text.slice(0, 200) };
     }
     let cookie: string | null | undefined;
+    let expiredToken: string | undefined;
     for (const line of res.headers.getSetCookie()) {
       if (!line.startsWith(`${COOKIE_NAME}=`)) continue;
       const value = line.slice(COOKIE_NAME.length + 1).split(';')[0] as string;
-      cookie = value === '' || /;\s*max-age=0/i.test(line) ? null : value;
+      const dropped = value === '' || /;\s*max-age=0(;|$)/i.test(line);
+      cookie = dropped ? null : value;
+      expiredToken = dropped && value !== '' ? value : undefined;
     }
     const info = JSON.parse(res.headers.get('x-chaos') ?? '{}') as ChaosInfo;
-    return { ok: true, a: { status: res.status, body: parsed, info, cookie } };
+    return { ok: true, a: { status: res.status, body: parsed, info, cookie, expiredToken } };
   } catch (e) {
     return { ok: false, error: `${(e as Error)?.name ?? 'Error'}: ${String((e as Error)?.message ?? e).slice(0, 200)}` };
   }
@@ -785,12 +790,18 @@ async function httpLogin(rng: Rng, opts: LoadOptions, jar: Jar | undefined): Pro
     if (del.result && del.result.ids.length > 0) publish({ kind: 'dead', ids: del.result.ids });
   }
   httpOp(create, start, end);
+  // A session that expired before its response was written gets its token with Max-Age=0 (the browser keeps
+  // nothing): created all the same. One still alive must come with a cookie the browser keeps.
+  const token = x.ok ? (x.a.cookie ?? (create.expiresAt <= clock() ? x.a.expiredToken : undefined)) : undefined;
   if (x.ok && x.a.status === 200) {
-    if (typeof x.a.cookie !== 'string') settle(create, { status: 'error', error: 'login answered 200 without a session cookie' });
-    else
+    if (typeof token !== 'string') {
+      const why =
+        x.a.expiredToken === undefined ? 'without a session cookie' : `with Max-Age=0 for a session alive until ${create.expiresAt}`;
+      settle(create, { status: 'error', error: `login answered 200 ${why}` });
+    } else
       create.result = {
         id: x.a.body.id as string,
-        token: x.a.cookie,
+        token,
         version: x.a.body.version as number,
         at: x.a.body.at as number,
         evicted: x.a.info.evicted ?? [],
@@ -804,7 +815,7 @@ async function httpLogin(rng: Rng, opts: LoadOptions, jar: Jar | undefined): Pro
   }
   if (create.result) {
     publish({ kind: 'created', id: create.result.id, token: create.result.token, user, pool: 'free', expiresAt: create.expiresAt });
-    jars.push({ token: create.result.token, sid: create.result.id });
+    if (x.ok && x.a.cookie === create.result.token) jars.push({ token: create.result.token, sid: create.result.id });
     noteToken(create.result.token, create.result.id);
   }
 }
