@@ -1,10 +1,11 @@
 // The chaos checker's bogus-last-access rule (chaos/check.ts, chaos/README.md item 6) bounds a stored
-// last_accessed by the accesses that could have made it. A 60 s run showed one sampled value 1.16 s newer than
-// every access begun before the sample, with nothing wrong in the library: the sampler recorded the time it
-// sent its query, and on a loaded machine the query ran later, after a flush had written a touch of a read
-// begun in between. The rule now counts the accesses begun before the sample's answer came (the snapshot lies
-// between the two). Likewise a read that timed out may still have found and touched its session: its touch
-// bounds the stored value too. Small hand-made histories, each also with a value no access explains.
+// last_accessed by the accesses that could have made it. A 60 s run showed a value 1.16 s newer than every
+// access the checker knew; no library path stores a value no access made, but the rule had two unsound
+// bounds. The sampler recorded when it sent its query, and on a loaded machine the query can run later, after
+// a flush wrote a touch of a read begun in between: a sample now counts the accesses begun before its answer
+// came (the snapshot lies between the two). And a read that timed out may still have found and touched its
+// session: its touch bounds the stored value too. Small hand-made histories, each also with a value no access
+// explains.
 import { describe, expect, it } from 'vitest';
 import { checkHistory } from '../chaos/check.ts';
 import type { CreateOp, History, ReadOp, ViolationKind } from '../chaos/types.ts';
