@@ -81,6 +81,7 @@ export interface SessionMiddlewareOptions<A extends Attributes = Attributes> {
 const OPTION_KEYS = new Set(['manager', 'cookie', 'touch', 'onBackgroundError', 'sync', 'csrf', 'clientIp', 'onNewDevice']);
 
 type BackgroundErrorHandler = (error: unknown, c: Context) => void;
+type NewDeviceHandler = (event: NewDeviceEvent, c: Context) => unknown;
 
 /** The options, checked, with their defaults. */
 export interface ResolvedOptions<A extends Attributes> {
@@ -93,7 +94,7 @@ export interface ResolvedOptions<A extends Attributes> {
   clientIp: (c: Context) => string | undefined;
   clientLocation: (c: Context) => DeviceLocation | undefined;
   onBackgroundError: BackgroundErrorHandler;
-  onNewDevice: ((event: NewDeviceEvent, c: Context) => unknown) | undefined;
+  onNewDevice: NewDeviceHandler | undefined;
 }
 
 function defaultBackgroundError(error: unknown): void {
@@ -111,9 +112,7 @@ export function resolveOptions<A extends Attributes>(input: SessionMiddlewareOpt
     throw new ConfigError('touch', `expected "manager", "none" or a function (session, c) => void, got ${show(touch)}`);
   }
   const onNewDevice =
-    o.onNewDevice === undefined
-      ? undefined
-      : fn<ResolvedOptions<A>['onNewDevice'] & {}>('onNewDevice', o.onNewDevice, 'a function (event, c) => void');
+    o.onNewDevice === undefined ? undefined : fn<NewDeviceHandler>('onNewDevice', o.onNewDevice, 'a function (event, c) => void');
   const onBackgroundError = fn<BackgroundErrorHandler>('onBackgroundError', o.onBackgroundError ?? defaultBackgroundError);
   const sync = o.sync;
   if (sync !== undefined && !(sync instanceof SyncClient)) throw new ConfigError('sync', `expected a SyncClient, got ${show(sync)}`);
