@@ -1,0 +1,125 @@
+/**
+ * The one statement of a cleanup step (`Store.cleanupDue`, src/db/store.ts): the sessions whose cleanup
+ * deadline has passed (drizzle/0015) deleted when expired (with their audit rows), their expired attributes
+ * removed otherwise, and every survivor given its next deadline.
+ */
+import { type SQL, sql } from 'drizzle-orm';
+import { AUDIT_SOURCE, auditCte } from './audit.ts';
+import { ts } from './fragments.ts';
+import type { ObjectNames } from './names.ts';
+
+/** What `Store.cleanupDue` is asked (see there). */
+export interface CleanupDue {
+  source: 'due' | 'unset';
+  now: number;
+  idleCutoff: number | null;
+  /** Sessions last authenticated at or before it are past their re-authentication period (null: none). */
+  reauthCutoff?: number | null;
+  /** For `source: 'unset'`: sessions created at or before it. */
+  unsetCutoff?: number;
+  limit: number;
+  /** Record each deleted session in the audit table (expired or idle_expired, ending when it expired). */
+  audit?: { idleMs: number | null; reauthMs?: number | null };
+  /** Return the ids changed (else only how many). */
+  ids: boolean;
+}
+
+/** A row of the statement: an id changed (the rest null), or the one summary row (id null). */
+export interface CleanupDueRow {
+  id: string | null;
+  picked: number | null;
+  deleted: number | null;
+  attributes: number | null;
+  active: number | null;
+  audit_error: string | null;
+}
+
+/**
+ * Which of the picked rows `s` are expired, which have expired attributes, and the next deadline of the
+ * others: each end measured as the cutoffs measure it (the idle end includes the grace).
+ */
+function conditions(p: CleanupDue): { expired: SQL; attrExpired: SQL; deadline: SQL } {
+  const now = ts(p.now);
+  const reauthCutoff = p.reauthCutoff ?? null;
+  const idle = p.idleCutoff === null ? sql`` : sql` OR s.last_accessed <= ${ts(p.idleCutoff)}`;
+  const reauth = reauthCutoff === null ? sql`` : sql` OR COALESCE(s.authenticated_at, s.created_at) <= ${ts(reauthCutoff)}`;
+  // A cheap filter, then exactly the complement of what the UPDATE keeps.
+  const attrExpired = sql`COALESCE(jsonb_path_exists(s.attributes, '$.*.exp ? (@ <= $now)', jsonb_build_object('now', ${p.now}::float8))
+        AND (SELECT bool_or(jsonb_typeof(a.value -> 'exp') = 'number' AND (a.value ->> 'exp')::float8 <= ${p.now}::float8) FROM jsonb_each(s.attributes) AS a), false)`;
+  const idleEnd = p.idleCutoff === null ? sql`` : sql`, s.last_accessed + ${`${p.now - p.idleCutoff} milliseconds`}::interval`;
+  const reauthEnd =
+    reauthCutoff === null ? sql`` : sql`, COALESCE(s.authenticated_at, s.created_at) + ${`${p.now - reauthCutoff} milliseconds`}::interval`;
+  const deadline = sql`LEAST(s.expires_at${idleEnd}${reauthEnd}, (SELECT to_timestamp(min((a.value ->> 'exp')::float8) / 1000) FROM jsonb_each(s.attributes) AS a
+        WHERE jsonb_typeof(a.value -> 'exp') = 'number' AND (a.value ->> 'exp')::float8 > ${p.now}::float8))`;
+  return { expired: sql`(s.expires_at <= ${now}${idle}${reauth})`, attrExpired, deadline };
+}
+
+/** CTE `d` (and, when audited, `a`): the picked sessions that are expired, deleted. */
+function deleting(t: SQL, n: ObjectNames, p: CleanupDue, picked: SQL, expired: SQL, maxPerUser: number): SQL {
+  if (p.audit === undefined) return sql`d AS (DELETE FROM ${t} AS s WHERE ${picked} AND ${expired} RETURNING s.id),`;
+  const now = ts(p.now);
+  const expiredD = sql`d.expires_at <= ${now}`;
+  const idleEndD = p.audit.idleMs === null ? sql`d.expires_at` : sql`d.last_accessed + ${`${p.audit.idleMs} milliseconds`}::interval`;
+  const reauthMs = p.audit.reauthMs ?? null;
+  // Past its re-authentication period (drizzle/0012): ended at authenticated_at + the period, when that
+  // came before it went idle.
+  const reauthEndD = reauthMs === null ? sql`d.expires_at` : sql`d.authenticated_at + ${`${reauthMs} milliseconds`}::interval`;
+  // Data-modifying CTEs must be at the top level: the delete and its audit rows come before `m`.
+  return sql`d AS (DELETE FROM ${t} AS s WHERE ${picked} AND ${expired}
+            RETURNING ${AUDIT_SOURCE}, expires_at, COALESCE(authenticated_at, created_at) AS authenticated_at),
+          ${auditCte(
+            n,
+            {
+              actor: { kind: 'cleanup', id: null },
+              reason: sql`CASE WHEN ${expiredD} THEN 'expired' WHEN ${reauthEndD} < LEAST(${idleEndD}, d.expires_at) THEN 'reauthentication_expired' ELSE 'idle_expired' END`,
+              endedAt: sql`CASE WHEN ${expiredD} THEN d.expires_at ELSE LEAST(${idleEndD}, ${reauthEndD}, d.expires_at) END`,
+            },
+            maxPerUser,
+          )},`;
+}
+
+/**
+ * The cleanup statement (rows: CleanupDueRow), over the sessions table `t` over the sessions whose cleanup deadline has passed (drizzle/0015), found through
+ * an index, oldest deadline first, at most `limit` of them; locked rows are skipped, not waited for.
+ * `source: 'due'` reads sessions_cleanup_idx (deadline, or absolute expiry while none is set, at or before
+ * `now`); `source: 'unset'` reads sessions_unarmed_idx (no deadline yet, created at or before
+ * `unsetCutoff`: old enough to be idle or past its re-authentication period). Of the rows read it deletes
+ * the expired ones (absolutely, idle when `idleCutoff` is set, past `reauthCutoff` when set), removes
+ * expired attributes from the others, and gives every survivor its next deadline: the earliest of its
+ * absolute expiry, its idle end, its re-authentication end and its attributes' expiries. Touches only
+ * move those later, so no session is found late; a session touched since its deadline was set is read
+ * once more, when that deadline passes, and given a later one. Neither index holds a column that touches
+ * or attribute updates change, so those stay HOT updates; cleanup reads what is due, not the table.
+ */
+export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPerUser: number): SQL {
+  const now = ts(p.now);
+  const pickDue =
+    p.source === 'due'
+      ? sql`LEAST(cleanup_at, expires_at) <= ${now} ORDER BY LEAST(cleanup_at, expires_at)`
+      : sql`cleanup_at IS NULL AND created_at <= ${ts(p.unsetCutoff ?? p.now)} ORDER BY created_at`;
+  const { expired, attrExpired, deadline } = conditions(p);
+  const picked = sql`s.ctid = ANY(ARRAY(SELECT tid FROM c))`;
+  // The ids come back only for a caller with a cache to invalidate (the worker's cleaner has none).
+  const idRows = p.ids
+    ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS deleted, NULL::float8 AS attributes, NULL::float8 AS active, NULL::text AS audit_error
+          FROM (SELECT id FROM d UNION ALL SELECT id FROM x) AS m UNION ALL `
+    : sql``;
+  return sql`WITH c AS MATERIALIZED (
+            SELECT ctid AS tid FROM ${t} WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
+          ), ${deleting(t, n, p, picked, expired, maxPerUser)}
+          x AS (UPDATE ${t} AS s SET
+              attributes = (SELECT COALESCE(jsonb_object_agg(a.key, a.value), '{}'::jsonb) FROM jsonb_each(s.attributes) AS a
+                            WHERE jsonb_typeof(a.value -> 'exp') IS DISTINCT FROM 'number' OR (a.value ->> 'exp')::float8 > ${p.now}::float8),
+              version = s.version + 1,
+              updated_at = ${now},
+              cleanup_at = ${deadline}
+            WHERE ${picked} AND NOT ${expired} AND ${attrExpired}
+            RETURNING s.id),
+          -- The others get their next deadline (run to completion though nothing reads it).
+          r AS (UPDATE ${t} AS s SET cleanup_at = ${deadline} WHERE ${picked} AND NOT ${expired} AND NOT ${attrExpired})
+          ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, (SELECT count(*) FROM d)::float8 AS deleted,
+            (SELECT count(*) FROM x)::float8 AS attributes,
+            (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+              AND datname = current_database())::float8 AS active, ${p.audit !== undefined ? sql`(SELECT e FROM a)` : sql`NULL::text`} AS audit_error
+            FROM c`;
+}
