@@ -35,7 +35,8 @@ import { createNeonHostDb, type NeonConnectionSettings, neonSettings } from './d
 import { createSyncCore, type SyncCore } from './host/core.ts';
 import { jsonLogger } from './host/log.ts';
 import { createMemoryMetrics } from './host/metrics.ts';
-import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './host/options.ts';
+import { HOST_OPTION_TABLE, type HostOptionSpec } from './host/option-table.ts';
+import { type HostOptions, logSink, optionsFromText, type ResolvedHostOptions, resolveHostOptions } from './host/options.ts';
 import { isPoolerHost } from './internal/hosts.ts';
 import type { ErrorBody } from './protocol.ts';
 
@@ -72,7 +73,8 @@ export interface SessionSyncOptions extends Omit<HostOptions, 'secret'> {
  *   `SESSION_SYNC_IDLE_TIMEOUT_MS` (60000), `SESSION_SYNC_POLL_INTERVAL_MS` (250),
  *   `SESSION_SYNC_INACTIVITY_MS` (the managers' inactivityDuration, 172800000), `SESSION_SYNC_AUDIT` ("1": on),
  *   `SESSION_SYNC_TOUCH_MAX_HOLD_MS` (touchMaxHold, 10000), `SESSION_SYNC_AUDIT_MAX_PER_USER` (auditMaxPerUser, 1000)
- * Anything else: subclass and override `options(env)`.
+ * The host core's variables are the rows of `HOST_OPTION_TABLE` (src/host/options.ts) that name one, each
+ * checked as the Node worker's flag is. Anything else: subclass and override `options(env)`.
  */
 export interface SessionSyncEnv {
   SESSION_SYNC_DATABASE_URL?: string;
@@ -97,36 +99,32 @@ const CLEANUP_AT_KEY = 'pg-edge-session:cleanup-at';
 /** `SessionSyncOptions` from the environment (see `SessionSyncEnv`). Throws `ConfigError` naming the variable. */
 export function sessionSyncOptionsFromEnv(env: SessionSyncEnv): SessionSyncOptions {
   const e = (env ?? {}) as Record<string, unknown>;
-  const str = (name: keyof SessionSyncEnv): string | undefined => {
+  const str = (name: string): string | undefined => {
     const v = e[name];
     if (v === undefined || v === '') return undefined;
     if (typeof v !== 'string') throw new ConfigError(name, 'expected a string');
     return v;
   };
-  const ms = (name: keyof SessionSyncEnv): number | undefined => {
-    const v = str(name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new ConfigError(name, `expected a number of milliseconds, got ${JSON.stringify(v)}`);
-    return n;
-  };
   const databaseUrl = str('SESSION_SYNC_DATABASE_URL') ?? str('DATABASE_URL');
   if (databaseUrl === undefined) throw new ConfigError('SESSION_SYNC_DATABASE_URL', 'not set (the direct endpoint of the database)');
-  return {
-    databaseUrl,
-    wsProxy: str('NEON_WS_PROXY'),
-    schemaName: str('SESSION_SCHEMA'),
-    tablePrefix: str('SESSION_TABLE_PREFIX'),
-    lastAccessUpdateInterval: ms('SESSION_SYNC_FLUSH_INTERVAL_MS'),
-    cleanupInterval: ms('SESSION_SYNC_CLEANUP_INTERVAL_MS'),
-    idleTimeout: ms('SESSION_SYNC_IDLE_TIMEOUT_MS'),
-    pollInterval: ms('SESSION_SYNC_POLL_INTERVAL_MS'),
-    inactivityDuration: ms('SESSION_SYNC_INACTIVITY_MS'),
-    touchMaxHold: ms('SESSION_SYNC_TOUCH_MAX_HOLD_MS'),
-    auditMaxPerUser: ms('SESSION_SYNC_AUDIT_MAX_PER_USER'),
-    audit: str('SESSION_SYNC_AUDIT') === '1',
-  };
+  // The host core's options: the rows of HOST_OPTION_TABLE (src/host/options.ts) that name a variable here.
+  const core = optionsFromText(OBJECT_ENV_ROWS, (row) => {
+    const value = str(row.objectEnv as string);
+    return value === undefined ? undefined : { name: row.objectEnv as string, value };
+  });
+  return { databaseUrl, wsProxy: str('NEON_WS_PROXY'), ...core };
 }
+
+const OBJECT_ENV_ROWS: readonly HostOptionSpec[] = HOST_OPTION_TABLE.filter((r: HostOptionSpec) => r.objectEnv !== undefined);
+// Every variable the table names for the object is declared in SessionSyncEnv (a compile error otherwise).
+type ObjectEnvName = Extract<(typeof HOST_OPTION_TABLE)[number], { objectEnv: string }>['objectEnv'];
+const declared: [Exclude<ObjectEnvName, keyof SessionSyncEnv>] extends [never] ? true : never = true;
+void declared;
+/** The keys `SessionSyncOptions` adds to the host core's: checked by the object, not by `resolveHostOptions`. */
+const OBJECT_OWN_KEYS = ['databaseUrl', 'wsProxy', 'neonConfig', 'log'] as const satisfies readonly Exclude<
+  keyof SessionSyncOptions,
+  keyof HostOptions
+>[];
 
 interface Running {
   core: SyncCore;
@@ -179,8 +177,8 @@ export class SessionSyncObject<Env = SessionSyncEnv> {
           'is a pooled (-pooler) Neon endpoint: LISTEN needs the direct endpoint (SESSION_SYNC_DATABASE_URL)',
         );
       }
-      const o = resolveHostOptions({ ...opts, secret: undefined });
-      const log = jsonLogger(opts.log === 'silent' ? () => {} : (opts.log ?? ((line) => console.log(line))));
+      const o = resolveHostOptions({ ...opts, secret: undefined }, OBJECT_OWN_KEYS);
+      const log = jsonLogger(logSink(opts.log, (line) => console.log(line)));
       const db = createNeonHostDb({ databaseUrl: opts.databaseUrl, settings: neonSettings(opts.wsProxy, opts.neonConfig) });
       const core = createSyncCore(o, { db, metrics: createMemoryMetrics(), log });
       const cursor = (await this.#state.storage.get<string>(CURSOR_KEY)) ?? null;

@@ -6,12 +6,12 @@
  */
 
 export { type ObjectNames, objectNames } from '../db/names.ts';
-export { createHostApp, equalBytes, type HostAppDeps, parseTouches } from './app.ts';
-export { type CleanupRun, runCleanup } from './cleanup.ts';
-export { createSyncCore, type SyncCore, type SyncCoreDeps } from './core.ts';
 export { type NeonHostDbOptions, neonHostDb } from '../drivers/neon/host-db.ts';
 export { type NeonConnectionSettings, neonSettings } from '../drivers/neon/settings.ts';
 export { isLoopbackHost, isPoolerHost } from '../internal/hosts.ts';
+export { createHostApp, equalBytes, type HostAppDeps, parseTouches } from './app.ts';
+export { type CleanupRun, runCleanup } from './cleanup.ts';
+export { createSyncCore, type SyncCore, type SyncCoreDeps } from './core.ts';
 export { type HostDb, LISTENER_APPLICATION_NAME, type ListenClient } from './db.ts';
 export { Hub, MAX_ANSWER_IDS, MAX_ENTRIES, MAX_IDS, type Subscriber, sseFrame } from './hub.ts';
 export { Listener, type ListenerHooks } from './listen.ts';
@@ -25,6 +25,15 @@ export {
   type LabeledCounterLike,
   METRIC_DEFINITIONS,
 } from './metrics.ts';
-export { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.ts';
+export {
+  HOST_OPTION_TABLE,
+  type HostOptionSpec,
+  type HostOptions,
+  logSink,
+  optionsFromText,
+  type ResolvedHostOptions,
+  resolveHostOptions,
+  type WorkerOwnOptionKey,
+} from './options.ts';
 export { MAX_SUBSCRIBER_QUEUE, openSubscriberStream, SUBSCRIBER_WRITE_TIMEOUT_MS, type SubscriberStream } from './stream.ts';
 export { TouchBuffer } from './touches.ts';

@@ -1,7 +1,14 @@
 // Options of the sync host's core (feed, listener, touch buffer, cleanup), shared by every host: the Node
 // worker (pg-edge-session-worker) adds its network and driver options, the Durable Object its bindings.
-import { validateSchemaName, validateTablePrefix } from '../core/config.ts';
+// `HOST_OPTION_TABLE` is the one list of them (after postgres.js's `parseOptions`): each option's CLI flag,
+// environment variables, default, checker and description. `resolveHostOptions`, the worker's flags, env
+// reading and `--help` (worker/config.ts) and the Durable Object's env reader (src/durable-object.ts) all
+// read it; the checks are src/internal/validate.ts's.
 import { ConfigError } from '../core/errors.ts';
+import { fn, options } from '../internal/validate.ts';
+import { HOST_OPTION_TABLE, type HostOptionSpec } from './option-table.ts';
+
+export { HOST_OPTION_TABLE, type HostOptionSpec, type WorkerOwnOptionKey } from './option-table.ts';
 
 /** Durations in ms. Each is validated by `resolveHostOptions` (a `ConfigError` names the option). */
 export interface HostOptions {
@@ -70,40 +77,55 @@ export type ResolvedHostOptions = Required<{ [K in Exclude<keyof HostOptions, 's
   secret: string | undefined;
 };
 
-const SECOND = 1000;
+const HOST_ROWS: readonly HostOptionSpec[] = HOST_OPTION_TABLE.filter((r: HostOptionSpec) => r.worker !== true);
 
-/** Validates and fills in defaults. Throws `ConfigError` naming the option. */
-export function resolveHostOptions(o: HostOptions): ResolvedHostOptions {
-  if (o.secret !== undefined && o.secret !== '') {
-    if (typeof o.secret !== 'string') throw new ConfigError('secret', 'expected a string');
-    if (new TextEncoder().encode(o.secret).length < 32)
-      throw new ConfigError('secret', 'must be at least 32 bytes (e.g. `openssl rand -base64 32`)');
+/**
+ * Validates and fills in defaults. Throws `ConfigError` naming the option; an unknown key is refused too,
+ * except `ownKeys`: the options a host adds (its connection, its logger) and checks itself.
+ */
+export function resolveHostOptions(o: HostOptions, ownKeys: readonly string[] = []): ResolvedHostOptions {
+  const given = options('options', o, [...HOST_ROWS.map((r) => r.key), ...ownKeys]);
+  const out: Record<string, unknown> = {};
+  for (const row of HOST_ROWS) {
+    const v = given[row.key];
+    out[row.key] = v === undefined ? row.default : row.check(row.key, v);
   }
-  const num = (name: keyof HostOptions, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    const x = v === undefined ? def : v;
-    if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max)
-      throw new ConfigError(name, `expected a number between ${min} and ${max}, got ${String(v)}`);
-    return x;
-  };
-  return {
-    secret: o.secret === '' ? undefined : o.secret,
-    schemaName: validateSchemaName(o.schemaName ?? 'public'),
-    tablePrefix: validateTablePrefix(o.tablePrefix ?? ''),
-    lastAccessUpdateInterval: num('lastAccessUpdateInterval', o.lastAccessUpdateInterval, 10 * SECOND, 10),
-    lastAccessUpdateBatchSize: num('lastAccessUpdateBatchSize', o.lastAccessUpdateBatchSize, 5000, 1, 50000),
-    cleanupInterval: num('cleanupInterval', o.cleanupInterval, 3600 * SECOND, 10),
-    cleanupBatchSize: num('cleanupBatchSize', o.cleanupBatchSize, 1000, 1, 50000),
-    inactivityDuration: num('inactivityDuration', o.inactivityDuration, 48 * 3600 * SECOND, 0),
-    changeRetention: num('changeRetention', o.changeRetention, 15 * 60 * SECOND, 1000),
-    audit: o.audit === true,
-    auditRetention: num('auditRetention', o.auditRetention, 365 * 24 * 3600 * SECOND, 1),
-    auditMaxPerUser: num('auditMaxPerUser', o.auditMaxPerUser, 1000, 0, 1_000_000_000),
-    pollInterval: num('pollInterval', o.pollInterval, 250, 5, 60 * SECOND),
-    settleDelay: num('settleDelay', o.settleDelay, 25, 0, 10 * SECOND),
-    maxPendingTouches: num('maxPendingTouches', o.maxPendingTouches, 1_000_000, 1),
-    touchMaxHold: num('touchMaxHold', o.touchMaxHold, 10 * SECOND, 0, 24 * 3600 * SECOND),
-    maxSubscribers: num('maxSubscribers', o.maxSubscribers, 1000, 0, 1_000_000),
-    idleTimeout: num('idleTimeout', o.idleTimeout, 60 * SECOND, 0),
-    maxBackoff: num('maxBackoff', o.maxBackoff, 10 * SECOND, 10),
-  };
+  return out as ResolvedHostOptions;
+}
+
+/**
+ * Options from text (command-line flags, environment variables): for each row `read` gives the text and
+ * the name it came by (the flag, the variable), or nothing. A number is parsed and checked, a boolean is on
+ * at `true` or "1", empty text is unset; a bad one is a `ConfigError` naming where it came from.
+ */
+export function optionsFromText(
+  rows: readonly HostOptionSpec[],
+  read: (row: HostOptionSpec) => { name: string; value: string | boolean } | undefined,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const row of rows) {
+    const got = read(row);
+    if (got === undefined) continue;
+    const { name, value } = got;
+    if (row.type === 'boolean') {
+      out[row.key] = value === true || value === '1';
+      continue;
+    }
+    if (value === '' || typeof value !== 'string') continue;
+    if (row.type === 'string') {
+      out[row.key] = value;
+      continue;
+    }
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new ConfigError(name, `expected a number, got ${JSON.stringify(value)}`);
+    out[row.key] = row.check(name, n);
+  }
+  return out;
+}
+
+/** A host's `log` option: a function given each JSON line, 'silent' (none), or unset (`fallback`). */
+export function logSink(v: unknown, fallback: (line: string) => void): (line: string) => void {
+  if (v === 'silent') return () => {};
+  if (v === undefined) return fallback;
+  return fn<(line: string) => void>('log', v, "a function (line) => void or 'silent'");
 }
