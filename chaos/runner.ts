@@ -10,6 +10,7 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { freePort } from '../harness/free-port.ts';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
 import { SessionError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
@@ -20,7 +21,6 @@ import { type ChaosPostgres, startChaosPostgres } from './postgres.ts';
 import { AppProc, WorkerSlot } from './procs.ts';
 import { Rng } from './rng.ts';
 import { formatSummary, type Summary, summarize } from './summary.ts';
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 import {
   type CountSample,
   type Delivery,
@@ -246,7 +246,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     };
     await migrate(drizzle(admin));
     await migrate(drizzle(admin), { schemaName: 'idle' });
-    proxy = await startTcpProxy({ targetPort: db.port });
+    proxy = await startTcpProxy({ port: db.port });
     const px = proxy;
     // Every process reaches PostgreSQL through its own port of the proxy (so a fault can hit one of them).
     const proxyUrl = async (tag: string) => `postgres://postgres:postgres@127.0.0.1:${await px.listen(tag)}/test`;

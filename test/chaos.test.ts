@@ -8,9 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { checkHistory } from '../chaos/check.ts';
 import { WorkerSlot } from '../chaos/procs.ts';
 import { runChaos } from '../chaos/runner.ts';
-import { startTcpProxy } from '../chaos/tcp-proxy.ts';
 import type { CreateOp, DeleteOp, Delivery, History, Op, ReadOp, RotateOp, TouchOp, UpdateOp, ViolationKind } from '../chaos/types.ts';
 import { freePort } from '../harness/free-port.ts';
+import { startTcpProxy } from '../harness/tcp-proxy.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import type { SqlExecutor } from '../src/db/executor.ts';
 import { migrate } from '../src/migrate.ts';
@@ -721,7 +721,7 @@ describe('bugs the chaos run found (deterministic regressions)', () => {
   it('the worker survives a connection cut while cleanup holds a checked-out client, and SIGTERM under streaming clients exits 0 quickly', async () => {
     const schemaName = uniqueSchema('chaos_worker');
     const admin = new pg.Pool({ connectionString: databaseUrl(), max: 4 });
-    const proxy = await startTcpProxy({ targetPort: Number(new URL(databaseUrl()).port) });
+    const proxy = await startTcpProxy({ port: Number(new URL(databaseUrl()).port) });
     const url = new URL(databaseUrl());
     url.port = String(await proxy.listen('worker'));
     const w = new WorkerSlot(0, await freePort(), {

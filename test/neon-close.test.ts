@@ -8,9 +8,9 @@ import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningWsProxy, startWsProxy } from '../bin/ws-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
 import { migrate } from '../src/migrate.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { type DelayProxy, startDelayProxy } from './support/delay-proxy.ts';
 import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from './support/workerd.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -19,7 +19,7 @@ describe('pg-edge-session/neon in workerd: the close of a statement is not on th
   let admin: pg.Pool;
   let schemaName: string;
   let wsProxy: RunningWsProxy;
-  let hold: DelayProxy;
+  let hold: TcpProxy;
   let mf: Miniflare;
 
   beforeAll(async () => {
@@ -28,7 +28,7 @@ describe('pg-edge-session/neon in workerd: the close of a statement is not on th
     await migrate(drizzle(admin), { schemaName });
     wsProxy = await startWsProxy({ port: 0 });
     const db = new URL(databaseUrl());
-    hold = await startDelayProxy({ host: db.hostname, port: Number(db.port || 5432) });
+    hold = await startTcpProxy({ host: db.hostname, port: Number(db.port || 5432) });
     db.hostname = '127.0.0.1';
     db.port = String(hold.port);
     mf = new Miniflare({

@@ -9,6 +9,7 @@ import { inspect } from 'node:util';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
 import { SessionError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
@@ -17,7 +18,6 @@ import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { DRIVERS, databaseUrl, uniqueSchema } from './support/db.ts';
 import { openDriver, sha256Hex, table } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
 const WORKER_SECRET = `worker-secret-${randomBytes(16).toString('hex')}`;
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;

@@ -8,12 +8,12 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
 const SECRET = 'idle-secret-0123456789-abcdefghijklmnopqr';
 const auth = { authorization: `Bearer ${SECRET}` };

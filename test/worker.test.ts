@@ -2,6 +2,7 @@ import http from 'node:http';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startTcpProxy } from '../harness/tcp-proxy.ts';
 import { SessionError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
@@ -9,7 +10,6 @@ import type { FeedResponse } from '../src/protocol.ts';
 import { HELP } from '../worker/config.ts';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { startTcpProxy } from './support/tcp-proxy.ts';
 
 const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 const auth = { authorization: `Bearer ${SECRET}` };

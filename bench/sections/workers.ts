@@ -1,5 +1,5 @@
 // Workers, in round trips: the example operations through each Workers path inside workerd (Miniflare),
-// with a proxy standing in for the distance to the database (test/support/delay-proxy.ts: a fixed one-way
+// with a proxy standing in for the distance to the database (harness/tcp-proxy.ts: a fixed one-way
 // delay, so a round trip costs RTT = 2 × delay, and a count of client→server flights), then again with no
 // delay (the local path) beside it. Where the delay sits:
 //   Neon paths: between workerd and the WebSocket proxy (bin/ws-proxy.ts), where Neon's own proxy sits
@@ -14,7 +14,7 @@
 import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { startWsProxy } from '../../bin/ws-proxy.ts';
-import { type DelayProxy, startDelayProxy } from '../../test/support/delay-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../../harness/tcp-proxy.ts';
 import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../../test/support/workerd.ts';
 import type { BenchContext, Section } from '../lib/context.ts';
 import { createSchema, dropSchema, openPool } from '../lib/db.ts';
@@ -77,10 +77,10 @@ export const workers: Section = {
     await p.close();
     const db = new URL(ctx.url);
     const wsProxy = await startWsProxy({ port: 0 });
-    const proxies: Record<PathId, DelayProxy> = {
-      hyperdrive: await startDelayProxy({ host: db.hostname, port: Number(db.port || 5432), model: 'hyperdrive' }),
-      neon: await startDelayProxy({ host: '127.0.0.1', port: wsProxy.port }),
-      'neon-per-statement': await startDelayProxy({ host: '127.0.0.1', port: wsProxy.port }),
+    const proxies: Record<PathId, TcpProxy> = {
+      hyperdrive: await startTcpProxy({ host: db.hostname, port: Number(db.port || 5432) }, { model: 'hyperdrive' }),
+      neon: await startTcpProxy({ port: wsProxy.port }),
+      'neon-per-statement': await startTcpProxy({ port: wsProxy.port }),
     };
     const hyperdriveUrl = new URL(ctx.url);
     hyperdriveUrl.hostname = '127.0.0.1';
@@ -140,7 +140,7 @@ export const workers: Section = {
           const res = await w.fetch(`http://app.test${url}`, { method, headers: cookie ? { cookie } : {} });
           const body = await res.text();
           const ms = performance.now() - t0;
-          const timing = { ms, flights: proxy.flights, closeFlights: proxy.closeFlights, connections: proxy.connections };
+          const timing = { ms, flights: proxy.flights, closeFlights: proxy.closeFlights, connections: proxy.opened };
           if (res.status !== 200) throw new Error(`${path.id} ${method} ${url} answered ${res.status}: ${body}`);
           jar.take(res as unknown as Response);
           return timing;
@@ -239,7 +239,7 @@ function latencies(ms: number[]): Summary {
 }
 
 /** SELECT 1 on an open node-postgres connection through the proxy: what one round trip costs here. */
-async function measureRtt(ctx: BenchContext, proxy: DelayProxy, url: string, reps: number): Promise<Summary> {
+async function measureRtt(ctx: BenchContext, proxy: TcpProxy, url: string, reps: number): Promise<Summary> {
   proxy.delayMs = ONE_WAY_MS;
   const c = new pg.Client({ connectionString: url });
   await c.connect();
