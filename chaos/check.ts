@@ -637,6 +637,8 @@ export function checkHistory(h: History): CheckResult {
     }
     const mayLand = s === undefined || idle === 0 || first < newest + idle + slack || merged;
     if (!mayLand) stats.touchesMustDrop++;
+    // A POST the runner gave up on may still be handled by the worker later, clamped to its clock then.
+    else if (op.status === 'timeout' && op.target === 'worker') injections.push({ op, hi: op.value });
     else injections.push({ op, hi: Math.min(op.value, op.recvHi) });
   }
   for (const { op, hi } of injections) listIn(accesses, op.sid).push({ start: op.start, hi, op });

@@ -4,11 +4,12 @@
 // bounds. The sampler recorded when it sent its query, and on a loaded machine the query can run later, after
 // a flush wrote a touch of a read begun in between: a sample now counts the accesses begun before its answer
 // came (the snapshot lies between the two). And a read that timed out may still have found and touched its
-// session: its touch bounds the stored value too. Small hand-made histories, each also with a value no access
-// explains.
+// session: its touch bounds the stored value too, and a touch injected to a worker whose POST timed out may be
+// handled (and clamped to the worker's clock) after the runner gave up. Small hand-made histories, each also
+// with a value no access explains.
 import { describe, expect, it } from 'vitest';
 import { checkHistory } from '../chaos/check.ts';
-import type { CreateOp, History, ReadOp, ViolationKind } from '../chaos/types.ts';
+import type { CreateOp, History, ReadOp, TouchOp, ViolationKind } from '../chaos/types.ts';
 
 const T = 1_800_000_000_000;
 const S = '00000000-0000-4000-8000-0000000000a1';
@@ -110,6 +111,46 @@ describe('chaos checker: what may have set a stored last_accessed', () => {
     expect(kinds(h)).toEqual([]);
     // Before it began, it explains nothing.
     h.samples.push({ at: T + 500, end: T + 600, id: S, lastAccessed: T + 900 });
+    expect(kinds(h)).toEqual(['bogus-last-access']);
+  });
+
+  it('a touch POSTed to the worker that timed out may be handled after the runner gave up, clamped to the worker’s clock then', () => {
+    // An idle-pool session (4 s), read at +1000 and so alive when a touch claimed a minute ahead is injected at
+    // +3000; the POST is given up at +5000, the worker handles it at +6200 and stores its own clock.
+    const h = history();
+    h.config.touchMaxHoldMs = 2000;
+    h.config.idleWorker = 0;
+    h.config.procWorker = [0, -1];
+    const create = h.ops[0] as CreateOp;
+    create.user = 'idle-0';
+    create.pool = 'idle';
+    create.idleMs = 4000;
+    h.deliveries[1] = { ...(h.deliveries[1] as History['deliveries'][number]), ids: [] }; // the idle schema has no observer
+    h.ops.push(read(1000, {}));
+    const touch: TouchOp = {
+      kind: 'touch',
+      proc: 1,
+      seq: 3,
+      status: 'timeout',
+      error: 'The operation was aborted due to timeout',
+      phase: 'load',
+      sid: S,
+      token: 'tok',
+      target: 'worker',
+      value: T + 3000 + 59_000,
+      first: T + 1000,
+      recvLo: T + 3000,
+      recvHi: T + 5000,
+      start: T + 3000,
+      end: T + 5000,
+    };
+    h.ops.push(touch);
+    h.final.sessions[0] = { id: S, userId: 'idle-0', lastAccessed: T + 6200, expiresAt: T + HOUR };
+    expect(kinds(h)).toEqual([]);
+    // Answered, it was handled by then: a later value is bogus.
+    touch.status = 'ok';
+    delete touch.error;
+    touch.result = { accepted: 1 };
     expect(kinds(h)).toEqual(['bogus-last-access']);
   });
 });
