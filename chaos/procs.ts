@@ -1,52 +1,25 @@
 // Child processes of a chaos run, each in its own process group (detached), so a kill reaches everything
 // it started: the sync worker (the real CLI, `node worker/bin.mjs`, configured by env) and the app
 // processes (chaos/app-proc.ts over IPC).
-import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { type Child, type ExitInfo, forkChild, ipcCalls } from '../harness/processes.ts';
+import { spawnWorker } from '../harness/worker-process.ts';
 import type { RegEvent } from './app-proc.ts';
 import type { Op } from './types.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const MAX_LOG_LINES = 400;
-
-function killGroup(proc: ChildProcess | undefined, signal: NodeJS.Signals): void {
-  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  try {
-    process.kill(-proc.pid, signal);
-  } catch {
-    try {
-      proc.kill(signal);
-    } catch {}
-  }
-}
-
-function lines(stream: NodeJS.ReadableStream | null, onLine: (l: string) => void): void {
-  let buf = '';
-  stream?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i = buf.indexOf('\n');
-    while (i !== -1) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-      i = buf.indexOf('\n');
-    }
-  });
-}
-
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One sync worker slot: a fixed port, restarted on the same port after every kill. */
 export class WorkerSlot {
   readonly index: number;
   readonly port: number;
   readonly url: string;
+  /** The last lines of every start of this slot's worker. */
   readonly logs: string[] = [];
   #env: Record<string, string>;
-  #proc: ChildProcess | undefined;
-  #exited: Promise<ExitInfo> | undefined;
+  #child: Child | undefined;
   /** Set while the orchestrator is stopping/killing it on purpose. */
   expectingExit = false;
   /** Called on an exit nobody asked for, and on log lines that matter to the checker. */
@@ -61,12 +34,7 @@ export class WorkerSlot {
   }
 
   get running(): boolean {
-    return this.#proc !== undefined && this.#proc.exitCode === null && this.#proc.signalCode === null;
-  }
-
-  #log(line: string): void {
-    this.logs.push(line);
-    if (this.logs.length > MAX_LOG_LINES) this.logs.splice(0, this.logs.length - MAX_LOG_LINES);
+    return this.#child?.running ?? false;
   }
 
   /** Starts the CLI and waits until its listener is ready; retries when it exits early (database down). */
@@ -79,10 +47,9 @@ export class WorkerSlot {
         return;
       } catch (e) {
         lastError = e;
-        this.expectingExit = true;
-        killGroup(this.#proc, 'SIGKILL');
-        await this.#exited;
-        await new Promise((r) => setTimeout(r, 300));
+        this.killNow();
+        await this.#child?.exited;
+        await sleep(300);
       }
     }
     throw new Error(`worker ${this.index} did not become ready: ${(lastError as Error)?.message}`);
@@ -90,75 +57,51 @@ export class WorkerSlot {
 
   async #startOnce(timeoutMs: number): Promise<void> {
     this.expectingExit = false;
-    const proc = spawn(process.execPath, [`${root}/worker/bin.mjs`], {
-      cwd: root,
-      env: { ...process.env, ...this.#env, PORT: String(this.port) },
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.#proc = proc;
-    let ready: (() => void) | undefined;
-    const readyP = new Promise<void>((r) => {
-      ready = r;
-    });
-    const onLine = (l: string) => {
-      this.#log(l.length > 400 ? `${l.slice(0, 400)}…` : l);
-      if (l.includes('"msg":"listener ready"')) ready?.();
-      if (l.includes('exiting with unwritten touches')) this.onUnwrittenTouches(l);
-    };
-    lines(proc.stdout, onLine);
-    lines(proc.stderr, onLine);
-    this.#exited = new Promise<ExitInfo>((resolve) =>
-      proc.on('exit', (code, signal) => {
-        const info = { code, signal };
-        if (!this.expectingExit && this.#proc === proc) this.onUnexpectedExit(info, [...this.logs]);
-        resolve(info);
-      }),
+    const child = spawnWorker(
+      [],
+      { ...this.#env, PORT: String(this.port) },
+      {
+        lines: this.logs,
+        keep: MAX_LOG_LINES,
+        maxLineLength: 400,
+        onLine: (l) => {
+          if (l.includes('exiting with unwritten touches')) this.onUnwrittenTouches(l);
+        },
+      },
     );
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        readyP,
-        this.#exited.then((i) => {
-          throw new Error(`exited (${i.code ?? i.signal}) before ready: ${this.logs.slice(-3).join(' | ')}`);
-        }),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('not ready in time')), timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    this.#child = child;
+    void child.exited.then((info) => {
+      if (!this.expectingExit && this.#child === child) this.onUnexpectedExit(info, [...this.logs]);
+    });
+    await child.waitForLine(/"msg":"listener ready"/, timeoutMs);
   }
 
   /** Sends a signal to the worker's process group and waits for it to exit (SIGKILL after `timeoutMs`). */
   async kill(signal: NodeJS.Signals, timeoutMs = 20_000): Promise<ExitInfo & { forced: boolean }> {
     this.expectingExit = true;
-    const exited = this.#exited;
-    if (exited === undefined || !this.running) return { code: null, signal: null, forced: false };
-    killGroup(this.#proc, signal);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const forced = await Promise.race([
-      exited.then(() => false),
-      new Promise<boolean>((r) => {
-        timer = setTimeout(() => r(true), timeoutMs);
-      }),
+    const child = this.#child;
+    if (child === undefined || !child.running) return { code: null, signal: null, forced: false };
+    const {
+      code,
+      signal: by,
+      forced,
+    } = await child.stop([
+      [signal, timeoutMs],
+      ['SIGKILL', Number.POSITIVE_INFINITY],
     ]);
-    clearTimeout(timer);
-    if (forced) killGroup(this.#proc, 'SIGKILL');
-    return { ...(await exited), forced };
+    return { code, signal: by, forced };
   }
 
   /** Last resort (cleanup): SIGKILL the group, don't wait long. */
   async destroy(): Promise<void> {
     this.killNow();
-    await Promise.race([this.#exited, new Promise((r) => setTimeout(r, 3000))]);
+    await Promise.race([this.#child?.exited, sleep(3000)]);
   }
 
   /** SIGKILL the group, synchronously (for an exit hook). */
   killNow(): void {
     this.expectingExit = true;
-    killGroup(this.#proc, 'SIGKILL');
+    this.#child?.signal('SIGKILL');
   }
 }
 
@@ -172,90 +115,49 @@ export interface AppEvents {
 export class AppProc {
   readonly index: number;
   readonly output: string[] = [];
-  #proc: ChildProcess;
-  #seq = 0;
-  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #exited: Promise<ExitInfo>;
+  #child: Child;
+  #call: ReturnType<typeof ipcCalls>;
   expectingExit = false;
 
   constructor(index: number, env: Record<string, string>, events: AppEvents) {
     this.index = index;
-    this.#proc = fork(`${root}/chaos/app-proc.ts`, [], {
+    this.#child = forkChild(`${root}/chaos/app-proc.ts`, [], {
       cwd: root,
       env: { ...process.env, ...env, PROC: String(index) },
       execArgv: ['--import', 'tsx'],
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      lines: this.output,
+      keep: MAX_LOG_LINES,
     });
-    const onLine = (l: string) => {
-      this.output.push(l);
-      if (this.output.length > MAX_LOG_LINES) this.output.splice(0, this.output.length - MAX_LOG_LINES);
-    };
-    lines(this.#proc.stdout, onLine);
-    lines(this.#proc.stderr, onLine);
-    this.#proc.on(
-      'message',
-      (m: { id?: number; ok?: boolean; value?: unknown; error?: string; type?: string; ops?: Op[]; ev?: RegEvent }) => {
-        if (m.id !== undefined) {
-          const p = this.#pending.get(m.id);
-          this.#pending.delete(m.id);
-          if (m.ok) p?.resolve(m.value);
-          else p?.reject(new Error(m.error));
-        } else if (m.type === 'ops' && m.ops) events.onOps(index, m.ops);
-        else if (m.type === 'reg' && m.ev) events.onReg(index, m.ev);
+    this.#call = ipcCalls(this.#child, {
+      label: `app ${index}`,
+      timeoutMs: 60_000,
+      onEvent: (m) => {
+        if (m.type === 'ops' && m.ops) events.onOps(index, m.ops as Op[]);
+        else if (m.type === 'reg' && m.ev) events.onReg(index, m.ev as RegEvent);
       },
-    );
-    this.#exited = new Promise<ExitInfo>((resolve) =>
-      this.#proc.on('exit', (code, signal) => {
-        const info = { code, signal };
-        for (const p of this.#pending.values()) p.reject(new Error(`app ${index} exited (${code ?? signal})`));
-        this.#pending.clear();
-        if (!this.expectingExit) events.onUnexpectedExit(index, info, [...this.output]);
-        resolve(info);
-      }),
-    );
+    });
+    void this.#child.exited.then((info) => {
+      if (!this.expectingExit) events.onUnexpectedExit(index, info, [...this.output]);
+    });
   }
 
   call<T = unknown>(cmd: string, args: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const id = ++this.#seq;
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new Error(`app ${this.index}: ${cmd} timed out`));
-      }, timeoutMs);
-      this.#pending.set(id, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      try {
-        this.#proc.send({ id, cmd, args });
-      } catch (e) {
-        this.#pending.delete(id);
-        clearTimeout(timer);
-        reject(e as Error);
-      }
-    });
+    return this.#call<T>(cmd, args, timeoutMs);
   }
 
   /** Relays a registry event of another app process. */
   relay(ev: RegEvent): void {
-    if (this.#proc.connected) this.#proc.send({ type: 'reg', ev }, () => {});
+    if (this.#child.proc.connected) this.#child.proc.send({ type: 'reg', ev }, () => {});
   }
 
   async destroy(): Promise<void> {
     this.killNow();
-    await Promise.race([this.#exited, new Promise((r) => setTimeout(r, 3000))]);
+    await Promise.race([this.#child.exited, sleep(3000)]);
   }
 
   /** SIGKILL the group, synchronously (for an exit hook). */
   killNow(): void {
     this.expectingExit = true;
-    killGroup(this.#proc, 'SIGKILL');
+    this.#child.signal('SIGKILL');
   }
 }

@@ -23,7 +23,7 @@ export interface ChildOptions {
   lines?: string[];
   /** Keep only the last `keep` lines. Default all. */
   keep?: number;
-  /** Lines longer than this are cut (with …). Default no limit. */
+  /** Lines longer than this are kept cut (with …); `onLine` and `waitForLine` see them whole. Default no limit. */
   maxLineLength?: number;
   onLine?: (line: string) => void;
   /** Signals go to the process alone, not its group: a server that stops its own children (PostgreSQL). */
@@ -38,7 +38,10 @@ export interface Child {
   readonly running: boolean;
   /** The lines read so far and the unfinished last one. */
   text(): string;
-  /** The first line matching `re` (also one already read); rejects when the process exits first or after `timeoutMs`. */
+  /**
+   * The first line matching `re` (also one already kept); rejects after `timeoutMs`, or when the process
+   * exited without printing it (once its output is read to the end, or half a second after the exit).
+   */
   waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
   /** Sends `signal` to the process group (or the process, see `signalProcessOnly`); never throws. */
   signal(signal: NodeJS.Signals): void;
@@ -77,10 +80,9 @@ function processOptions(options: ChildOptions) {
 function watch(proc: ChildProcess, options: ChildOptions): Child {
   const lines = options.lines ?? [];
   const waiters = new Set<(line: string) => void>();
-  const onLine = (raw: string) => {
+  const onLine = (line: string) => {
     const max = options.maxLineLength;
-    const line = max !== undefined && raw.length > max ? `${raw.slice(0, max)}…` : raw;
-    lines.push(line);
+    lines.push(max !== undefined && line.length > max ? `${line.slice(0, max)}…` : line);
     if (options.keep !== undefined && lines.length > options.keep) lines.splice(0, lines.length - options.keep);
     options.onLine?.(line);
     for (const w of [...waiters]) w(line);
@@ -90,6 +92,10 @@ function watch(proc: ChildProcess, options: ChildOptions): Child {
     proc.once('error', (e) => resolve({ code: null, signal: null, error: e.message }));
     proc.once('exit', (code, signal) => resolve({ code, signal }));
   });
+  // The output read to its end: 'close' follows 'exit' once the pipes are drained (or never, when a
+  // grandchild holds them open: then half a second after the exit).
+  const drained = new Promise<void>((resolve) => proc.once('close', () => resolve()));
+  const ended = exited.then(async () => void (await within(drained, 500)));
   proc.on('error', () => {}); // later errors (a failed kill) are seen through `exited` or not at all
   const running = () => proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null;
   const signal = (sig: NodeJS.Signals) => {
@@ -116,7 +122,10 @@ function watch(proc: ChildProcess, options: ChildOptions): Child {
       const check = (line: string) => re.test(line) && done(() => resolve(line));
       const timer = setTimeout(() => done(() => reject(new Error(`no ${re} within ${timeoutMs} ms:\n${text()}`))), timeoutMs);
       waiters.add(check);
-      void exited.then((e) => done(() => reject(new Error(`exited (${describeExit(e)}) before ${re}:\n${text()}`))));
+      void ended.then(async () => {
+        const e = await exited;
+        done(() => reject(new Error(`exited (${describeExit(e)}) before ${re}:\n${text()}`)));
+      });
     });
   };
   const stop = async (steps: readonly (readonly [NodeJS.Signals, number])[]) => {

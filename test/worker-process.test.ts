@@ -4,11 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ManagerProcess, startManagerProcess, startWorkerProcess, type WorkerProcess } from '../harness/worker-process.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import type { FeedResponse } from '../src/protocol.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { type ManagerProcess, startManagerProcess, startWorkerProcess, type WorkerProcess } from './support/processes.ts';
 
 const SECRET = 'process-secret-0123456789-abcdefghijklmnop';
 const auth = { authorization: `Bearer ${SECRET}` };

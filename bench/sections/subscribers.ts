@@ -6,7 +6,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startWorkerProcess, type WorkerProcess } from '../../test/support/processes.ts';
+import { startWorkerProcess, type WorkerProcess } from '../../harness/worker-process.ts';
 import type { Section } from '../lib/context.ts';
 import { createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { closedLoop, median, type Sample, sleep } from '../lib/measure.ts';

@@ -1,8 +1,8 @@
 // A manager process for cross-process tests: SessionManager + SyncClient, commands over IPC.
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import { SessionManager } from '../../src/core/manager.ts';
-import { SyncClient } from '../../src/sync/client.ts';
+import { SessionManager } from '../src/core/manager.ts';
+import { SyncClient } from '../src/sync/client.ts';
 
 const env = process.env;
 const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 4 });
