@@ -4,12 +4,12 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type Cluster, metricValue, startCluster } from '../harness/durable-object.ts';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { SessionSyncObject, sessionSyncOptionsFromEnv } from '../src/durable-object.ts';
 import { migrate } from '../src/migrate.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { type Cluster, metricValue, startCluster } from './support/durable-object.ts';
 
 const MAX_STALENESS = 1000;
 const SYNC_INTERVAL = 100;

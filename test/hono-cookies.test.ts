@@ -8,10 +8,10 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import type { SessionManager } from '../src/core/manager.ts';
 import { generateToken } from '../src/core/token.ts';
 import { type SessionCookieOptions, type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';
 

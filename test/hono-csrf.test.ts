@@ -7,10 +7,10 @@ import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import { methodOverride } from 'hono/method-override';
 import { describe, expect, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import { ConfigError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS } from './support/db.ts';
 import { useStore } from './support/store-suite.ts';
 

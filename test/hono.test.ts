@@ -2,12 +2,12 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, expectTypeOf, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import { ConfigError, VersionConflictError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import type { Session } from '../src/core/session.ts';
 import { generateToken } from '../src/core/token.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';
 

@@ -7,9 +7,9 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../harness/workerd.ts';
 import { migrate } from '../src/migrate.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from './support/workerd.ts';
 
 const APP_ENTRY = new URL('./support/hyperdrive-app.ts', import.meta.url).pathname;
 const MAX_STALENESS = 1000;

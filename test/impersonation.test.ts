@@ -4,9 +4,9 @@
 // database, on both drivers.
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import { ImpersonationError, InvalidArgumentError } from '../src/core/errors.ts';
 import { requireFresh, type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';

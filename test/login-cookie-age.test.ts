@@ -8,9 +8,9 @@
 // response is written still gets Max-Age=0. Both drivers, through app.request(), against the real database.
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import type { SessionManager } from '../src/core/manager.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { useStore } from './support/store-suite.ts';
 

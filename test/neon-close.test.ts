@@ -9,9 +9,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningWsProxy, startWsProxy } from '../bin/ws-proxy.ts';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
+import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../harness/workerd.ts';
 import { migrate } from '../src/migrate.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from './support/workerd.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

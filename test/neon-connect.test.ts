@@ -11,10 +11,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import ws from 'ws';
 import { type RunningWsProxy, startWsProxy } from '../bin/ws-proxy.ts';
+import { bundleWorker, COMPATIBILITY_DATE } from '../harness/workerd.ts';
 import { migrate } from '../src/migrate.ts';
 import { neonSessions } from '../src/neon.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { bundleWorker, COMPATIBILITY_DATE } from './support/workerd.ts';
 
 /** A loopback port nobody listens on (bound, then released). */
 async function closedPort(): Promise<number> {

@@ -5,9 +5,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import type { SessionManager } from '../src/core/manager.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';

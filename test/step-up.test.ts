@@ -5,10 +5,10 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { describe, expect, it } from 'vitest';
+import { CookieJar } from '../harness/cookies.ts';
 import { ConfigError, InvalidArgumentError, ReauthenticationRequiredError, SessionNotFoundError } from '../src/core/errors.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { requireFresh, type SessionEnv, sessionMiddleware } from '../src/hono.ts';
-import { CookieJar } from './support/cookies.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { countRows, rawRow, table, uid } from './support/manager-helpers.ts';
 import { type StoreFixture, useStore } from './support/store-suite.ts';

@@ -8,12 +8,12 @@ import { Hono } from 'hono';
 import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { bundleWorker, COMPATIBILITY_DATE } from '../harness/workerd.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
 import { migrate } from '../src/migrate.ts';
 import { SyncClient } from '../src/sync/client.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { bundleWorker, COMPATIBILITY_DATE } from './support/workerd.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -8,11 +8,11 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Env } from '../example/worker.ts';
 import { freePort } from '../harness/free-port.ts';
+import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../harness/workerd.ts';
 import { SessionManager } from '../src/core/manager.ts';
 import { migrate } from '../src/migrate.ts';
 import { type RunningWorker, startWorker } from '../worker/main.ts';
 import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
-import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from './support/workerd.ts';
 
 const SECRET = 'workerd-test-secret-0123456789-abcdefghij';
 const ORIGIN = 'https://example.test';

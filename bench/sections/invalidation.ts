@@ -3,10 +3,10 @@
 // and the same through the Durable Object host: commit → eviction in a workerd isolate whose SyncClient
 // polls SessionSyncObject through its binding (Miniflare, Neon's driver through the local proxy).
 import { drizzle } from 'drizzle-orm/node-postgres';
+import { startCluster } from '../../harness/durable-object.ts';
 import { startManagerProcess, startWorkerProcess } from '../../harness/worker-process.ts';
 import { startWsProxy } from '../../harness/ws-proxy.ts';
 import { SessionManager } from '../../src/core/manager.ts';
-import { startCluster } from '../../test/support/durable-object.ts';
 import type { Section } from '../lib/context.ts';
 import { createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { median, percentile, type Sample, sleep } from '../lib/measure.ts';

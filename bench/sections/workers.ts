@@ -15,7 +15,7 @@ import { Miniflare } from 'miniflare';
 import pg from 'pg';
 import { startWsProxy } from '../../bin/ws-proxy.ts';
 import { startTcpProxy, type TcpProxy } from '../../harness/tcp-proxy.ts';
-import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../../test/support/workerd.ts';
+import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../../harness/workerd.ts';
 import type { BenchContext, Section } from '../lib/context.ts';
 import { createSchema, dropSchema, openPool } from '../lib/db.ts';
 import { median, percentile, type Summary, sleep } from '../lib/measure.ts';

@@ -4,7 +4,7 @@ import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
-export const EXAMPLE_WORKER_ENTRY = fileURLToPath(new URL('../../example/worker.ts', import.meta.url));
+export const EXAMPLE_WORKER_ENTRY = fileURLToPath(new URL('../example/worker.ts', import.meta.url));
 /** Supported by workerd 1.20260426 (Miniflare 4.20260426.0); the same date as wrangler.toml. */
 export const COMPATIBILITY_DATE = '2026-04-01';
 

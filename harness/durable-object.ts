@@ -1,6 +1,6 @@
 // The Durable Object host in workerd (Miniflare) from Node tests and the bench: two app Workers (two
 // isolates, each with its own cache and SyncClient) bound to one SessionSyncObject hosted by a third
-// Worker, all from one bundle of test/support/durable-object-app.ts. The object reaches PostgreSQL with
+// Worker, all from one bundle of harness/durable-object-app.ts. The object reaches PostgreSQL with
 // Neon's WebSocket driver through the local proxy (optionally through a counting TCP proxy).
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
