@@ -109,12 +109,15 @@ export class SessionCache {
     return this.#epoch;
   }
 
-  /** The session cached for `token` if it is fresh enough to serve at `now`; otherwise undefined (no I/O either way). */
+  /**
+   * The session cached for `token` if it is fresh enough to serve at `now`; otherwise undefined (no I/O either way).
+   * @deprecated Unused by the library (the manager reads `entry`); kept because `SessionCache` is public.
+   */
   get(token: string, now: number, maxStaleness: number): SessionRecord | undefined {
     return this.entry(token, now, maxStaleness)?.record;
   }
 
-  /** Like `get`, but the entry itself (with its `owner` slot). */
+  /** The entry cached for `token` if it is fresh enough to serve at `now` (its record and its `owner` slot). */
   entry(token: string, now: number, maxStaleness: number): CacheEntry | undefined {
     const e = this.#lru?.get(token);
     if (e === undefined) return undefined;

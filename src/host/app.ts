@@ -33,7 +33,11 @@ export interface HostAppDeps {
 const encoder = new TextEncoder();
 const digest = async (s: string) => new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(s)));
 
-/** Constant time in the contents (both are 32-byte digests, so the length says nothing). */
+/**
+ * Constant time in the contents (both are 32-byte digests, so the length says nothing).
+ * @deprecated As an export of `pg-edge-session/host`: only `createHostApp` uses it; kept so code importing it
+ * still compiles.
+ */
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
