@@ -1,9 +1,10 @@
 // Expired-session cleanup, one runner at a time across replicas: the run holds a session-level advisory
 // lock on one connection of its own; another worker that cannot take it skips this round.
 import { sql } from 'drizzle-orm';
-import { SessionManager } from '../core/manager.ts';
+import { deleteExpired } from '../db/cleanup.ts';
 import { rowsOf } from '../db/executor.ts';
 import type { ObjectNames } from '../db/names.ts';
+import { Store } from '../db/store.ts';
 import { pruneChanges } from '../feed.ts';
 import type { HostDb } from './db.ts';
 import type { Logger } from './log.ts';
@@ -38,23 +39,26 @@ export async function runCleanup(
     const end = metrics.cleanupDuration.startTimer();
     let longest = 0;
     try {
-      const manager = new SessionManager(conn, {
-        schemaName: names.schemaName,
-        tablePrefix: names.tablePrefix,
-        cacheSize: 0,
-        inactivityDuration: o.inactivityDuration,
-        lastAccessUpdateInterval: o.lastAccessUpdateInterval,
-        audit: o.audit,
-        auditRetention: o.auditRetention,
-        auditMaxPerUser: o.auditMaxPerUser,
+      // The manager's cleanup walk (src/db/cleanup.ts) on this connection, with the host's settings; no cache.
+      const store = new Store(conn, names, {
+        maxPerUser: o.auditMaxPerUser,
         // Ending a session never waits on its audit row: a refused audit write is counted and logged.
-        onAuditError: (e) => {
+        onFailure: (e) => {
           metrics.auditWriteFailures.inc(e.sessions);
           log('error', 'audit rows not written; the sessions ended all the same', { sessions: e.sessions, err: e.databaseMessage });
         },
       });
-      // Paced (the manager's default pause), and cut short by shutdown: a long backlog never holds up exit.
-      const r = await manager.deleteExpired({
+      const settings = {
+        lastAccessUpdateBatchSize: o.cleanupBatchSize,
+        inactivityDuration: o.inactivityDuration,
+        lastAccessUpdateInterval: o.lastAccessUpdateInterval,
+        // The host is given no re-authentication period (the managers' default: none).
+        reauthenticationPeriod: 0,
+        audit: o.audit,
+        auditRetention: o.auditRetention,
+      };
+      // Paced (the walk's default pause), and cut short by shutdown: a long backlog never holds up exit.
+      const r = await deleteExpired(store, settings, Date.now(), {
         batchSize: o.cleanupBatchSize,
         signal,
         onBatch: (_kind, _rows, ms) => {
