@@ -44,6 +44,13 @@ describe('SyncClient options', () => {
     ['mode', 'push'],
     ['directFallback', 'no'],
     ['insecureHttp', 'yes'],
+    ['secret', 42],
+    ['fetch', 'https://w.example'],
+    ['onApply', true],
+    ['onError', 'log'],
+    // A typo is refused, not ignored (the option it meant keeps its default otherwise).
+    ['syncIntervall', 250],
+    ['requestTimeOut', 100],
   ];
 
   it.each(bad)('refuses %s = %s with a ConfigError naming it, and leaves the manager as it was', (option, value) => {
@@ -60,6 +67,24 @@ describe('SyncClient options', () => {
     expect((error as ConfigError).code).toBe('CONFIG_INVALID');
     expect((error as Error).message).toContain(`"${option}"`);
     expect(taken).not.toHaveBeenCalled();
+  });
+
+  it("refuses options that are not an object, and checks a binding target's insecureHttp and objectName", () => {
+    const fetcher = { fetch: async () => new Response('{}') };
+    const ns = { idFromName: (n: string) => n, get: () => fetcher };
+    const cases: [unknown, string][] = [
+      ['https://w.example', 'options'],
+      [null, 'options'],
+      [[{ workerUrl }], 'options'],
+      [{ fetcher, insecureHttp: 1 }, 'insecureHttp'],
+      [{ durableObject: ns, objectName: 7 }, 'objectName'],
+    ];
+    for (const [options, option] of cases) {
+      const m = offlineManager();
+      const taken = vi.spyOn(m, '_touchesTakenBySync');
+      expect(() => new SyncClient(m, options as never)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', option }));
+      expect(taken).not.toHaveBeenCalled();
+    }
   });
 
   it('accepts the bounds: 0 for the intervals (touchInterval 0: after every response), up to 2^31 - 1 ms for the timers', () => {
