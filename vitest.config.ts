@@ -2,20 +2,18 @@ import { readFileSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
 /**
- * `pg-edge-session[/sub]` inside this repository (example/ imports it like an app does) resolves to the
- * sources, as tsconfig.json's `paths` say for tsc, tsx and esbuild: the package's exports point at dist/,
- * which only `npm run build` makes. dist/src/x.js <- src/x.ts, dist/worker/x.js <- worker/x.ts.
+ * `pg-edge-session[/sub]` and `pg-edge-session-worker` inside this repository resolve to the sources, as
+ * for tsc, tsx and esbuild: the paths of tsconfig.paths.json, which scripts/source-paths.mjs generates from
+ * package.json "exports" (the package's exports point at dist/, which only `npm run build` makes).
  */
-const exportsMap = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')).exports as Record<
+const paths = JSON.parse(readFileSync(new URL('./tsconfig.paths.json', import.meta.url), 'utf8')).compilerOptions.paths as Record<
   string,
-  string | { default: string }
+  [string]
 >;
-const sourceAliases = Object.entries(exportsMap)
-  .filter((e): e is [string, { default: string }] => typeof e[1] === 'object')
-  .map(([sub, target]) => ({
-    find: new RegExp(`^pg-edge-session${sub.slice(1).replace(/[/.]/g, '\\$&')}$`),
-    replacement: new URL(target.default.replace(/^\.\/dist\//, './').replace(/\.js$/, '.ts'), import.meta.url).pathname,
-  }));
+const sourceAliases = Object.entries(paths).map(([name, [source]]) => ({
+  find: new RegExp(`^${name.replace(/[/.-]/g, '\\$&')}$`),
+  replacement: new URL(source, import.meta.url).pathname,
+}));
 
 export default defineConfig({
   resolve: { alias: sourceAliases },

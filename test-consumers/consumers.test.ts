@@ -101,9 +101,9 @@ describe('the packed package', () => {
     }
   });
 
-  it("names the same subpaths in package.json exports as tsconfig.json's paths (the repository's own resolution)", () => {
+  it("names the same subpaths in package.json exports as tsconfig.paths.json's paths (the repository's own resolution)", () => {
     const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
-    const tsconfig = readFileSync(join(REPO, 'tsconfig.json'), 'utf8');
+    const tsconfig = readFileSync(join(REPO, 'tsconfig.paths.json'), 'utf8');
     for (const [sub, target] of Object.entries(pkg.exports as Record<string, { default: string } | string>)) {
       if (typeof target === 'string') continue;
       const source = target.default.replace(/^\.\/dist\//, './').replace(/\.js$/, '.ts');
