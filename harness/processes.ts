@@ -35,6 +35,8 @@ export interface Child {
   /** Output lines (stdout and stderr as they came). */
   readonly lines: string[];
   readonly exited: Promise<ExitInfo>;
+  /** `exited`, once the output is read to its end too (or half a second after the exit, when a grandchild holds it open). */
+  readonly finished: Promise<ExitInfo>;
   readonly running: boolean;
   /** The lines read so far and the unfinished last one. */
   text(): string;
@@ -43,7 +45,10 @@ export interface Child {
    * exited without printing it (once its output is read to the end, or half a second after the exit).
    */
   waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
-  /** Sends `signal` to the process group (or the process, see `signalProcessOnly`); never throws. */
+  /**
+   * Sends `signal` to the process group, also after the process itself exited (what it started may still
+   * run), or to the process alone while it runs (see `signalProcessOnly`); never throws.
+   */
   signal(signal: NodeJS.Signals): void;
   /**
    * Each step's signal in turn, while the process runs, waiting up to the step's ms for it to exit.
@@ -92,24 +97,26 @@ function watch(proc: ChildProcess, options: ChildOptions): Child {
     proc.once('error', (e) => resolve({ code: null, signal: null, error: e.message }));
     proc.once('exit', (code, signal) => resolve({ code, signal }));
   });
-  // The output read to its end: 'close' follows 'exit' once the pipes are drained (or never, when a
-  // grandchild holds them open: then half a second after the exit).
+  // 'close' follows 'exit' once the pipes are drained (or never, when a grandchild holds them open).
   const drained = new Promise<void>((resolve) => proc.once('close', () => resolve()));
-  const ended = exited.then(async () => void (await within(drained, 500)));
+  const finished = exited.then(async (e) => {
+    await within(drained, 500);
+    return e;
+  });
   proc.on('error', () => {}); // later errors (a failed kill) are seen through `exited` or not at all
   const running = () => proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null;
   const signal = (sig: NodeJS.Signals) => {
-    if (!running()) return;
     try {
-      if (options.signalProcessOnly) proc.kill(sig);
-      else process.kill(-(proc.pid as number), sig);
+      if (options.signalProcessOnly || proc.pid === undefined) {
+        if (running()) proc.kill(sig);
+      } else process.kill(-proc.pid, sig);
     } catch {
       try {
-        proc.kill(sig);
+        if (running()) proc.kill(sig);
       } catch {}
     }
   };
-  const text = () => [...lines, ...partials.map((p) => p())].filter((l) => l !== '').join('\n');
+  const text = () => [...lines, ...partials.map((p) => p()).filter((l) => l !== '')].join('\n');
   const waitForLine = (re: RegExp, timeoutMs = 20_000) => {
     const found = lines.find((l) => re.test(l));
     if (found !== undefined) return Promise.resolve(found);
@@ -122,10 +129,7 @@ function watch(proc: ChildProcess, options: ChildOptions): Child {
       const check = (line: string) => re.test(line) && done(() => resolve(line));
       const timer = setTimeout(() => done(() => reject(new Error(`no ${re} within ${timeoutMs} ms:\n${text()}`))), timeoutMs);
       waiters.add(check);
-      void ended.then(async () => {
-        const e = await exited;
-        done(() => reject(new Error(`exited (${describeExit(e)}) before ${re}:\n${text()}`)));
-      });
+      void finished.then((e) => done(() => reject(new Error(`exited (${describeExit(e)}) before ${re}:\n${text()}`))));
     });
   };
   const stop = async (steps: readonly (readonly [NodeJS.Signals, number])[]) => {
@@ -142,6 +146,7 @@ function watch(proc: ChildProcess, options: ChildOptions): Child {
     proc,
     lines,
     exited,
+    finished,
     get running() {
       return running();
     },

@@ -5,7 +5,7 @@
 // "Stopped.", and the touches still pending written to the database. Then the Workers demo as
 // example/README.md runs it: `wrangler dev` of the repository's wrangler.toml, its sync host the Durable
 // Object, Neon's driver through the local WebSocket proxy, in the same browser.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../harness/embedded-db.ts';
 import { freePort } from '../harness/free-port.ts';
+import { type Child, spawnChild } from '../harness/processes.ts';
 import { startWsProxy, type WsProxy } from '../harness/ws-proxy.ts';
 import { migrate } from '../src/migrate.ts';
 
@@ -25,41 +26,22 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PSQL = '/usr/bin/psql';
 
 describe('the npm start demo in a browser', () => {
-  let proc: ChildProcess;
-  let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  let proc: Child;
   let appUrl: string;
   let browser: Browser;
   let pageA: Page | undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'pges-e2e-'));
   // PostgreSQL runs as an unprivileged user when we are root: it must be able to enter the folder.
   chmodSync(dataDir, 0o755);
-  const output: string[] = [];
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
     const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', WORKER_PORT: '0', DATA_DIR: join(dataDir, 'pg') };
     delete env.DATABASE_URL; // exactly what a fresh clone does
     // The README's command, in a process group of its own (a terminal's foreground job).
-    proc = spawn('npm', ['start'], {
-      cwd: root,
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-    appUrl = await new Promise<string>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`npm start did not print its URL:\n${output.join('')}`)), 60_000);
-      const onData = (d: Buffer) => {
-        output.push(d.toString());
-        const m = /Example app:\s+(http:\/\/\S+)/.exec(output.join(''));
-        if (m && /Ctrl-C to stop/.test(output.join(''))) {
-          clearTimeout(t);
-          resolve(m[1] as string);
-        }
-      };
-      proc.stdout?.on('data', onData);
-      proc.stderr?.on('data', onData);
-    });
+    proc = spawnChild('npm', ['start'], { cwd: root, env });
+    await proc.waitForLine(/Ctrl-C to stop/, 60_000); // printed after the URLs
+    appUrl = /Example app:\s+(http:\/\/\S+)/.exec(proc.text())?.[1] as string;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -77,11 +59,7 @@ describe('the npm start demo in a browser', () => {
 
   afterAll(async () => {
     await browser?.close();
-    if (proc && proc.exitCode === null) {
-      try {
-        process.kill(-(proc.pid as number), 'SIGKILL');
-      } catch {}
-    }
+    if (proc?.running) proc.signal('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -132,8 +110,8 @@ describe('the npm start demo in a browser', () => {
   }, 60_000);
 
   it('prints a psql command that opens the database', async () => {
-    const line = /Database:\s+(psql .+?)(?:\s{2,}\(|\n)/.exec(output.join(''));
-    expect(line, output.join('')).not.toBeNull();
+    const line = /Database:\s+(psql .+?)(?:\s{2,}\(|\n)/.exec(proc.text());
+    expect(line, proc.text()).not.toBeNull();
     const [cmd, ...args] = String(line?.[1]).trim().split(/\s+/);
     expect(cmd).toBe('psql');
     expect(args.join(' ')).not.toContain('***');
@@ -156,16 +134,16 @@ describe('the npm start demo in a browser', () => {
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     const readAt = Date.now();
     await a.reload();
-    process.kill(-(proc.pid as number), 'SIGINT');
+    proc.signal('SIGINT');
     // npm runs the script through sh, which got the SIGINT too and exits by it once the script is done;
     // npm then re-raises it on itself: exit status 130 in a terminal, as for any command stopped by Ctrl-C.
     // What shows the script's own clean stop is "Stopped." (printed right before it exits 0).
     expect([
       { code: 0, signal: null },
       { code: null, signal: 'SIGINT' },
-    ]).toContainEqual(await exited);
-    expect(output.join('')).toContain('Stopped.');
-    expect(output.join('')).not.toMatch(/unwritten touches|Force killing/);
+    ]).toContainEqual(await proc.finished);
+    expect(proc.text()).toContain('Stopped.');
+    expect(proc.text()).not.toMatch(/unwritten touches|Force killing/);
     // The database was stopped with everything: start it again on the same data and look.
     const db = await startEmbeddedPostgres({ dir: join(dataDir, 'pg'), persistent: true });
     try {
@@ -184,13 +162,12 @@ describe('the Workers demo under wrangler dev, its sync host the Durable Object'
   let db: EmbeddedDatabase;
   let admin: pg.Pool;
   let proxy: WsProxy;
-  let proc: ChildProcess;
+  let proc: Child;
   let appUrl: string;
   let browser: Browser;
   const persist = mkdtempSync(join(tmpdir(), 'pges-e2e-wrangler-'));
   const dataDir = mkdtempSync(join(tmpdir(), 'pges-e2e-do-'));
   chmodSync(dataDir, 0o755);
-  const output: string[] = [];
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
@@ -208,7 +185,7 @@ describe('the Workers demo under wrangler dev, its sync host the Durable Object'
       INSECURE_COOKIES: '1',
       SESSION_SYNC_IDLE_TIMEOUT_MS: '5000',
     };
-    proc = spawn(
+    proc = spawnChild(
       process.execPath,
       [
         join(root, 'node_modules/wrangler/bin/wrangler.js'),
@@ -221,21 +198,10 @@ describe('the Workers demo under wrangler dev, its sync host the Durable Object'
         persist,
         ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
       ],
-      { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1' } },
     );
-    appUrl = await new Promise<string>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`wrangler dev did not get ready:\n${output.join('')}`)), 60_000);
-      const onData = (d: Buffer) => {
-        output.push(d.toString());
-        if (/Ready on http:\/\/127\.0\.0\.1:\d+/.test(output.join(''))) {
-          clearTimeout(t);
-          resolve(`http://127.0.0.1:${port}`);
-        }
-      };
-      proc.stdout?.on('data', onData);
-      proc.stderr?.on('data', onData);
-      proc.on('exit', (code) => reject(new Error(`wrangler dev exited ${code}:\n${output.join('')}`)));
-    });
+    await proc.waitForLine(/Ready on http:\/\/127\.0\.0\.1:\d+/, 60_000);
+    appUrl = `http://127.0.0.1:${port}`;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -245,14 +211,10 @@ describe('the Workers demo under wrangler dev, its sync host the Durable Object'
 
   afterAll(async () => {
     await browser?.close();
-    if (proc && proc.exitCode === null) {
-      try {
-        process.kill(-(proc.pid as number), 'SIGTERM');
-      } catch {}
+    if (proc?.running) {
+      proc.signal('SIGTERM');
       await new Promise((r) => setTimeout(r, 500));
-      try {
-        process.kill(-(proc.pid as number), 'SIGKILL');
-      } catch {}
+      proc.signal('SIGKILL'); // the group: workerd too, should wrangler have gone first
     }
     await proxy?.close();
     await admin?.end();
