@@ -224,8 +224,6 @@ export async function reauthenticate<A extends Attributes>(ctx: ManagerParts, se
   return session;
 }
 
-/**
-
 /** `SessionManager.deleteSession`: through the token (a Session's own). */
 export async function deleteByToken<A extends Attributes>(
   ctx: ManagerParts,
