@@ -85,7 +85,8 @@ interface Shared {
   holdTerminate: boolean;
   hyperdrive: boolean;
   counts: { bytesUp: number; bytesDown: number; opened: number; flights: number; closeFlights: number };
-  held: Set<() => void>;
+  /** The releases of the connections held by `holdTerminate`. */
+  releases: Set<() => void>;
   /** Whether reading from this side of a connection of `tag` is held: the upstream side carries responses. */
   isPaused(tag: string, side: 'client' | 'upstream'): boolean;
 }
@@ -141,7 +142,7 @@ class Link {
     this.#last = 'up';
     if (this.shared.holdTerminate && d.includes(TERMINATE)) {
       this.#holding = true;
-      this.shared.held.add(() => {
+      this.shared.releases.add(() => {
         this.#holding = false;
         for (const b of this.#pending.splice(0)) this.upstream.write(b);
         this.upstream.write(d);
@@ -190,46 +191,39 @@ class Link {
   }
 }
 
-export async function startTcpProxy(target: ProxyTarget, options: TcpProxyOptions = {}): Promise<TcpProxy> {
-  const to = typeof target === 'string' ? new URL(target) : undefined;
-  const dest =
-    typeof target === 'string'
-      ? { host: (to as URL).hostname, port: Number((to as URL).port || 5432) }
-      : { host: target.host ?? '127.0.0.1', port: target.port };
-  const links = new Set<Link>();
-  /** Paused tags ('*': everyone) → direction and when they resume. */
-  const paused = new Map<string, { direction: 'both' | 'responses'; timer: ReturnType<typeof setTimeout>; waiters: (() => void)[] }>();
-  const shared: Shared = {
-    delayMs: options.delayMs ?? 0,
-    holdTerminate: false,
-    hyperdrive: options.model === 'hyperdrive',
-    counts: { bytesUp: 0, bytesDown: 0, opened: 0, flights: 0, closeFlights: 0 },
-    held: new Set(),
-    isPaused: (tag, side) =>
-      [ALL, tag].some((key) => {
-        const e = paused.get(key);
-        return e !== undefined && (e.direction === 'both' || side === 'upstream');
-      }),
-  };
-  const listeners = new Map<string, { port: number; server?: Server }>();
-  const of = (tag: string) => [...links].filter((l) => tag === ALL || l.tag === tag);
-  const cut = (tag = ALL) => {
-    const hit = of(tag);
-    for (const l of hit) {
-      links.delete(l);
-      l.destroy();
-    }
-    return hit.length;
-  };
-  const resume = (tag: string) => {
-    const entry = paused.get(tag);
-    paused.delete(tag);
-    for (const l of links) l.apply();
-    for (const w of entry?.waiters ?? []) w();
-  };
+type Pause = { direction: 'both' | 'responses'; timer: ReturnType<typeof setTimeout>; waiters: (() => void)[] };
 
-  const listen = async (tag: string, port = 0): Promise<number> => {
-    const server = createServer((client) => links.add(new Link(tag, client, dest, shared, (l) => links.delete(l))));
+class ProxyServer implements TcpProxy, Shared {
+  port = 0;
+  url = '';
+  delayMs: number;
+  holdTerminate = false;
+  readonly hyperdrive: boolean;
+  readonly counts = { bytesUp: 0, bytesDown: 0, opened: 0, flights: 0, closeFlights: 0 };
+  readonly releases = new Set<() => void>();
+  readonly #links = new Set<Link>();
+  /** Paused tags ('*': everyone) → direction and when they resume. */
+  readonly #paused = new Map<string, Pause>();
+  /** Listening ports by tag; no server while down. */
+  readonly #listeners = new Map<string, { port: number; server?: Server }>();
+
+  constructor(
+    readonly target: { host: string; port: number },
+    options: TcpProxyOptions,
+  ) {
+    this.delayMs = options.delayMs ?? 0;
+    this.hyperdrive = options.model === 'hyperdrive';
+  }
+
+  isPaused(tag: string, side: 'client' | 'upstream') {
+    return [ALL, tag].some((key) => {
+      const e = this.#paused.get(key);
+      return e !== undefined && (e.direction === 'both' || side === 'upstream');
+    });
+  }
+
+  async listen(tag: string, port = 0): Promise<number> {
+    const server = createServer((client) => this.#links.add(new Link(tag, client, this.target, this, (l) => this.#links.delete(l))));
     server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -237,87 +231,105 @@ export async function startTcpProxy(target: ProxyTarget, options: TcpProxyOption
     });
     const address = server.address();
     const bound = typeof address === 'object' && address ? address.port : 0;
-    listeners.set(tag, { port: bound, server });
+    this.#listeners.set(tag, { port: bound, server });
     return bound;
-  };
-  const stopListening = async () => {
-    const servers = [...listeners.values()].flatMap((l) => (l.server ? [l.server] : []));
-    for (const l of listeners.values()) l.server = undefined;
-    cut();
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  };
+  }
 
-  const port = await listen('default');
-  const url = to
-    ? Object.assign(new URL(to.href), { hostname: '127.0.0.1', port: String(port) }).toString()
-    : `postgres://127.0.0.1:${port}`;
-  const { counts } = shared;
-  return {
-    port,
-    url,
-    listen: (tag: string) => listen(tag),
-    get bytesUp() {
-      return counts.bytesUp;
-    },
-    get bytesDown() {
-      return counts.bytesDown;
-    },
-    connections: (tag = ALL) => of(tag).length,
-    get open() {
-      return links.size;
-    },
-    get opened() {
-      return counts.opened;
-    },
-    get flights() {
-      return counts.flights;
-    },
-    get closeFlights() {
-      return counts.closeFlights;
-    },
-    reset() {
-      Object.assign(counts, { bytesUp: 0, bytesDown: 0, opened: 0, flights: 0, closeFlights: 0 });
-    },
-    get delayMs() {
-      return shared.delayMs;
-    },
-    set delayMs(v: number) {
-      shared.delayMs = v;
-    },
-    get holdTerminate() {
-      return shared.holdTerminate;
-    },
-    set holdTerminate(v: boolean) {
-      shared.holdTerminate = v;
-    },
-    get held() {
-      return shared.held.size;
-    },
-    release() {
-      for (const r of [...shared.held]) {
-        shared.held.delete(r);
-        r();
-      }
-    },
-    pause(ms: number, tag = ALL, direction: 'both' | 'responses' = 'both') {
-      const entry = paused.get(tag);
-      if (entry !== undefined) clearTimeout(entry.timer);
-      const waiters = entry?.waiters ?? [];
-      paused.set(tag, { direction, timer: setTimeout(() => resume(tag), ms), waiters });
-      for (const l of of(tag)) l.apply();
-      return new Promise<void>((r) => waiters.push(r));
-    },
-    cut,
-    down: stopListening,
-    up: async () => {
-      for (const [tag, l] of listeners) if (!l.server) await listen(tag, l.port);
-    },
-    close: async () => {
-      for (const [tag, e] of [...paused]) {
-        clearTimeout(e.timer);
-        resume(tag);
-      }
-      await stopListening();
-    },
-  };
+  get bytesUp() {
+    return this.counts.bytesUp;
+  }
+  get bytesDown() {
+    return this.counts.bytesDown;
+  }
+  get opened() {
+    return this.counts.opened;
+  }
+  get flights() {
+    return this.counts.flights;
+  }
+  get closeFlights() {
+    return this.counts.closeFlights;
+  }
+  reset() {
+    Object.assign(this.counts, { bytesUp: 0, bytesDown: 0, opened: 0, flights: 0, closeFlights: 0 });
+  }
+
+  #of(tag: string) {
+    return [...this.#links].filter((l) => tag === ALL || l.tag === tag);
+  }
+  connections(tag = ALL) {
+    return this.#of(tag).length;
+  }
+  get open() {
+    return this.#links.size;
+  }
+
+  get held() {
+    return this.releases.size;
+  }
+  release() {
+    for (const r of [...this.releases]) {
+      this.releases.delete(r);
+      r();
+    }
+  }
+
+  pause(ms: number, tag = ALL, direction: 'both' | 'responses' = 'both') {
+    const entry = this.#paused.get(tag);
+    if (entry !== undefined) clearTimeout(entry.timer);
+    const waiters = entry?.waiters ?? [];
+    this.#paused.set(tag, { direction, timer: setTimeout(() => this.#resume(tag), ms), waiters });
+    for (const l of this.#of(tag)) l.apply();
+    return new Promise<void>((r) => waiters.push(r));
+  }
+
+  #resume(tag: string) {
+    const entry = this.#paused.get(tag);
+    this.#paused.delete(tag);
+    for (const l of this.#links) l.apply();
+    for (const w of entry?.waiters ?? []) w();
+  }
+
+  cut(tag = ALL) {
+    const hit = this.#of(tag);
+    for (const l of hit) {
+      this.#links.delete(l);
+      l.destroy();
+    }
+    return hit.length;
+  }
+
+  async down() {
+    const servers = [...this.#listeners.values()].flatMap((l) => (l.server ? [l.server] : []));
+    for (const l of this.#listeners.values()) l.server = undefined;
+    this.cut();
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  async up() {
+    for (const [tag, l] of this.#listeners) if (!l.server) await this.listen(tag, l.port);
+  }
+
+  async close() {
+    for (const [tag, e] of [...this.#paused]) {
+      clearTimeout(e.timer);
+      this.#resume(tag);
+    }
+    await this.down();
+  }
+}
+
+/** A proxy to `target` (a postgres URL, or a host and port), listening on 127.0.0.1 (tag 'default'). */
+export async function startTcpProxy(target: ProxyTarget, options: TcpProxyOptions = {}): Promise<TcpProxy> {
+  const url = typeof target === 'string' ? new URL(target) : undefined;
+  const dest =
+    typeof target === 'string'
+      ? { host: (url as URL).hostname, port: Number((url as URL).port || 5432) }
+      : { host: target.host ?? '127.0.0.1', port: target.port };
+  const proxy = new ProxyServer(dest, options);
+  proxy.port = await proxy.listen('default');
+  proxy.url = url
+    ? Object.assign(url, { hostname: '127.0.0.1', port: String(proxy.port) }).toString()
+    : `postgres://127.0.0.1:${proxy.port}`;
+  return proxy;
 }
