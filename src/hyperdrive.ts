@@ -1,6 +1,6 @@
 /**
- * Hono on Cloudflare Workers through Hyperdrive with node-postgres: the session manager, the sync client and
- * the database connection wired for a runtime where a connection cannot outlive a request.
+ * Hono on Cloudflare Workers through Hyperdrive with node-postgres or postgres.js: the session manager, the
+ * sync client and the database connection wired for a runtime where a connection cannot outlive a request.
  *
  * ```ts
  * import { Hono } from 'hono';
@@ -13,18 +13,21 @@
  * app.use(hyperdriveSessionMiddleware((env: Bindings) => ({ hyperdrive: env.HYPERDRIVE, Client: pg.Client })));
  * ```
  *
- * The library imports no driver: the app passes node-postgres' `Client` (its `pg` dependency, bundled by
- * wrangler with the `nodejs_compat` flag; Hyperdrive's own examples use it), so nothing new is installed
- * with pg-edge-session.
+ * With postgres.js instead: `import postgres from 'postgres'` and `({ hyperdrive: env.HYPERDRIVE, postgres })`.
+ *
+ * The library imports no driver: the app passes node-postgres' `Client` or postgres.js' `postgres` (its
+ * `pg` or `postgres` dependency, bundled by wrangler with the `nodejs_compat` flag; Hyperdrive's own
+ * examples use both), so nothing new is installed with pg-edge-session. A postgres.js client is set up as
+ * drizzle-orm's postgres-js driver sets up its own (src/drivers/postgres-js.ts).
  *
  * The connection: Workers forbid using an I/O object (a socket) from a request other than the one that
  * opened it, and Hyperdrive keeps the pool to the database itself, so each statement the manager runs gets
- * its own `Client`, connected to Hyperdrive in the request (or `waitUntil` work) that runs the statement.
+ * its own client (`Client` or `postgres(...)`), connected to Hyperdrive in the request (or `waitUntil` work) that runs the statement.
  * The statement settles when its rows arrive; the client's close (`end()`) goes on after it, and the
  * middleware hands the closes to `waitUntil` once the response is ready, so no close is on a request's
  * critical path. A read served by the cache opens no connection. The hot statements go to the client as
- * named prepared statements (see README "Named prepared statements"); a server that refuses them switches the
- * manager to unnamed ones.
+ * named prepared statements (see README "Named prepared statements"; postgres.js names them itself); a server
+ * that refuses them switches the manager to unnamed ones.
  *
  * Hyperdrive's query cache: every statement the library sends is a write or calls a volatile function, so
  * Hyperdrive never answers one from its cache (test/cacheability.test.ts checks each against PostgreSQL's
@@ -39,6 +42,7 @@ import { SessionManager } from './core/manager.ts';
 import type { Attributes } from './core/session.ts';
 import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db/executor.ts';
 import { closingSessionMiddleware, pendingWork } from './drivers/closing.ts';
+import { type PostgresJsFactory, postgresJsStatementRunner } from './drivers/postgres-js.ts';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
 import { SyncClient, type SyncClientOptions } from './sync/client.ts';
 
@@ -58,12 +62,22 @@ export interface PgClientLike {
 /** node-postgres' `Client` (`import pg from 'pg'; pg.Client`), or a class with the same constructor. */
 export type PgClientConstructor = new (config: { connectionString: string; application_name?: string }) => PgClientLike;
 
+export type { PostgresJsClientOptions, PostgresJsFactory, PostgresJsSqlLike } from './drivers/postgres-js.ts';
+
 /** Options of `hyperdriveSessions()`. */
 export interface HyperdriveSessionsOptions {
   /** The Hyperdrive binding (`env.HYPERDRIVE`), or a connection string. Required. */
   hyperdrive: HyperdriveLike | string;
-  /** node-postgres' `Client` class (`pg.Client`): the library opens one per statement with it. Required. */
-  Client: PgClientConstructor;
+  /**
+   * node-postgres' `Client` class (`pg.Client`): the library opens one per statement with it. Required
+   * unless `postgres` is given (exactly one of the two).
+   */
+  Client?: PgClientConstructor | undefined;
+  /**
+   * postgres.js' default export (`import postgres from 'postgres'`): the library calls it once per
+   * statement (`max: 1, fetch_types: false`). Instead of `Client`.
+   */
+  postgres?: PostgresJsFactory | undefined;
   /** The `SessionManager`'s options (`schemaName`, `tablePrefix`, `maxStaleness`, ...). Default `{}`. */
   config?: SessionConfig | undefined;
   /**
@@ -76,7 +90,7 @@ export interface HyperdriveSessionsOptions {
   applicationName?: string | undefined;
 }
 
-/** The executor `hyperdriveSessions()` builds: a node-postgres client per statement. */
+/** The executor `hyperdriveSessions()` builds: a node-postgres or postgres.js client per statement. */
 export interface HyperdriveExecutor extends SqlExecutor {
   readonly $client: PgQueryable;
   /**
@@ -97,35 +111,31 @@ export interface HyperdriveSessions<A extends Attributes = Attributes> {
 const dialect = new PgDialect();
 
 /**
- * An executor that runs each statement on its own node-postgres client connected to Hyperdrive; the
- * statement settles when its rows arrive, the close goes on after it (await `closed()` in `waitUntil`).
+ * An executor that runs each statement on its own node-postgres or postgres.js client connected to
+ * Hyperdrive; the statement settles when its rows arrive, the close goes on after it (await `closed()` in
+ * `waitUntil`).
  */
 export function hyperdriveExecutor(
-  options: Pick<HyperdriveSessionsOptions, 'hyperdrive' | 'Client' | 'applicationName'>,
+  options: Pick<HyperdriveSessionsOptions, 'hyperdrive' | 'Client' | 'postgres' | 'applicationName'>,
 ): HyperdriveExecutor {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'expected an object');
-  const { hyperdrive, Client } = options;
+  const { hyperdrive, Client, postgres } = options;
   const connectionString = typeof hyperdrive === 'string' ? hyperdrive : hyperdrive?.connectionString;
   if (typeof connectionString !== 'string' || connectionString === '') {
     throw new ConfigError('hyperdrive', 'expected the Hyperdrive binding (env.HYPERDRIVE) or a PostgreSQL connection string');
   }
-  if (typeof Client !== 'function')
+  if (postgres !== undefined && Client !== undefined) throw new ConfigError('postgres', 'expected Client or postgres, not both');
+  if (postgres !== undefined && typeof postgres !== 'function')
+    throw new ConfigError('postgres', "expected postgres.js' default export (import postgres from 'postgres')");
+  if (postgres === undefined && typeof Client !== 'function')
     throw new ConfigError('Client', "expected node-postgres' Client class (import pg from 'pg'; pg.Client)");
   const applicationName = options.applicationName ?? 'pg-edge-session';
   /** Statements under way and clients still closing. */
   const work = pendingWork();
-
-  async function run(config: { text: string; values: unknown[]; name?: string }): Promise<{ rows: unknown[] }> {
-    const client = new Client({ connectionString: connectionString as string, application_name: applicationName });
-    // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
-    client.on('error', () => {});
-    try {
-      await client.connect();
-      return await client.query(config);
-    } finally {
-      work.track(client.end().catch(() => {}));
-    }
-  }
+  const run =
+    postgres === undefined
+      ? nodePostgresStatementRunner(Client as PgClientConstructor, connectionString, applicationName, work.track)
+      : postgresJsStatementRunner(postgres, connectionString, applicationName, work.track);
   const track = work.track;
 
   const $client: PgQueryable & { [NAMED_STATEMENTS]: true } = {
@@ -139,6 +149,26 @@ export function hyperdriveExecutor(
       return track(run({ text: sql, values: params }));
     },
     closed: work.settled,
+  };
+}
+
+/** One statement on a new node-postgres client; its close is handed to `track` after the rows arrive. */
+function nodePostgresStatementRunner(
+  Client: PgClientConstructor,
+  connectionString: string,
+  applicationName: string,
+  track: (closing: Promise<unknown>) => unknown,
+): (config: { text: string; values: unknown[]; name?: string }) => Promise<{ rows: unknown[] }> {
+  return async (config) => {
+    const client = new Client({ connectionString, application_name: applicationName });
+    // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      return await client.query(config);
+    } finally {
+      track(client.end().catch(() => {}));
+    }
   };
 }
 
@@ -170,9 +200,9 @@ export function hyperdriveSessionMiddleware<A extends Attributes = Attributes, B
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
   return closingSessionMiddleware<A, B>((env) => {
-    const { hyperdrive, Client, config, sync, applicationName, ...rest } = init(env);
+    const { hyperdrive, Client, postgres, config, sync, applicationName, ...rest } = init(env);
     return {
-      sessions: hyperdriveSessions<A>({ hyperdrive, Client, config, sync, applicationName }),
+      sessions: hyperdriveSessions<A>({ hyperdrive, Client, postgres, config, sync, applicationName }),
       middleware: (s) => sessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }),
     };
   });
