@@ -174,6 +174,11 @@ function buildTables(options: SessionTablesOptions) {
       tokenCheck: bytea('token_check'),
       /** The ended session's impersonatedBy (drizzle/0014). */
       impersonatedBy: text('impersonated_by'),
+      /**
+       * Where the ended session's client was at sign-in (drizzle/0017): the session's `location` (drizzle/0016),
+       * copied when it ended; null when unknown, and on rows written before the column.
+       */
+      location: jsonb('location').$type<DeviceLocation>(),
     },
     (t) => [
       index(`${p}session_audit_user_idx`).on(t.userId, t.endedAt),

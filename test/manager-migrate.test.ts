@@ -449,6 +449,7 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
           'actor_id',
           'token_check',
           'impersonated_by',
+          'location',
         ]
           .map((c) => `column ${schemaName}.${tablePrefix}session_audit.${c}`)
           .sort(),

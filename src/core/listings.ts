@@ -54,6 +54,8 @@ export interface SessionEndInfo {
   device: string | null;
   ip: string | null;
   label: string | null;
+  /** Where the session's client was at sign-in (as `SessionInfo.location`); null when unknown or recorded before drizzle/0017. */
+  location: DeviceLocation | null;
 }
 
 /** A recorded end as `listSessionEnds` and `sessionEnd` give it. */
@@ -72,7 +74,13 @@ export function toEndInfo(r: AuditRow): SessionEndInfo {
     device: r.device,
     ip: r.ip,
     label: r.label,
+    location: parseLocation(r.location),
   };
+}
+
+/** A stored location (jsonb read as text), or null. */
+function parseLocation(text: string | null | undefined): DeviceLocation | null {
+  return text == null ? null : (JSON.parse(text) as DeviceLocation);
 }
 
 /**
@@ -95,7 +103,7 @@ export function toSessionInfo(r: SessionRow, last: number, authenticatedAt: numb
     device: r.device ?? null,
     ip: r.ip ?? null,
     label: r.label ?? null,
-    location: r.location == null ? null : (JSON.parse(r.location) as DeviceLocation),
+    location: parseLocation(r.location),
     current: r.id === current,
   };
 }

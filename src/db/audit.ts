@@ -1,5 +1,5 @@
 /**
- * The audit table (`session_audit`, drizzle/0010, 0013, 0014) as the statements of src/db/store.ts write and
+ * The audit table (`session_audit`, drizzle/0010, 0013, 0014, 0017) as the statements of src/db/store.ts write and
  * read it: its columns, listed once (AUDIT_COLUMNS), and the SQL made from that list — what a deleting
  * statement returns for its audit rows, the CTE that writes them, and the columns an AuditRow is read as.
  */
@@ -59,6 +59,8 @@ export interface AuditRow {
   actor_kind: SessionEndActor['kind'] | null;
   actor_id: string | null;
   impersonated_by: string | null;
+  /** The session's location (drizzle/0017) as JSON text, or null. */
+  location: string | null;
 }
 
 /** How audited statements write and report their rows. */
@@ -92,6 +94,8 @@ const AUDIT_COLUMNS: readonly { name: string; copy?: string; given?: GivenColumn
   { name: 'actor_kind', given: 'actor_kind' },
   { name: 'actor_id', given: 'actor_id' },
   { name: 'impersonated_by', copy: 'impersonated_by' },
+  // As text, so every driver gives the same string (as the session listing reads it, src/db/fragments.ts).
+  { name: 'location', copy: 'location', read: 'location::text AS location' },
   { name: 'token_check', copy: 'token_hash', read: null },
 ];
 

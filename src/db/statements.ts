@@ -29,20 +29,26 @@ export function hotStatements(n: ObjectNames) {
   // The network of an address: IPv4 /24, IPv6 /48 (null stays null).
   const net = (ip: string) => `network(set_masklen(${ip}::inet, CASE family(${ip}::inet) WHEN 4 THEN 24 ELSE 48 END))`;
   const sameNetwork = (col: string) => `((${col} IS NULL AND $13::text IS NULL) OR ${net(col)} = ${net('$13::text')})`;
+  // The country of a location (null: unknown; Cloudflare's "XX" means unknown too). Only a country known on
+  // both sides and different tells two sign-ins apart: an unknown one matches any (README.md, "New-device sign-ins").
+  const country = (location: string) => `NULLIF(${location} ->> 'country', 'XX')`;
+  const sameCountry = (col: string) =>
+    `(${country(col)} IS NULL OR ${country('$18::jsonb')} IS NULL OR ${country(col)} = ${country('$18::jsonb')})`;
   const byHolder = { reason: '$3::text', ended_at: '$4::timestamptz', actor_kind: `'user'`, actor_id: 'NULL::text' };
   return {
     get: statement(`SELECT ${n.getFunction}(decode($1, 'hex'))::text AS s, ${UNCACHEABLE_TEXT}`),
     create: statement(`SELECT evicted_id::text AS id, too_large, audit_error FROM ${createCall}`),
     // createSession and, read before its insert (the statement's snapshot), whether the device is new for
     // the user: no live session of theirs, and no audit row of one (those kept: auditRetention,
-    // auditMaxPerUser), with the same device label on the same network. Impersonations are not the user's.
+    // auditMaxPerUser), with the same device label on the same network in the same country (where both know
+    // it). Impersonations are not the user's.
     createChecked: statement(
       `WITH k AS MATERIALIZED (SELECT NOT EXISTS (
           SELECT 1 FROM ${n.sessions} AS x WHERE x.user_id = $3::text AND x.expires_at > $6::timestamptz AND x.impersonated_by IS NULL
-            AND x.device IS NOT DISTINCT FROM $12::text AND ${sameNetwork('x.ip')}
+            AND x.device IS NOT DISTINCT FROM $12::text AND ${sameNetwork('x.ip')} AND ${sameCountry('x.location')}
         ) AND NOT EXISTS (
           SELECT 1 FROM ${n.audit} AS y WHERE y.user_id = $3::text AND y.impersonated_by IS NULL
-            AND y.device IS NOT DISTINCT FROM $12::text AND ${sameNetwork('y.ip')}
+            AND y.device IS NOT DISTINCT FROM $12::text AND ${sameNetwork('y.ip')} AND ${sameCountry('y.location')}
         ) AS new_device)
         SELECT c.evicted_id::text AS id, c.too_large, c.audit_error, k.new_device FROM k LEFT JOIN LATERAL ${createCall} AS c ON true`,
     ),
