@@ -18,14 +18,16 @@
  * ```
  *
  * The connection: Workers forbid using an I/O object (Neon's WebSocket) from a request other than the one
- * that opened it, so the isolate's manager cannot hold a pool. Each statement the manager runs gets its
- * own Neon `Client`, opened in the request (or `waitUntil` work) that runs the statement: nothing leaks
- * into another request and no AsyncLocalStorage (no `nodejs_compat` flag) is needed. The statement settles
- * when its rows arrive; the connection's close (a round trip of its own) goes on after it, and the
- * middleware hands the closes to `waitUntil` once the response is ready, so no close is on a request's
- * path (`neonSessions` users: `ctx.waitUntil(db.closed())` after the response). A read served by the cache
- * opens no connection; a miss or a write opens one. The price: a request that runs two statements (sign-in
- * over an old cookie, a miss followed by a save) opens two connections.
+ * that opened it, so the isolate's manager cannot hold a pool. `neonSessionMiddleware` gives each request a
+ * connection of its own: the request's session runs on the isolate's manager bound to it
+ * (`SessionManager._on`: same cache, touches and config), the connection opens at the request's first
+ * statement (a read served by the cache opens none) and every statement of the request runs on it, one at
+ * a time. Once the response is decided (also when the handler threw) it is released: it closes after its
+ * last statement, in `waitUntil`, off the request's path. Work after the response (a touch flush) and a
+ * statement after the release open a connection of their own, closed after it. Concurrent requests of one
+ * isolate never share one. No AsyncLocalStorage (no `nodejs_compat` flag) is needed: the middleware hands
+ * the bound manager to the request's session. `neonSessions()` alone (apps building their own middleware)
+ * opens a connection per statement (`ctx.waitUntil(db.closed())` after the response).
  *
  * Needs `@neondatabase/serverless` (an optional peer dependency). Edge-safe: Web APIs only.
  */
@@ -36,7 +38,8 @@ import { SessionManager } from './core/manager.ts';
 import type { Attributes } from './core/session.ts';
 import { closingSessionMiddleware } from './drivers/closing.ts';
 import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon/index.ts';
-import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
+import type { SessionEnv, SessionMiddlewareOptions } from './hono.ts';
+import { boundSessionMiddleware } from './middleware/session-middleware.ts';
 import { SyncClient, type SyncClientOptions } from './sync/client.ts';
 
 export { type NeonConnectionSettings, type NeonExecutor, neonExecutor };
@@ -44,8 +47,8 @@ export { type NeonConnectionSettings, type NeonExecutor, neonExecutor };
 /** Options of `neonSessions()`. */
 export interface NeonSessionsOptions {
   /**
-   * PostgreSQL connection string. On Neon, the POOLED endpoint (host with `-pooler`): every statement opens
-   * a connection, which the pooler makes cheap. (The sync worker needs the direct endpoint.) Required.
+   * PostgreSQL connection string. On Neon, the POOLED endpoint (host with `-pooler`): every request that
+   * needs the database opens a connection, which the pooler makes cheap. (The sync worker needs the direct endpoint.) Required.
    */
   databaseUrl: string;
   /** The `SessionManager`'s options (`schemaName`, `tablePrefix`, `maxStaleness`, ...). Default `{}`. */
@@ -78,7 +81,8 @@ export interface NeonSessions<A extends Attributes = Attributes> {
   sync: SyncClient | undefined;
   /**
    * The executor the manager runs on: one Neon connection per statement, closed after the statement
-   * settles. Hand `db.closed()` to `waitUntil` after each response (`neonSessionMiddleware` does).
+   * settles (or one per request, `db.request()`, as `neonSessionMiddleware` uses it). Hand `db.closed()` to
+   * `waitUntil` after each response (`neonSessionMiddleware` does).
    */
   db: NeonExecutor;
 }
@@ -116,7 +120,8 @@ export function neonSessionMiddleware<A extends Attributes = Attributes, B exten
     const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = init(env);
     return {
       sessions: neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions),
-      middleware: (s) => sessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }),
+      middleware: (s, managerOf) =>
+        boundSessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }, managerOf),
     };
   });
 }

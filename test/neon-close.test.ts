@@ -3,57 +3,29 @@
 // that sent Terminate open (neither side sees the close) until released: the response must come while
 // the close is held (before, each statement awaited client.end() and the request hung), and once released
 // no connection of the Worker stays open.
-import { drizzle } from 'drizzle-orm/node-postgres';
-import { Miniflare } from 'miniflare';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningWsProxy, startWsProxy } from '../bin/ws-proxy.ts';
-import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.ts';
-import { bundleWorker, COMPATIBILITY_DATE, CookieJar } from '../harness/workerd.ts';
-import { migrate } from '../src/migrate.ts';
-import { databaseUrl, dropSchema, uniqueSchema } from './support/db.ts';
+import type { TcpProxy } from '../harness/tcp-proxy.ts';
+import { CookieJar } from '../harness/workerd.ts';
+import { type NeonWorkerd, startNeonWorkerd } from './support/neon-workerd.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('pg-edge-session/neon in workerd: the close of a statement is not on the request path', () => {
-  let admin: pg.Pool;
-  let schemaName: string;
-  let wsProxy: RunningWsProxy;
+  let w: NeonWorkerd;
   let hold: TcpProxy;
-  let mf: Miniflare;
+  let mf: NeonWorkerd['mf'];
+  let admin: NeonWorkerd['admin'];
+  let schemaName: string;
 
   beforeAll(async () => {
-    admin = new pg.Pool({ connectionString: databaseUrl(), max: 2 });
-    schemaName = uniqueSchema('neon_close');
-    await migrate(drizzle(admin), { schemaName });
-    wsProxy = await startWsProxy({ port: 0 });
-    const db = new URL(databaseUrl());
-    hold = await startTcpProxy({ host: db.hostname, port: Number(db.port || 5432) });
-    db.hostname = '127.0.0.1';
-    db.port = String(hold.port);
-    mf = new Miniflare({
-      modules: true,
-      script: await bundleWorker(new URL('./support/neon-close-worker.ts', import.meta.url).pathname),
-      compatibilityDate: COMPATIBILITY_DATE,
-      bindings: { DATABASE_URL: db.toString(), NEON_WS_PROXY: `127.0.0.1:${wsProxy.port}/v2`, SESSION_SCHEMA: schemaName },
-    });
+    w = await startNeonWorkerd(new URL('./support/neon-close-worker.ts', import.meta.url), 'neon_close', 'pges-neon-close-test');
+    ({ proxy: hold, mf, admin, schemaName } = w);
   }, 60_000);
   afterAll(async () => {
-    await mf?.dispose();
-    await hold?.close();
-    await wsProxy?.close();
-    await dropSchema(admin, schemaName);
-    await admin.end();
+    await w?.close();
   });
 
-  const open = async () =>
-    Number(
-      (
-        await admin.query(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pges-neon-close-test' AND datname = current_database()",
-        )
-      ).rows[0].n,
-    );
+  const open = () => w.open();
 
   it('answers a sign-in while their connections are still closing; none stays open once released', async () => {
     hold.holdTerminate = true;

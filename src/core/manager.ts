@@ -6,11 +6,10 @@
  */
 import { type CleanupResult, type CleanupRunOptions, deleteExpired } from '../db/cleanup.ts';
 import type { SqlExecutor } from '../db/executor.ts';
-import { objectNames } from '../db/names.ts';
-import { rowToRecord, Store, type TouchEntry } from '../db/store.ts';
+import { rowToRecord, type Store, type TouchEntry } from '../db/store.ts';
 import { recordReset } from '../feed.ts';
-import { type CacheEntry, SessionCache, type SessionRecord } from './cache.ts';
-import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
+import type { CacheEntry, SessionCache, SessionRecord } from './cache.ts';
+import type { ResolvedConfig, SessionConfig } from './config.ts';
 import { InvalidArgumentError, ReauthenticationRequiredError } from './errors.ts';
 import type { SessionEndInfo, SessionInfo } from './listings.ts';
 import type {
@@ -27,7 +26,7 @@ import type {
 import { type Attributes, Session } from './session.ts';
 import * as writes from './session-writes.ts';
 import { hashToken, isWellFormedToken, TOKEN_LENGTH } from './token.ts';
-import { type FlushResult, type Touch, TouchTracker } from './touches.ts';
+import type { FlushResult, Touch, TouchTracker } from './touches.ts';
 import * as users from './user-sessions.ts';
 
 // Importers of src/core/manager.ts keep finding the manager's types and constants here.
@@ -35,6 +34,9 @@ export type { CleanupResult } from '../db/cleanup.ts';
 export type { SessionEndInfo, SessionInfo } from './listings.ts';
 export type * from './manager-types.ts';
 export { type FlushResult, MAX_PENDING_TOUCHES } from './touches.ts';
+
+/** Set by `_on` for the length of one constructor call: the parts the new manager shares. */
+let sharing: writes.ManagerParts | undefined;
 
 /**
  * Server-side sessions in PostgreSQL through any Drizzle database. One per isolate or process.
@@ -57,25 +59,22 @@ export class SessionManager<A extends Attributes = Attributes> {
   #timers: ReturnType<typeof setInterval>[] = [];
 
   constructor(db: SqlExecutor, config: SessionConfig = {}) {
-    this.config = Object.freeze(resolveConfig(config));
-    if (db === null || typeof db !== 'object' || typeof (db as { execute?: unknown }).execute !== 'function') {
-      throw new InvalidArgumentError('db', 'expected a Drizzle PostgreSQL database (drizzle(...) from any drizzle-orm pg driver)');
-    }
-    this.#clock = this.config.clock;
-    const store = new Store(db, objectNames(this.config.schemaName, this.config.tablePrefix), {
-      maxPerUser: this.config.auditMaxPerUser,
-      onFailure: this.config.onAuditError,
-    });
-    this.cache = new SessionCache(this.config.cacheSize, this.config.cacheMaxBytes);
-    this.#touches = new TouchTracker({
-      clock: this.#clock,
-      max: Math.max(1000, this.config.cacheSize * 2),
-      interval: this.config.lastAccessUpdateInterval,
-      batchSize: this.config.lastAccessUpdateBatchSize,
-      inactivityDuration: this.config.inactivityDuration,
-      write: (batch, now, idleMs) => store.flushTouches(batch, now, idleMs),
-    });
-    this.#parts = { store, cache: this.cache, config: this.config, clock: this.#clock, touches: this.#touches };
+    const shared = sharing;
+    sharing = undefined;
+    this.#parts = writes.managerParts(db, config, shared);
+    this.config = this.#parts.config;
+    this.cache = this.#parts.cache;
+    this.#clock = this.#parts.clock;
+    this.#touches = this.#parts.touches;
+  }
+
+  /**
+   * @internal This manager with its statements on `db` (one request's connection, src/drivers/closing.ts):
+   * the same cache, touches and config.
+   */
+  _on(db: SqlExecutor): SessionManager<A> {
+    sharing = this.#parts;
+    return new SessionManager<A>(db);
   }
 
   /** @internal The SQL layer (the sync client reads the change record through it). */

@@ -4,16 +4,18 @@
  * each keeps the manager's cache right (see src/core/cache.ts: `begin` before the statement, then `fill`,
  * `refresh` or `invalidate`).
  */
-import { rowToRecord, type Store } from '../db/store.ts';
+import type { SqlExecutor } from '../db/executor.ts';
+import { objectNames } from '../db/names.ts';
+import { rowToRecord, Store } from '../db/store.ts';
 import { checkUserId, newSessionAttributes, newSessionExpiry } from './arguments.ts';
-import { recordWeight, type SessionCache, type SessionRecord } from './cache.ts';
-import type { ResolvedConfig } from './config.ts';
+import { recordWeight, SessionCache, type SessionRecord } from './cache.ts';
+import { type ResolvedConfig, resolveConfig, type SessionConfig } from './config.ts';
 import { prepareDevice } from './device.ts';
 import { ImpersonationError, InvalidArgumentError, SessionNotFoundError, SessionTooLargeError, VersionConflictError } from './errors.ts';
 import type { CreatedSession, CreateSessionOptions, DeleteSessionOptions, UpdateSessionOptions } from './manager-types.ts';
 import { type Attributes, Session } from './session.ts';
 import { generateToken, hashToken, isWellFormedToken } from './token.ts';
-import type { TouchTracker } from './touches.ts';
+import { TouchTracker } from './touches.ts';
 
 /**
  * @internal What a manager's operations share (here and in src/core/user-sessions.ts): its
@@ -25,6 +27,30 @@ export interface ManagerParts {
   readonly config: Readonly<ResolvedConfig>;
   readonly clock: () => number;
   readonly touches: TouchTracker;
+}
+
+/**
+ * @internal A manager's parts: its store on `db`, and a new cache, touch bookkeeping and resolved config;
+ * or those of `shared` (another manager's, `SessionManager._on`: the same manager on another connection).
+ */
+export function managerParts(db: SqlExecutor, config: SessionConfig, shared?: ManagerParts): ManagerParts {
+  const resolved = shared?.config ?? Object.freeze(resolveConfig(config));
+  if (db === null || typeof db !== 'object' || typeof (db as { execute?: unknown }).execute !== 'function') {
+    throw new InvalidArgumentError('db', 'expected a Drizzle PostgreSQL database (drizzle(...) from any drizzle-orm pg driver)');
+  }
+  const names = shared?.store.names ?? objectNames(resolved.schemaName, resolved.tablePrefix);
+  const store = new Store(db, names, { maxPerUser: resolved.auditMaxPerUser, onFailure: resolved.onAuditError });
+  if (shared !== undefined) return { ...shared, store };
+  const touches = new TouchTracker({
+    clock: resolved.clock,
+    max: Math.max(1000, resolved.cacheSize * 2),
+    interval: resolved.lastAccessUpdateInterval,
+    batchSize: resolved.lastAccessUpdateBatchSize,
+    inactivityDuration: resolved.inactivityDuration,
+    write: (batch, now, idleMs) => store.flushTouches(batch, now, idleMs),
+  });
+  const cache = new SessionCache(resolved.cacheSize, resolved.cacheMaxBytes);
+  return { store, cache, config: resolved, clock: resolved.clock, touches };
 }
 
 /** The Session object handed out for a record and the token it was reached through. */

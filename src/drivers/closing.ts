@@ -1,12 +1,16 @@
 /**
- * Closes off a request's critical path, for the executors that open a connection per statement on Workers
+ * Closes off a request's critical path, for the executors that open connections on Workers
  * (`pg-edge-session/neon`, `pg-edge-session/hyperdrive`): a statement settles when its rows arrive, its
  * connection's close goes on after it, and the middleware hands `closed()` to `waitUntil` once the response
- * is ready. Edge-safe: no I/O of its own.
+ * is ready. An executor that can give one request a connection of its own (`request()`) gets one per
+ * request: the request's session runs on the manager bound to it (`SessionManager._on`), and the
+ * connection is released when the middleware is done, also when the handler threw. Edge-safe: no I/O of
+ * its own.
  */
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { SessionManager } from '../core/manager.ts';
 import type { Attributes } from '../core/session.ts';
+import type { SqlExecutor } from '../db/executor.ts';
 import type { SessionEnv } from '../hono.ts';
 import type { SyncClient } from '../sync/client.ts';
 
@@ -58,33 +62,54 @@ export function waitUntilClosed(c: { readonly executionCtx: { waitUntil(p: Promi
   ctx?.waitUntil(closed());
 }
 
+/** A connection one request's statements share; `release()` when the request is done (see NeonExecutor.request). */
+export interface RequestConnection extends SqlExecutor {
+  release(): void;
+}
+
 /** What a driver's middleware builds on its first request: the session middleware and its executor's `closed`. */
 export interface BuiltSessions<A extends Attributes> {
   manager: SessionManager<A>;
   sync: SyncClient | undefined;
-  db: { closed(): Promise<void> };
+  db: { closed(): Promise<void>; request?(): RequestConnection };
 }
+
+/** The manager bound to a request's connection, by the request's context (set for the middleware's length). */
+type ManagerOf<A extends Attributes> = (c: Context) => SessionManager<A> | undefined;
 
 /**
  * A driver's middleware (`neonSessionMiddleware`, `hyperdriveSessionMiddleware`): `build` runs on the first
  * request with the bindings and makes the sessions and the session middleware, kept for the isolate's life;
- * after each request the executor's closes go to `waitUntil`.
+ * the session middleware asks `managerOf(c)` for the request's manager (bound to the request's connection
+ * when the executor has `request()`); after each request the connection is released and the executor's
+ * closes go to `waitUntil`.
  */
 // biome-ignore lint/suspicious/noExplicitAny: the bindings type is the app's
 export function closingSessionMiddleware<A extends Attributes, B extends object = any>(
-  build: (env: B) => { sessions: BuiltSessions<A>; middleware: (sessions: BuiltSessions<A>) => MiddlewareHandler<SessionEnv<A>> },
+  build: (env: B) => {
+    sessions: BuiltSessions<A>;
+    middleware: (sessions: BuiltSessions<A>, managerOf: ManagerOf<A>) => MiddlewareHandler<SessionEnv<A>>;
+  },
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
-  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; closed: () => Promise<void> } | undefined;
+  let built: { middleware: MiddlewareHandler<SessionEnv<A>>; sessions: BuiltSessions<A> } | undefined;
+  const bound = new WeakMap<Context, SessionManager<A>>();
+  const managerOf: ManagerOf<A> = (c) => bound.get(c);
   return async function sessionsOnWorkers(c, next) {
     if (built === undefined) {
       const { sessions, middleware } = build(c.env);
-      built = { middleware: middleware(sessions), closed: sessions.db.closed };
+      built = { middleware: middleware(sessions, managerOf), sessions };
     }
+    const { sessions } = built;
+    const connection = sessions.db.request?.();
+    if (connection !== undefined) bound.set(c, sessions.manager._on(connection));
     try {
       // biome-ignore lint/suspicious/noExplicitAny: the same context, with the app's bindings
       return await built.middleware(c as any, next);
     } finally {
-      waitUntilClosed(c, built.closed);
+      // The response is decided: the connection closes once its statements settled, in waitUntil.
+      connection?.release();
+      bound.delete(c);
+      waitUntilClosed(c, sessions.db.closed);
     }
   };
 }

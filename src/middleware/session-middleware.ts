@@ -7,6 +7,7 @@
  */
 import type { Context, ExecutionContext, MiddlewareHandler } from 'hono';
 import { createMiddleware } from 'hono/factory';
+import type { SessionManager } from '../core/manager.ts';
 import type { Attributes } from '../core/session.ts';
 import { honoCookieJar } from './cookies.ts';
 import { csrfRefusal } from './csrf.ts';
@@ -65,6 +66,18 @@ function beforeRead<A extends Attributes>(c: Context, o: ResolvedOptions<A>): ((
 export function sessionMiddleware<A extends Attributes = Attributes>(
   options: SessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A>> {
+  return boundSessionMiddleware(options, () => undefined);
+}
+
+/**
+ * @internal `sessionMiddleware` whose request sessions run on `managerOf(c)` when it gives one: the same
+ * manager with the request's own connection (src/drivers/closing.ts). Work after the response (touch
+ * flushes) stays on `options.manager`.
+ */
+export function boundSessionMiddleware<A extends Attributes = Attributes>(
+  options: SessionMiddlewareOptions<A>,
+  managerOf: (c: Context) => SessionManager<A> | undefined,
+): MiddlewareHandler<SessionEnv<A>> {
   const o = resolveOptions(options);
   const { manager, touch, sync, csrf, onBackgroundError, onNewDevice } = o;
   const clock = manager.config.clock;
@@ -91,7 +104,7 @@ export function sessionMiddleware<A extends Attributes = Attributes>(
     // New-device sign-ins of this request, handed to onNewDevice once the response is decided.
     const newDevices: NewDeviceEvent[] = [];
     const handle = new RequestSession<A>({
-      manager,
+      manager: managerOf(c) ?? manager,
       cookie: honoCookieJar(c, o.cookie, clock),
       touch: touch === 'manager',
       beforeRead: beforeRead(c, o),

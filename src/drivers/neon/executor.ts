@@ -1,12 +1,13 @@
 /**
- * The executor of `pg-edge-session/neon`: one Neon connection per statement (the module comment of
- * `src/neon.ts` says why). Loads Neon's driver.
+ * The executor of `pg-edge-session/neon`: one Neon connection per statement, or one per request through
+ * `request()` (the module comment of `src/neon.ts` says when each is used). Loads Neon's driver.
  */
+import type { Client } from '@neondatabase/serverless';
 import type { SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/neon-serverless';
 import { ConfigError } from '../../core/errors.ts';
 import type { SqlExecutor } from '../../db/executor.ts';
-import { pendingWork } from '../closing.ts';
+import { type PendingWork, pendingWork, type RequestConnection } from '../closing.ts';
 import { connectFailure, neonClient } from './client.ts';
 import { type NeonConnectionSettings, neonSettings } from './settings.ts';
 
@@ -24,19 +25,27 @@ export interface NeonExecutorOptions {
   close?: 'after' | 'before' | undefined;
 }
 
-/** The executor `neonExecutor()` builds: a Neon connection per statement. */
+/** The executor `neonExecutor()` builds: a Neon connection per statement, or per request (`request()`). */
 export interface NeonExecutor extends SqlExecutor {
   /**
    * Settles when the connections of the statements under way now are closed (and those their completion
    * starts). `neonSessionMiddleware` hands it to `waitUntil` after each response.
    */
   closed(): Promise<void>;
+  /**
+   * One request's connection: opened at its first statement (a request served by the cache opens none),
+   * shared by the request's statements (one at a time, in order), closed once `release()` was called and
+   * they settled; a statement after `release()` gets a connection of its own. Use it only from the request
+   * that made it (Workers forbid another request's I/O on it); `closed()` covers its close.
+   */
+  request(): RequestConnection;
 }
 
 /**
  * An executor that runs each statement on its own Neon connection, opened by the request that runs it;
  * the statement settles when its rows arrive and the connection's close goes on after it, off the
- * request's path (the module comment of `pg-edge-session/neon`, `src/neon.ts`, says why).
+ * request's path (the module comment of `pg-edge-session/neon`, `src/neon.ts`, says why). `request()`
+ * gives a connection that one request's statements share.
  */
 export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
   if (typeof options?.databaseUrl !== 'string' || options.databaseUrl === '') {
@@ -51,26 +60,76 @@ export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
   }
   /** Statements under way and connections still closing. */
   const work = pendingWork();
-  async function run(query: SQL) {
+  /** A connected client; `onError` hears of a connection that failed after its connect. */
+  async function connect(onError: () => void = () => {}): Promise<Client> {
     const client = neonClient(connectionString, applicationName, settings);
     // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
-    client.on('error', () => {});
+    client.on('error', onError);
     try {
       await client.connect();
     } catch (e) {
       throw connectFailure(e, connectionString, options.wsProxy);
     }
+    return client;
+  }
+  /** Ending sends Terminate and waits for the socket's close: a round trip no caller needs to wait for. */
+  const end = (client: Client) => work.track(client.end().catch(() => {}));
+  async function run(query: SQL) {
+    const client = await connect();
     let closing: Promise<unknown> | undefined;
     try {
       return await drizzle(client).execute(query);
     } finally {
-      // Ending sends Terminate and waits for the socket's close: a round trip no caller needs to wait for.
-      closing = work.track(client.end().catch(() => {}));
+      closing = end(client);
       if (closeBefore) await closing;
     }
   }
   return {
     execute: (query: SQL) => work.track(run(query)),
     closed: work.settled,
+    request: () => requestConnection(connect, run, end, work),
+  };
+}
+
+/** `NeonExecutor.request()`: see there. */
+function requestConnection(
+  connect: (onError: () => void) => Promise<Client>,
+  runAlone: (query: SQL) => Promise<unknown>,
+  end: (client: Client) => Promise<unknown>,
+  work: PendingWork,
+): RequestConnection {
+  /** The connection, once a statement asked for it; dropped when it fails, so the next statement opens another. */
+  let conn: Promise<Client> | undefined;
+  /** The last statement sent on `conn`: a client answers in order, so when it settles all before it have. */
+  let last: Promise<unknown> = Promise.resolve();
+  let released = false;
+  const open = (): Promise<Client> => {
+    if (conn !== undefined) return conn;
+    const opening: Promise<Client> = connect(() => {
+      // Broken after its connect: later statements get a new connection; this one is ended.
+      if (conn === opening) conn = undefined;
+      opening.then(end, () => {});
+    });
+    conn = opening;
+    opening.catch(() => {
+      if (conn === opening) conn = undefined;
+    });
+    return opening;
+  };
+  const runShared = async (query: SQL) => drizzle(await open()).execute(query);
+  return {
+    execute(query: SQL) {
+      if (released) return work.track(runAlone(query));
+      const p = work.track(runShared(query));
+      last = p.catch(() => {});
+      return p;
+    },
+    release() {
+      if (released) return;
+      released = true;
+      const opened = conn;
+      if (opened === undefined) return;
+      work.track(last.then(() => opened).then(end, () => {}));
+    },
   };
 }
