@@ -10,12 +10,15 @@
  *   POST /attributes            edit name/theme/note (saved once, after the handler, by the middleware)
  *   POST /sessions/revoke       revoke one of my sessions (manager.deleteSessionById(id, { userId }))
  *   POST /sessions/revoke-others  manager.deleteAllUserSessions(userId, { exceptSessionId })
+ *   POST /notices/dismiss       dismiss a "New sign-in: …" notice (example/notices.ts)
  *   POST /logout                c.var.session.destroy()
  *   GET  /api/me                JSON: the session, or null
  *
  * Demo only: signing in takes a user name and no password. Notices ("Saved.") travel in a one-shot cookie
  * that the next page clears, so a reload does not show them again. With the manager's `audit` option on,
  * the page lists why recent sessions ended, and a browser whose session was revoked elsewhere is told so.
+ * Given `db`, a sign-in from a new device (label, network, country: README.md "New-device sign-ins") leaves
+ * "New sign-in: Firefox on Linux, 203.0.113.x" on the user's other devices (example/notices.ts).
  *
  * CSRF: the session middleware refuses POSTs another origin made (its `csrf` option, on by default),
  * before any handler runs: a browser sends `Origin` with every cross-origin POST form submission and
@@ -29,8 +32,9 @@ import { type Context, Hono } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { html } from 'hono/html';
 import { HTTPException } from 'hono/http-exception';
-import { type SessionEndInfo, type SessionEndReason, type SessionInfo, SessionNotFoundError } from 'pg-edge-session';
+import { type SessionEndInfo, type SessionEndReason, type SessionInfo, SessionNotFoundError, type SqlExecutor } from 'pg-edge-session';
 import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from 'pg-edge-session/hono';
+import { type SignInNotice, SignInNotices } from './notices.ts';
 
 /** The session attributes of this app. */
 export type ExampleAttributes = {
@@ -43,11 +47,18 @@ export type ExampleAttributes = {
 export interface ExampleDeps extends SessionMiddlewareOptions<ExampleAttributes> {
   /** Shown in the page footer, e.g. "Cloudflare Workers". */
   runtime?: string;
+  /**
+   * The manager's database: with it, a new-device sign-in leaves a notice on the user's other devices
+   * (example/notices.ts keeps them in a table of its own). Without it, no notices.
+   */
+  db?: SqlExecutor;
 }
 
 const MAX_NAME = 64;
 const MAX_NOTE = 500;
 const THEMES = ['light', 'dark'] as const;
+/** A sign-in notice's id (example/notices.ts: a bigint identity). */
+const NOTICE_ID_RE = /^[0-9]{1,18}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Printable text: no control characters (a name is shown and used as the user id). */
 const NAME_RE = /^[^\p{Cc}\p{Cf}]+$/u;
@@ -105,8 +116,9 @@ function validName(v: string | undefined): v is string {
 
 /** Creates the example app. `deps` are the session middleware's options (manager, sync, cookie, ...). */
 export function createExampleApp(deps: ExampleDeps) {
-  const { runtime, ...middlewareOptions } = deps;
+  const { runtime, db, ...middlewareOptions } = deps;
   const { manager } = middlewareOptions;
+  const notices = db === undefined ? undefined : new SignInNotices(db, manager);
   const app = new Hono<SessionEnv<ExampleAttributes>>();
 
   app.use(async (c, next) => {
@@ -120,7 +132,21 @@ export function createExampleApp(deps: ExampleDeps) {
       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
   });
-  app.use(sessionMiddleware<ExampleAttributes>(middlewareOptions));
+  const { onNewDevice } = middlewareOptions;
+  app.use(
+    sessionMiddleware<ExampleAttributes>({
+      ...middlewareOptions,
+      // After the response (waitUntil on Workers): tell the user's other sessions.
+      ...(notices === undefined
+        ? {}
+        : {
+            onNewDevice: async (event, c) => {
+              await onNewDevice?.(event, c);
+              await notices.leave(event);
+            },
+          }),
+    }),
+  );
 
   // Post/redirect/get: the notice rides in a short-lived cookie that the next page reads and clears.
   const back = (c: Context, notice?: string) => {
@@ -166,9 +192,10 @@ another device gives that user a second session.</p>`,
       );
     }
     const theme = session.get('theme') ?? 'light';
-    const [sessions, ends] = await Promise.all([
+    const [sessions, ends, signIns] = await Promise.all([
       manager.listUserSessions(session.userId, { current: session }),
       manager.config.audit ? manager.listSessionEnds(session.userId, { limit: 5 }) : Promise.resolve([]),
+      notices === undefined ? Promise.resolve([]) : notices.list(session.id),
     ]);
     return c.html(
       page(
@@ -176,7 +203,7 @@ another device gives that user a second session.</p>`,
         theme,
         runtime,
         notice,
-        html`<p>Signed in as <strong>${session.get('name') ?? session.userId}</strong> (user id <code>${session.userId}</code>).</p>
+        html`${signIns.map((n) => signInItem(n))}<p>Signed in as <strong>${session.get('name') ?? session.userId}</strong> (user id <code>${session.userId}</code>).</p>
 
 <h2>Attributes</h2>
 <form method="post" action="/attributes" class="stack">
@@ -234,8 +261,12 @@ ${
   app.post('/sessions/revoke', async (c) => {
     const session = await c.var.session.get();
     if (session === null) return back(c, 'gone');
-    const id = field(await c.req.parseBody(), 'id') ?? '';
+    const form = await c.req.parseBody();
+    const id = field(form, 'id') ?? '';
     if (!UUID_RE.test(id)) return back(c, 'bad-input');
+    // Revoked from its "New sign-in" notice: the notice goes too.
+    const notice = field(form, 'notice');
+    if (notices !== undefined && notice !== undefined && NOTICE_ID_RE.test(notice)) await notices.dismiss(session.id, notice);
     if (id.toLowerCase() === session.id) {
       await c.var.session.destroy();
       return back(c, 'signed-out');
@@ -254,6 +285,16 @@ ${
     if (session === null) return back(c, 'gone');
     await manager.deleteAllUserSessions(session.userId, { exceptSessionId: session.id });
     return back(c, 'revoked-others');
+  });
+
+  app.post('/notices/dismiss', async (c) => {
+    const session = await c.var.session.get();
+    if (session === null) return back(c, 'gone');
+    const id = field(await c.req.parseBody(), 'id') ?? '';
+    if (notices === undefined || !NOTICE_ID_RE.test(id)) return back(c, 'bad-input');
+    // Scoped to this session in the statement: another session's notice id deletes nothing.
+    await notices.dismiss(session.id, id);
+    return back(c);
   });
 
   app.post('/logout', async (c) => {
@@ -292,6 +333,16 @@ function sessionItem(s: SessionInfo) {
   </li>`;
 }
 
+/** "New sign-in: Firefox on Linux, 203.0.113.x", with a revoke button for that session and a dismiss button. */
+function signInItem(n: SignInNotice) {
+  return html`<div class="sign-in" role="alert" data-notice-id="${n.id}" data-new-session-id="${n.sessionId}">
+  <strong>New sign-in: ${n.device}${n.network === null ? '' : `, ${n.network}`}</strong>
+  <span class="muted"><time datetime="${iso(n.at)}">${iso(n.at)}</time>. Not you? Revoke it, then change your password.</span>
+  <form method="post" action="/sessions/revoke" class="inline"><input type="hidden" name="id" value="${n.sessionId}"><input type="hidden" name="notice" value="${n.id}"><button>Revoke it</button></form>
+  <form method="post" action="/notices/dismiss" class="inline"><input type="hidden" name="id" value="${n.id}"><button>It was me</button></form>
+</div>`;
+}
+
 /** "Frankfurt am Main, Hesse, DE (FRA)": what the platform or a trusted proxy said at sign-in, or ''. */
 function locationText(s: SessionInfo): string {
   const l = s.location;
@@ -318,6 +369,7 @@ function page(title: string, theme: 'light' | 'dark', runtime: string | undefine
   body.dark { background: #16181d; color: #e6e6e6; }
   .muted { opacity: .7; font-size: .9em; }
   .notice { padding: .5rem .75rem; border-left: 4px solid #3b82f6; background: rgba(59,130,246,.12); }
+  .sign-in { padding: .5rem .75rem; margin: .5rem 0; border-left: 4px solid #f59e0b; background: rgba(245,158,11,.14); }
   .stack label { display: block; margin: .4rem 0; }
   .sessions li { margin: .4rem 0; }
   form.inline { display: inline; }

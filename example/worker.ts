@@ -132,6 +132,8 @@ function setUp(env: Env): Isolate {
   const insecure = env.INSECURE_COOKIES === '1';
   const app = createExampleApp({
     manager,
+    // The notices' own table (example/notices.ts) goes through the same per-statement connections.
+    db,
     ...(sync === undefined ? {} : { sync }),
     ...(insecure ? { cookie: { prefix: 'none', secure: false } } : {}),
     runtime: 'Cloudflare Workers',

@@ -73,6 +73,7 @@ async function main() {
   const app = createExampleApp({
     manager,
     sync,
+    db,
     runtime: 'Node (npm start)',
     // Plain http on localhost: no Secure flag, so no __Host- prefix (see the README's cookie options).
     cookie: { prefix: 'none', secure: false },

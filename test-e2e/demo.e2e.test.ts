@@ -24,6 +24,31 @@ import { migrate } from '../src/migrate.ts';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PSQL = '/usr/bin/psql';
+const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
+
+/**
+ * A sign-in as `name` from a new device (a browser profile with Firefox's user agent, where the others are
+ * Chromium) shows "New sign-in: Firefox on Linux, 127.0.0.x" on `other`, the user's page in another profile,
+ * not on the new one; "It was me" dismisses it. `shot`: a screenshot of `other` with the notice (.data/).
+ */
+async function newDeviceNotice(browser: Browser, appUrl: string, name: string, other: Page, shot?: string): Promise<Page> {
+  const firefox = await (await browser.newContext({ userAgent: FIREFOX })).newPage();
+  await firefox.goto(appUrl);
+  await firefox.fill('input[name="name"]', name);
+  await firefox.click('form[action="/login"] button');
+  await firefox.waitForSelector('form[action="/logout"]');
+  // The notice is written after the sign-in's response (onNewDevice): the other page may need a reload or two.
+  const deadline = Date.now() + 10_000;
+  do await other.reload();
+  while ((await other.locator('.sign-in').count()) === 0 && Date.now() < deadline);
+  expect(await other.locator('.sign-in strong').textContent()).toBe('New sign-in: Firefox on Linux, 127.0.0.x');
+  expect(await firefox.locator('.sign-in').count()).toBe(0);
+  if (shot !== undefined) await other.screenshot({ path: join(root, '.data', shot), fullPage: true });
+  await other.locator('.sign-in form[action="/notices/dismiss"] button').click();
+  await other.waitForSelector('form[action="/logout"]');
+  expect(await other.locator('.sign-in').count()).toBe(0);
+  return firefox;
+}
 
 describe('the npm start demo in a browser', () => {
   let proc: Child;
@@ -107,6 +132,10 @@ describe('the npm start demo in a browser', () => {
     await a.reload();
     expect(await a.locator('p.notice').count()).toBe(0);
     pageA = a;
+  }, 60_000);
+
+  it('a sign-in from a new device shows "New sign-in: Firefox on Linux, 127.0.0.x" on the other one', async () => {
+    await newDeviceNotice(browser, appUrl, 'Ada', pageA as Page, 'e2e-new-sign-in.png');
   }, 60_000);
 
   it('prints a psql command that opens the database', async () => {
@@ -240,6 +269,7 @@ describe('the Workers demo under wrangler dev, its sync host the Durable Object'
     await b.reload();
     expect(await b.locator('form[action="/login"]').count()).toBe(1);
     await b.locator('p.notice', { hasText: 'This session was revoked from another device.' }).waitFor();
+    await newDeviceNotice(browser, appUrl, 'Grace', a);
 
     // The isolates polled the Durable Object, which opened its LISTEN connection (through the proxy).
     const listeners = async () =>
