@@ -30,6 +30,17 @@ export function recordWeight(jsonLength: number, attributeCount: number): number
   return 1024 + jsonLength + 96 * attributeCount;
 }
 
+/**
+ * The invalidations of one session id: the epoch of the latest one of unknown version, of the latest one
+ * that named a version, and the highest version named. A fill started before `unknownAt`, or before
+ * `knownAt` with a version below `floor`, may have read a row older than a change: it is dropped.
+ */
+interface Fence {
+  unknownAt: number;
+  knownAt: number;
+  floor: number;
+}
+
 /** One cached session. */
 export interface CacheEntry {
   readonly record: SessionRecord;
@@ -54,12 +65,19 @@ export interface CacheEntry {
  * Races: a miss that reads a row while a change of that row is being invalidated must not put the old
  * row back. Every invalidation gets an epoch number; a fill carries the epoch at which its query started
  * and is dropped if that session (or the whole cache) was invalidated since.
+ *
+ * Versions: an invalidation may name the version the change left the session at (the feed's
+ * `versions`, src/protocol.ts). An entry, or a fill, whose version is at least that already holds the
+ * change, so it is kept: a process's own write is not evicted when the feed brings it back. A change is
+ * recorded with its version only when it raised the version (drizzle/0018), so a row read before a change
+ * yet holding at least the change's version exists only across a change of unknown version in between,
+ * which committed first, is delivered no later, and drops it (or fences its fill off).
  */
 export class SessionCache {
   readonly #lru: LRUCache<string, CacheEntry> | undefined;
   readonly #tokenById = new Map<string, string>();
-  /** Epoch of the latest invalidation per session id, kept for ids whether or not they are cached. */
-  readonly #invalidatedAt: LRUCache<string, number>;
+  /** The latest invalidations per session id, kept for ids whether or not they are cached. */
+  readonly #invalidatedAt: LRUCache<string, Fence>;
   /** Highest epoch that fell out of #invalidatedAt: a fill older than it cannot be checked, so it is dropped. */
   #forgottenEpoch = 0;
   #clearedEpoch = 0;
@@ -82,9 +100,10 @@ export class SessionCache {
         },
       });
     }
-    this.#invalidatedAt = new LRUCache<string, number>({
+    this.#invalidatedAt = new LRUCache<string, Fence>({
       max: Math.max(1024, max),
-      dispose: (epoch) => {
+      dispose: (f) => {
+        const epoch = Math.max(f.unknownAt, f.knownAt);
         if (epoch > this.#forgottenEpoch) this.#forgottenEpoch = epoch;
       },
     });
@@ -135,9 +154,7 @@ export class SessionCache {
    */
   fill(token: string, record: SessionRecord, readAt: number, startEpoch: number): boolean {
     if (this.#lru === undefined) return false;
-    if (this.#clearedEpoch > startEpoch || this.#forgottenEpoch > startEpoch) return false;
-    const inv = this.#invalidatedAt.get(record.id);
-    if (inv !== undefined && inv > startEpoch) return false;
+    if (this.#changedSince(record, startEpoch)) return false;
     // Two misses of one session can return out of order: keep the newer row.
     const existing = this.#lru.peek(token);
     if (existing !== undefined && existing.record.version > record.version) return false;
@@ -148,14 +165,46 @@ export class SessionCache {
     return true;
   }
 
-  /** Drops the entries of these session ids and fences off fills that started before now. */
-  invalidate(ids: Iterable<string>): void {
+  /**
+   * Drops the entries of these session ids and fences off fills that started before now. With `versions`
+   * (beside `ids`: the version each change left its session at, null or anything not an integer when
+   * unknown), an entry or a fill holding at least that version is kept: it already has the change.
+   */
+  invalidate(ids: Iterable<string>, versions?: readonly unknown[]): void {
     const epoch = ++this.#epoch;
+    let i = 0;
     for (const id of ids) {
-      this.#invalidatedAt.set(id, epoch);
+      const v = versions?.[i++];
+      const version = typeof v === 'number' && Number.isSafeInteger(v) ? v : undefined;
+      this.#fence(id, epoch, version);
       const token = this.#tokenById.get(id);
-      if (token !== undefined) this.#lru?.delete(token);
+      if (token === undefined) continue;
+      if (version !== undefined && (this.#lru?.peek(token)?.record.version ?? Number.NEGATIVE_INFINITY) >= version) continue;
+      this.#lru?.delete(token);
     }
+  }
+
+  /** Records an invalidation of `id` at `epoch`, of a change that left it at `version` (undefined: unknown). */
+  #fence(id: string, epoch: number, version: number | undefined): void {
+    const f = this.#invalidatedAt.get(id);
+    if (f === undefined) {
+      this.#invalidatedAt.set(
+        id,
+        version === undefined ? { unknownAt: epoch, knownAt: 0, floor: 0 } : { unknownAt: 0, knownAt: epoch, floor: version },
+      );
+    } else if (version === undefined) {
+      f.unknownAt = epoch;
+    } else {
+      f.knownAt = epoch;
+      if (version > f.floor) f.floor = version;
+    }
+  }
+
+  /** Whether a row read by a statement sent at `startEpoch` may miss a change invalidated since. */
+  #changedSince(record: SessionRecord, startEpoch: number): boolean {
+    if (this.#clearedEpoch > startEpoch || this.#forgottenEpoch > startEpoch) return true;
+    const f = this.#invalidatedAt.peek(record.id);
+    return f !== undefined && (f.unknownAt > startEpoch || (f.knownAt > startEpoch && record.version < f.floor));
   }
 
   /**
@@ -168,12 +217,12 @@ export class SessionCache {
    * the session's id, which may be a token rotated away since (it would come back to life).
    */
   refresh(record: SessionRecord, readAt: number, startEpoch: number, token: string): void {
-    const inv = this.#invalidatedAt.get(record.id);
-    const changedSince = this.#clearedEpoch > startEpoch || this.#forgottenEpoch > startEpoch || (inv !== undefined && inv > startEpoch);
-    // As invalidate([record.id]), except that an entry under `token` itself is left for `fill` to replace:
-    // deleting the last entry of an lru-cache clears all its preallocated slots (~40 us at cacheSize 10000).
+    const changedSince = this.#changedSince(record, startEpoch);
+    // As invalidate([record.id], [record.version]), except that an entry under `token` itself is left for
+    // `fill` to replace: deleting the last entry of an lru-cache clears all its preallocated slots (~40 us at
+    // cacheSize 10000). Fills that started before and read an older row are dropped.
     const epoch = ++this.#epoch;
-    this.#invalidatedAt.set(record.id, epoch);
+    this.#fence(record.id, epoch, record.version);
     const cached = this.#tokenById.get(record.id);
     if (cached !== undefined && (changedSince || cached !== token)) this.#lru?.delete(cached);
     if (!changedSince) this.fill(token, record, readAt, epoch);
