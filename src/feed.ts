@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { classifyDatabaseError, findErrorCode } from './core/errors.ts';
 import { rowsOf, type SqlExecutor } from './db/executor.ts';
 import type { ObjectNames } from './db/names.ts';
+import { ChangeSet, knownVersion } from './sync/versions.ts';
 
 /**
  * Reading the durable change record (drizzle/0002-0003, 0011). A record names one changed or deleted
@@ -25,6 +26,12 @@ export interface ChangePage {
    * sessions changed.
    */
   reset: boolean;
+  /**
+   * Beside `ids` (same order): the version each session's changes left it at (drizzle/0018), null when
+   * unknown (a delete, a change that did not move the version, an earlier record). Undefined when no
+   * version is known. See FeedResponse.versions (src/protocol.ts).
+   */
+  versions?: (number | null)[];
 }
 
 const SNAPSHOT_RE = /^(\d{1,20}):(\d{1,20}):((?:\d{1,20})(?:,\d{1,20})*)?$/;
@@ -52,23 +59,30 @@ export async function readChanges(
       const rows = rowsOf<{ snapshot: string }>(await db.execute(sql`SELECT pg_current_snapshot()::text AS snapshot`));
       return { cursor: String(rows[0]?.snapshot), ids: [], reset: true };
     }
-    const rows = rowsOf<{ snapshot: string; too_old: boolean; ids: unknown }>(
+    // Each record's version beside its ids (drizzle/0018: null for deletes and unversioned changes).
+    const rows = rowsOf<{ snapshot: string; too_old: boolean; ids: unknown; versions: unknown }>(
       await db.execute(sql`
         WITH c AS (SELECT ${after}::pg_snapshot AS p)
         SELECT pg_current_snapshot()::text AS snapshot,
           (COALESCE((SELECT pruned_below FROM ${horizon} WHERE id = 1), '0'::xid8) > pg_snapshot_xmin(c.p)
             OR pg_snapshot_xmax(c.p) > pg_snapshot_xmax(pg_current_snapshot())) AS too_old,
-          (SELECT COALESCE(json_agg(x.id), '[]'::json) FROM (
-             SELECT u.id FROM ${changes} AS ch CROSS JOIN LATERAL unnest(COALESCE(ch.session_ids, ARRAY[ch.session_id])) AS u(id)
+          a.ids, a.versions
+        FROM c CROSS JOIN LATERAL (SELECT COALESCE(json_agg(x.id), '[]'::json) AS ids, COALESCE(json_agg(x.version), '[]'::json) AS versions FROM (
+             SELECT u.id, ch.version FROM ${changes} AS ch CROSS JOIN LATERAL unnest(COALESCE(ch.session_ids, ARRAY[ch.session_id])) AS u(id)
              WHERE ch.xid >= pg_snapshot_xmin(c.p) AND NOT pg_visible_in_snapshot(ch.xid, c.p)
-             ORDER BY ch.xid LIMIT ${limit + 1}::integer) AS x) AS ids
-        FROM c`),
+             ORDER BY ch.xid LIMIT ${limit + 1}::integer) AS x) AS a`),
     );
     const r = rows[0];
     if (r === undefined) throw new Error('change feed query returned no row');
-    const raw = (typeof r.ids === 'string' ? JSON.parse(r.ids) : r.ids) as (string | null)[];
+    const raw = parsed(r.ids) as (string | null)[];
     if (r.too_old === true || raw.length > limit || raw.includes(null)) return { cursor: r.snapshot, ids: [], reset: true };
-    return { cursor: r.snapshot, ids: [...new Set(raw as string[])], reset: false };
+    const versions = parsed(r.versions) as unknown[];
+    const set = new ChangeSet();
+    for (let i = 0; i < raw.length; i++) set.add(raw[i] as string, knownVersion(versions[i]));
+    const known = set.versions();
+    return known === undefined
+      ? { cursor: r.snapshot, ids: set.ids(), reset: false }
+      : { cursor: r.snapshot, ids: set.ids(), reset: false, versions: known };
   } catch (e) {
     // A cursor of the right shape that PostgreSQL still refuses (xmin 0, xmin > xmax, out of range...):
     // not an error of ours, just an unknown cursor, answered like any other with a reset.
@@ -76,6 +90,11 @@ export async function readChanges(
     if (code === '22P02' || code === '22003') return readChanges(db, names, null, limit);
     throw classifyDatabaseError('readChanges', e, names);
   }
+}
+
+/** A json column as the driver returned it: parsed already (node-postgres) or its text. */
+function parsed(v: unknown): unknown {
+  return typeof v === 'string' ? JSON.parse(v) : v;
 }
 
 /** Records "everything may have changed": every cache that follows the feed is cleared. One statement. */

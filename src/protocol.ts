@@ -38,6 +38,14 @@ export interface FeedResponse {
    * without it is trusted no later than the request's send time.
    */
   now?: number;
+  /**
+   * Optional, beside `ids` (same length, same order): the version each session's changes left it at, or
+   * null when unknown (a delete, a change that did not move the version, a record from before
+   * drizzle/0018; several changes of one id: null if any is, else the highest). A client may keep a cached
+   * entry whose version is at least this one (it already holds the change, e.g. its own write); every other
+   * id is invalidated. A worker that leaves it off, or a client that ignores it, invalidates every id.
+   */
+  versions?: (number | null)[];
 }
 
 /** A pushed event: like FeedResponse plus `from`, the cursor it continues (a mismatch means: resync). */

@@ -134,6 +134,8 @@ function buildTables(options: SessionTablesOptions) {
       /** The sessions one statement deleted, when it deleted 2 to 10000 (drizzle/0011); else null. */
       sessionIds: uuid('session_ids').array(),
       at: timestamp('at', { withTimezone: true, precision: 3 }).notNull().default(sql`now()`),
+      /** The version an update raised its session to (drizzle/0018); null for deletes and anything else. */
+      version: integer('version'),
     },
     (t) => [index(`${p}session_changes_xid_idx`).on(t.xid)],
   );

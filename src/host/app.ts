@@ -114,7 +114,8 @@ export function createHostApp(d: HostAppDeps): Hono {
     const startedAt = Date.now();
     const page = await readChanges(d.db.pool, d.names, after);
     // Continue on our own chain: everything up to `latest` is included (the read came after it).
-    if (latest !== undefined) return { cursor: latest.cursor, ids: page.ids, reset: page.reset, freshAsOf: latest.freshAsOf };
+    if (latest !== undefined)
+      return { cursor: latest.cursor, ids: page.ids, reset: page.reset, freshAsOf: latest.freshAsOf, versions: page.versions };
     return { ...page, freshAsOf: startedAt };
   };
   const answer = (after: string | undefined): FeedResponse | Promise<FeedResponse> => {

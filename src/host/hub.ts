@@ -1,11 +1,14 @@
 // The worker's view of the change feed: the reads the listener made, chained by cursor, so isolates
 // polling or streaming with a cursor this worker handed out are answered from memory.
 import type { FeedEvent, FeedResponse } from '../protocol.ts';
+import { ChangeSet } from '../sync/versions.ts';
 
 interface Entry {
   from: string;
   to: string;
   ids: string[];
+  /** Beside `ids`: the version each change left its session at (FeedResponse.versions), when any is known. */
+  versions: (number | null)[] | undefined;
   reset: boolean;
   freshAsOf: number;
 }
@@ -49,8 +52,12 @@ export class Hub {
     return this.#subscribers.size;
   }
 
-  /** A read by the listener: from `from` (null on the very first read) to `to`. */
-  publish(from: string | null, to: string, ids: string[], reset: boolean, freshAsOf: number): void {
+  /**
+   * A read by the listener: from `from` (null on the very first read) to `to`; `versions` beside `ids`
+   * (ChangePage.versions, src/feed.ts) when the read knew any.
+   */
+  publish(from: string | null, to: string, ids: string[], reset: boolean, freshAsOf: number, versions?: (number | null)[]): void {
+    const v = versions !== undefined && versions.length === ids.length ? versions : undefined;
     if (from !== null && from !== this.#latest?.cursor) {
       // A gap in our own chain (should not happen): make every older cursor resync through the DB.
       this.#entries = [];
@@ -64,7 +71,7 @@ export class Hub {
       return;
     }
     if (from !== null) {
-      const e: Entry = { from, to, ids, reset, freshAsOf };
+      const e: Entry = { from, to, ids, versions: v, reset, freshAsOf };
       this.#entries.push(e);
       this.#byFrom.set(from, e);
       this.#ids += ids.length;
@@ -74,7 +81,9 @@ export class Hub {
         this.#ids -= old.ids.length;
       }
       this.#latest = { cursor: to, freshAsOf };
-      this.#broadcast({ from, cursor: to, ids, reset, freshAsOf });
+      this.#broadcast(
+        v === undefined ? { from, cursor: to, ids, reset, freshAsOf } : { from, cursor: to, ids, reset, freshAsOf, versions: v },
+      );
       return;
     }
     this.#latest = { cursor: to, freshAsOf };
@@ -94,17 +103,20 @@ export class Hub {
     if (after === latest.cursor) return { cursor: latest.cursor, ids: [], reset: false, freshAsOf: latest.freshAsOf };
     let e = this.#byFrom.get(after);
     if (e === undefined) return undefined;
-    const ids = new Set<string>();
+    const ids = new ChangeSet();
     let reset = false;
     // The chain is acyclic (publish never links a cursor to itself), and bounded by MAX_ENTRIES.
     for (let steps = 0; e !== undefined && steps <= MAX_ENTRIES; steps++) {
       if (e.reset) reset = true;
-      for (const id of e.ids) ids.add(id);
+      ids.addAll(e.ids, e.versions);
       if (ids.size > MAX_ANSWER_IDS) reset = true;
       if (reset || e.to === latest.cursor) break;
       e = this.#byFrom.get(e.to);
     }
-    return { cursor: latest.cursor, ids: reset ? [] : [...ids], reset, freshAsOf: latest.freshAsOf };
+    const answer: FeedResponse = { cursor: latest.cursor, ids: reset ? [] : ids.ids(), reset, freshAsOf: latest.freshAsOf };
+    const versions = reset ? undefined : ids.versions();
+    if (versions !== undefined) answer.versions = versions;
+    return answer;
   }
 
   /** Adds a subscriber; returns its unsubscribe, or undefined when `maxSubscribers` are there or the hub closed. */

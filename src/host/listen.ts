@@ -271,7 +271,7 @@ export class Listener {
       this.metrics.changesDelivered.inc(page.ids.length);
       this.#scheduleSettle();
     }
-    this.hub.publish(this.#cursor, page.cursor, page.ids, page.reset && this.#cursor !== null, freshAsOf);
+    this.hub.publish(this.#cursor, page.cursor, page.ids, page.reset && this.#cursor !== null, freshAsOf, page.versions);
     this.#cursor = page.cursor;
     this.metrics.catchupLag.set((Date.now() - freshAsOf) / 1000);
   }

@@ -5,6 +5,7 @@ import { type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS }
 import { backoffDelay } from './backoff.ts';
 import { resolveSyncOptions, type SyncClientOptions } from './options.ts';
 import { readStream } from './stream.ts';
+import { feedVersions } from './versions.ts';
 
 // The option types live in src/sync/options.ts, the stream's reading in src/sync/stream.ts; importers keep
 // finding the public names here.
@@ -120,7 +121,9 @@ export class SyncClient {
   #apply(r: FeedResponse, source: 'worker' | 'stream' | 'database'): void {
     if (!Number.isFinite(r.freshAsOf)) throw new Error('sync worker sent a feed answer without a valid freshAsOf');
     if (r.reset) this.#m.cache.clear();
-    else if (r.ids.length > 0) this.#m.cache.invalidate(r.ids);
+    // An entry already at the version a change left its session at stays (its own write, say); an answer
+    // without versions (an earlier worker) invalidates every id.
+    else if (r.ids.length > 0) this.#m.cache.invalidate(r.ids, feedVersions(r));
     this.#cursor = r.cursor;
     this.#m.cache.markFresh(r.freshAsOf);
     this.#onApply?.({ ids: r.ids, reset: r.reset, freshAsOf: r.freshAsOf, source });
