@@ -46,12 +46,24 @@ export function isCursor(cursor: unknown): cursor is string {
 export const DEFAULT_PAGE_LIMIT = 10000;
 
 /** One statement: the current snapshot and the changes after `after` (or a reset). */
-export async function readChanges(
+export function readChanges(
   db: SqlExecutor,
   names: ObjectNames,
   after: string | null | undefined,
   limit = DEFAULT_PAGE_LIMIT,
 ): Promise<ChangePage> {
+  return readPage(db, names, after, limit, true);
+}
+
+/** readChanges, with the records' versions (drizzle/0018) or, on a store without them, without. */
+async function readPage(
+  db: SqlExecutor,
+  names: ObjectNames,
+  after: string | null | undefined,
+  limit: number,
+  versioned: boolean,
+): Promise<ChangePage> {
+  const version = versioned ? sql`ch.version` : sql`NULL::integer`;
   const changes = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes"`);
   const horizon = sql.raw(`"${names.schemaName}"."${names.tablePrefix}session_changes_horizon"`);
   try {
@@ -68,7 +80,7 @@ export async function readChanges(
             OR pg_snapshot_xmax(c.p) > pg_snapshot_xmax(pg_current_snapshot())) AS too_old,
           a.ids, a.versions
         FROM c CROSS JOIN LATERAL (SELECT COALESCE(json_agg(x.id), '[]'::json) AS ids, COALESCE(json_agg(x.version), '[]'::json) AS versions FROM (
-             SELECT u.id, ch.version FROM ${changes} AS ch CROSS JOIN LATERAL unnest(COALESCE(ch.session_ids, ARRAY[ch.session_id])) AS u(id)
+             SELECT u.id, ${version} AS version FROM ${changes} AS ch CROSS JOIN LATERAL unnest(COALESCE(ch.session_ids, ARRAY[ch.session_id])) AS u(id)
              WHERE ch.xid >= pg_snapshot_xmin(c.p) AND NOT pg_visible_in_snapshot(ch.xid, c.p)
              ORDER BY ch.xid LIMIT ${limit + 1}::integer) AS x) AS a`),
     );
@@ -87,7 +99,10 @@ export async function readChanges(
     // A cursor of the right shape that PostgreSQL still refuses (xmin 0, xmin > xmax, out of range...):
     // not an error of ours, just an unknown cursor, answered like any other with a reset.
     const code = findErrorCode(e);
-    if (code === '22P02' || code === '22003') return readChanges(db, names, null, limit);
+    if (code === '22P02' || code === '22003') return readPage(db, names, null, limit, versioned);
+    // A store not migrated to drizzle/0018 yet (this release deployed before its migration ran): read it as
+    // before, without versions, so every id invalidates. One failed statement more per read until then.
+    if (code === '42703' && versioned) return readPage(db, names, after, limit, false);
     throw classifyDatabaseError('readChanges', e, names);
   }
 }
