@@ -218,6 +218,9 @@ describe('Hyperdrive cacheability of every statement the library sends', () => {
       const d = await m.createSession('bob', {}, { groupId: 'g2' });
       await m.deleteSession(d.token);
       const e = await m.createSession('bob', {});
+      // A sign-in over an old session (the middleware's login over an old cookie), with and without the device check.
+      const e2 = await m.createSession('bob', {}, { replaces: e.token, device, checkNewDevice: true });
+      await m.createSession('bob', {}, { replaces: e2.token });
       await m.deleteSessionById(e.session.id);
       await m.createSession('bob', {});
       await m.deleteAllUserSessions('bob');

@@ -27,6 +27,13 @@ export interface CreateSessionOptions {
    * for an impersonation (`newDevice` false).
    */
   checkNewDevice?: boolean;
+  /**
+   * The session this one replaces (a sign-in over an old cookie): its token, or the Session (deleted
+   * through its own token). Deleted first, in the same statement as the create (one round trip), as
+   * `deleteSession(replaces, { reason: 'replaced' })` would (its audit row: reason `replaced`, by its holder);
+   * the user's count for `maxSessions` no longer includes it. A malformed token replaces nothing.
+   */
+  replaces?: string | Session<Attributes>;
 }
 
 export interface DeleteSessionOptions {

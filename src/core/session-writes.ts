@@ -93,6 +93,12 @@ export async function create<A extends Attributes>(
   const token = generateToken();
   const hash = await hashToken(token);
   const id = crypto.randomUUID();
+  const old = options.replaces;
+  const oldToken = old instanceof Session ? old._token() : old;
+  const replaces =
+    oldToken !== undefined && isWellFormedToken(oldToken)
+      ? { hash: await hashToken(oldToken), id: old instanceof Session ? old.id : null }
+      : undefined;
   const epoch = ctx.cache.begin();
   const created = await ctx.store.create({
     id,
@@ -109,7 +115,14 @@ export async function create<A extends Attributes>(
     audit: ctx.config.audit,
     impersonatedBy,
     checkNewDevice: options.checkNewDevice === true && impersonatedBy === null,
+    replaces,
   });
+  if (created.replaced !== undefined) {
+    // As deleteByToken: the ids deleted, and the old token wherever this cache holds it.
+    ctx.cache.invalidate(created.replaced);
+    if (old instanceof Session) ctx.cache.invalidate([old.id]);
+    else if (oldToken !== undefined) ctx.cache.invalidateToken(oldToken);
+  }
   if ('tooLarge' in created) throw new SessionTooLargeError(created.tooLarge, maxBytes);
   if (created.evicted.length > 0) ctx.cache.invalidate(created.evicted);
   const record: SessionRecord = {

@@ -18,6 +18,7 @@ import { type CleanupDue, type CleanupDueRow, cleanupDueStatement } from './clea
 import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, toSql } from './executor.ts';
 import { iso, liveSince, META_COLUMNS, ts, UNCACHEABLE } from './fragments.ts';
 import type { ObjectNames } from './names.ts';
+import { type CreateRow, replacingStatement } from './replace-statement.ts';
 import { parseRowText, type RowText, type SessionRow, type TouchEntry, type UpdateResult } from './rows.ts';
 import { type HotStatements, hotStatements, touchArrays } from './statements.ts';
 
@@ -109,7 +110,8 @@ export class Store {
   /**
    * Inserts and evicts beyond maxSessions atomically (see drizzle/0006). `known` are the caller's newest
    * known last accesses (ms) of sessions, which eviction ranks by when newer than the stored ones. Returns
-   * the evicted ids, or `{ tooLarge }` (nothing written) when the attributes exceed `maxBytes`.
+   * the evicted ids, or `{ tooLarge }` (nothing written) when the attributes exceed `maxBytes`. `replaces`
+   * (an old token's hash, its id): deleted first, same statement (src/db/replace-statement.ts), in `replaced`.
    */
   async create(p: {
     id: string;
@@ -127,41 +129,40 @@ export class Store {
     impersonatedBy: string | null;
     /** Also tell whether the device is new for the user (same statement). */
     checkNewDevice?: boolean;
-  }): Promise<{ evicted: string[]; newDevice?: boolean } | { tooLarge: number }> {
+    replaces?: { hash: string; id: string | null };
+  }): Promise<({ evicted: string[]; newDevice?: boolean } | { tooLarge: number }) & { replaced?: string[] }> {
     const known = p.known.length === 0 ? null : JSON.stringify(p.known.map(([id, ms]) => ({ id, ms })));
-    const d = p.device;
-    const checked = p.checkNewDevice === true;
-    const rows = await this.runStatement<{ id: string | null; too_large: number | null; audit_error: string | null; new_device?: boolean }>(
-      'createSession',
-      checked ? this.#st.createChecked : this.#st.create,
-      [
-        p.id,
-        p.hash,
-        p.userId,
-        p.groupId,
-        p.attributesJson,
-        iso(p.now),
-        iso(p.expiresAt),
-        p.maxSessions,
-        p.maxBytes,
-        known,
-        d?.userAgent ?? null,
-        d?.device ?? null,
-        d?.ip ?? null,
-        d?.label ?? null,
-        p.audit,
-        this.#audit.maxPerUser,
-        p.impersonatedBy,
-        d?.location == null ? null : JSON.stringify(d.location),
-      ],
-    );
+    const st = p.checkNewDevice === true ? this.#st.createChecked : this.#st.create;
+    const rows = await this.runStatement<CreateRow>('createSession', p.replaces === undefined ? st : replacingStatement(this.names, st), [
+      p.id,
+      p.hash,
+      p.userId,
+      p.groupId,
+      p.attributesJson,
+      iso(p.now),
+      iso(p.expiresAt),
+      p.maxSessions,
+      p.maxBytes,
+      known,
+      p.device?.userAgent ?? null,
+      p.device?.device ?? null,
+      p.device?.ip ?? null,
+      p.device?.label ?? null,
+      p.audit,
+      this.#audit.maxPerUser,
+      p.impersonatedBy,
+      p.device?.location == null ? null : JSON.stringify(p.device.location),
+      ...(p.replaces === undefined ? [] : [p.replaces.hash, p.replaces.id]),
+    ]);
+    const replaced = p.replaces && (rows[0]?.replaced ?? []);
+    if (replaced) this.#auditOutcome('createSession (replaced)', [{ audit_error: rows[0]?.replaced_audit_error }], 1);
     const refused = rows.find((r) => r.too_large !== null && r.too_large !== undefined);
-    if (refused !== undefined) return { tooLarge: Number(refused.too_large) };
+    if (refused !== undefined) return { tooLarge: Number(refused.too_large), replaced };
     // The checked form has one row with a null id when nothing was evicted.
     const evicted = rows.filter((r) => r.id !== null);
     this.#auditOutcome('createSession (eviction)', evicted, evicted.length);
     const ids = evicted.map((r) => r.id as string);
-    return checked ? { evicted: ids, newDevice: rows[0]?.new_device === true } : { evicted: ids };
+    return st === this.#st.create ? { evicted: ids, replaced } : { evicted: ids, newDevice: rows[0]?.new_device === true, replaced };
   }
 
   /**

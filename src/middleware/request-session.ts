@@ -6,8 +6,8 @@
  * The rules for duplicate cookies, sign-in and sign-out are documented on `SessionHandle` (session-handle.ts).
  */
 import { type DeviceInfo, prepareDevice } from '../core/device.ts';
-import { ImpersonationError, SessionError, SessionNotFoundError } from '../core/errors.ts';
-import type { CreateSessionOptions, SessionManager, UpdateSessionOptions } from '../core/manager.ts';
+import { ImpersonationError, SessionError, SessionNotFoundError, SessionTooLargeError } from '../core/errors.ts';
+import type { CreatedSession, CreateSessionOptions, SessionManager, UpdateSessionOptions } from '../core/manager.ts';
 import type { Attributes, Session } from '../core/session.ts';
 import { isWellFormedToken } from '../core/token.ts';
 import type { SessionEndReason } from '../db/store.ts';
@@ -187,14 +187,32 @@ export class RequestSession<A extends Attributes> implements SessionHandle<A> {
       const current = this.#session === undefined ? await this.get() : this.#session;
       if (current?.impersonatedBy != null) throw new ImpersonationError(current.id, current.impersonatedBy, 'start another impersonation');
     }
-    await this.#deleteCurrent('replaced');
-    // The old session is gone from here on, whatever happens next.
-    this.#settleTo(null);
-    this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
+    // One session to end (the usual case): in the create's own statement (one round trip); several: first.
+    const targets = this.#currentTargets();
+    const replaces = targets.length === 1 ? (targets[0] as string | Session<Attributes>) : undefined;
+    if (replaces === undefined) {
+      await this.#deleteTargets(targets, 'replaced');
+      // The old sessions are gone from here on, whatever happens next.
+      this.#endedByLogin();
+    }
     const device: DeviceInfo = { ...this.#request.device(), ...options?.device };
     const hook = this.#request.onNewDevice;
     const checkNewDevice = options?.checkNewDevice ?? hook !== undefined;
-    const { session, token, newDevice } = await this.#manager.createSession(userId, attributes, { ...options, device, checkNewDevice });
+    let created: CreatedSession<A>;
+    try {
+      created = await this.#manager.createSession(userId, attributes, {
+        ...options,
+        device,
+        checkNewDevice,
+        ...(replaces && { replaces }),
+      });
+    } catch (e) {
+      // A failed statement ended nothing; one that refused the new session's size had ended the old one.
+      if (replaces !== undefined && e instanceof SessionTooLargeError) this.#endedByLogin();
+      throw e;
+    }
+    if (replaces !== undefined) this.#endedByLogin();
+    const { session, token, newDevice } = created;
     this.#newDevice = newDevice;
     if (newDevice === true && hook !== undefined) {
       const listed = prepareDevice(device);
@@ -293,6 +311,11 @@ export class RequestSession<A extends Attributes> implements SessionHandle<A> {
    * malformed token without a query. Returns whether anything was deleted.
    */
   async #deleteCurrent(reason: 'logout' | 'replaced'): Promise<boolean> {
+    return this.#deleteTargets(this.#currentTargets(), reason);
+  }
+
+  /** The sessions #deleteCurrent deletes: tokens, or Sessions (deleted through their own token). */
+  #currentTargets(): Array<string | Session<A>> {
     const targets: Array<string | Session<A>> = [];
     if (this.#session) targets.push(this.#session);
     if (!this.#cookieSessionsDeleted) {
@@ -304,9 +327,20 @@ export class RequestSession<A extends Attributes> implements SessionHandle<A> {
         for (const t of cookieCandidates(values).tokens) if (!(this.#session && t === this.#loadedToken)) targets.push(t);
       }
     }
+    return targets;
+  }
+
+  async #deleteTargets(targets: Array<string | Session<A>>, reason: 'logout' | 'replaced'): Promise<boolean> {
     const deleted = await Promise.all(targets.map((t) => this.#manager.deleteSession(t, { reason })));
     this.#cookieSessionsDeleted = true;
     return deleted.includes(true);
+  }
+
+  /** login() ended the sessions the request held: none is current, the cookie is cleared unless replaced. */
+  #endedByLogin(): void {
+    this.#cookieSessionsDeleted = true;
+    this.#settleTo(null);
+    this.#cookie = this.#incomingValues().length === 0 ? undefined : CLEAR;
   }
 
   /**
