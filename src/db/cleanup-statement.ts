@@ -98,25 +98,28 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
       ? sql`LEAST(cleanup_at, expires_at) <= ${now} ORDER BY LEAST(cleanup_at, expires_at)`
       : sql`cleanup_at IS NULL AND created_at <= ${ts(p.unsetCutoff ?? p.now)} ORDER BY created_at`;
   const { expired, attrExpired, deadline } = conditions(p);
-  const picked = sql`s.ctid = ANY(ARRAY(SELECT tid FROM c))`;
+  // Each picked row is read by the one CTE that acts on it: c tells which (from the version it locked),
+  // so the two updates never read the rows the delete removes, nor each other's (a heap block read per
+  // row and CTE saved). The CTEs still test their condition themselves.
+  const picked = (which: SQL) => sql`s.ctid = ANY(ARRAY(SELECT tid FROM c WHERE ${which}))`;
   // The ids come back only for a caller with a cache to invalidate (the worker's cleaner has none).
   const idRows = p.ids
     ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS deleted, NULL::float8 AS attributes, NULL::float8 AS active, NULL::text AS audit_error
           FROM (SELECT id FROM d UNION ALL SELECT id FROM x) AS m UNION ALL `
     : sql``;
   return sql`WITH c AS MATERIALIZED (
-            SELECT ctid AS tid FROM ${t} WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
-          ), ${deleting(t, n, p, picked, expired, maxPerUser)}
+            SELECT s.ctid AS tid, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
+          ), ${deleting(t, n, p, picked(sql`e`), expired, maxPerUser)}
           x AS (UPDATE ${t} AS s SET
               attributes = (SELECT COALESCE(jsonb_object_agg(a.key, a.value), '{}'::jsonb) FROM jsonb_each(s.attributes) AS a
                             WHERE jsonb_typeof(a.value -> 'exp') IS DISTINCT FROM 'number' OR (a.value ->> 'exp')::float8 > ${p.now}::float8),
               version = s.version + 1,
               updated_at = ${now},
               cleanup_at = ${deadline}
-            WHERE ${picked} AND NOT ${expired} AND ${attrExpired}
+            WHERE ${picked(sql`NOT e AND ax`)} AND NOT ${expired} AND ${attrExpired}
             RETURNING s.id),
           -- The others get their next deadline (run to completion though nothing reads it).
-          r AS (UPDATE ${t} AS s SET cleanup_at = ${deadline} WHERE ${picked} AND NOT ${expired} AND NOT ${attrExpired})
+          r AS (UPDATE ${t} AS s SET cleanup_at = ${deadline} WHERE ${picked(sql`NOT e AND NOT ax`)} AND NOT ${expired} AND NOT ${attrExpired})
           ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, (SELECT count(*) FROM d)::float8 AS deleted,
             (SELECT count(*) FROM x)::float8 AS attributes,
             (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
