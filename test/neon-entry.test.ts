@@ -66,6 +66,42 @@ describe('pg-edge-session/neon', () => {
     expect(() => neonExecutor({ ...options(), close: 'later' as 'after' })).toThrow(ConfigError);
   });
 
+  it("db.request(): one connection for a request's statements, a broken one replaced, closed once released", async () => {
+    const db = neonExecutor(options());
+    const { sql } = await import('drizzle-orm');
+    const pid = async (on: { execute: typeof db.execute }) =>
+      Number(((await on.execute(sql`SELECT pg_backend_pid() AS p`)) as { rows: { p: number }[] }).rows[0]?.p);
+    const conn = db.request();
+    expect(await open()).toBe(0); // opened at the first statement, not before
+    // Statements sent together run one at a time on the one connection; a SQL error does not lose it.
+    const [a, b] = await Promise.all([pid(conn), pid(conn)]);
+    await expect(conn.execute(sql`SELECT * FROM "${sql.raw(schemaName)}".no_such_table`)).rejects.toThrow(/no_such_table/);
+    expect([a, await pid(conn)]).toEqual([b, b]);
+    expect(await open()).toBe(1);
+    // The connection dies: the next statement fails with it, the one after gets a new connection.
+    await admin.query('SELECT pg_terminate_backend($1)', [a]);
+    for (
+      let i = 0;
+      i < 50 &&
+      (await conn.execute(sql`SELECT 1`).then(
+        () => true,
+        () => false,
+      ));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 10));
+    const c = await pid(conn);
+    expect(c).not.toBe(a);
+    // Released with a statement under way: it closes once that statement settled.
+    const last = pid(conn);
+    conn.release();
+    expect(await last).toBe(c);
+    // After the release a statement gets a connection of its own.
+    expect(await pid(conn)).not.toBe(c);
+    await db.closed();
+    expect(await open()).toBe(0);
+  });
+
   it('makes the sync client in poll mode when sync is given', () => {
     const { sync } = neonSessions({ ...options(), sync: { workerUrl: 'http://127.0.0.1:9' } });
     expect(sync).toBeDefined();

@@ -5,7 +5,7 @@
 import type { Client } from '@neondatabase/serverless';
 import type { SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/neon-serverless';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, findErrorCode } from '../../core/errors.ts';
 import type { SqlExecutor } from '../../db/executor.ts';
 import { type PendingWork, pendingWork, type RequestConnection } from '../closing.ts';
 import { connectFailure, neonClient } from './client.ts';
@@ -60,11 +60,15 @@ export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
   }
   /** Statements under way and connections still closing. */
   const work = pendingWork();
-  /** A connected client; `onError` hears of a connection that failed after its connect. */
-  async function connect(onError: () => void = () => {}): Promise<Client> {
+  /** A connected client; `onBroken` hears of a connection that failed or ended after its connect. */
+  async function connect(onBroken: () => void = () => {}): Promise<Client> {
     const client = neonClient(connectionString, applicationName, settings);
-    // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
-    client.on('error', onError);
+    // A dropped connection emits 'error' or 'end'; the statement's promise carries the error to the caller.
+    client.on('error', onBroken);
+    client.on('end', () => {
+      ended.add(client);
+      onBroken();
+    });
     try {
       await client.connect();
     } catch (e) {
@@ -72,8 +76,17 @@ export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
     }
     return client;
   }
-  /** Ending sends Terminate and waits for the socket's close: a round trip no caller needs to wait for. */
-  const end = (client: Client) => work.track(client.end().catch(() => {}));
+  /** Clients whose connection ended: their end() would wait for an 'end' that came already. */
+  const ended = new WeakSet<Client>();
+  /**
+   * Ending sends Terminate and waits for the socket's close: a round trip no caller needs to wait for. A
+   * connection that broke meanwhile settles it with its 'end'.
+   */
+  const end = (client: Client): Promise<unknown> => {
+    if (ended.has(client)) return Promise.resolve();
+    const closedBySocket = new Promise((resolve) => client.once('end', resolve));
+    return work.track(Promise.race([client.end().catch(() => {}), closedBySocket]));
+  };
   async function run(query: SQL) {
     const client = await connect();
     let closing: Promise<unknown> | undefined;
@@ -93,7 +106,7 @@ export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
 
 /** `NeonExecutor.request()`: see there. */
 function requestConnection(
-  connect: (onError: () => void) => Promise<Client>,
+  connect: (onBroken: () => void) => Promise<Client>,
   runAlone: (query: SQL) => Promise<unknown>,
   end: (client: Client) => Promise<unknown>,
   work: PendingWork,
@@ -103,20 +116,29 @@ function requestConnection(
   /** The last statement sent on `conn`: a client answers in order, so when it settles all before it have. */
   let last: Promise<unknown> = Promise.resolve();
   let released = false;
+  /** Broken (or never made): later statements get a new connection; this one is ended. */
+  const drop = (broken: Promise<Client>) => {
+    if (conn === broken) conn = undefined;
+    broken.then(end, () => {});
+  };
   const open = (): Promise<Client> => {
     if (conn !== undefined) return conn;
-    const opening: Promise<Client> = connect(() => {
-      // Broken after its connect: later statements get a new connection; this one is ended.
-      if (conn === opening) conn = undefined;
-      opening.then(end, () => {});
-    });
+    const opening: Promise<Client> = connect(() => drop(opening));
     conn = opening;
-    opening.catch(() => {
-      if (conn === opening) conn = undefined;
-    });
+    opening.catch(() => drop(opening));
     return opening;
   };
-  const runShared = async (query: SQL) => drizzle(await open()).execute(query);
+  const runShared = async (query: SQL) => {
+    const client = open();
+    try {
+      return await drizzle(await client).execute(query);
+    } catch (e) {
+      // An error without a SQLSTATE, or of class 08 (connection) or 57 (operator intervention), may have
+      // ended the connection before the client says so: not used again.
+      if (!/^(?!08|57)[0-9A-Z]{5}$/.test(findErrorCode(e) ?? '')) drop(client);
+      throw e;
+    }
+  };
   return {
     execute(query: SQL) {
       if (released) return work.track(runAlone(query));
