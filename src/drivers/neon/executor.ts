@@ -60,6 +60,8 @@ export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
   }
   /** Statements under way and connections still closing. */
   const work = pendingWork();
+  /** Clients whose connection ended: their end() would wait for an 'end' that came already. */
+  const ended = new WeakSet<Client>();
   /** A connected client; `onBroken` hears of a connection that failed or ended after its connect. */
   async function connect(onBroken: () => void = () => {}): Promise<Client> {
     const client = neonClient(connectionString, applicationName, settings);
@@ -76,8 +78,6 @@ export function neonExecutor(options: NeonExecutorOptions): NeonExecutor {
     }
     return client;
   }
-  /** Clients whose connection ended: their end() would wait for an 'end' that came already. */
-  const ended = new WeakSet<Client>();
   /**
    * Ending sends Terminate and waits for the socket's close: a round trip no caller needs to wait for. A
    * connection that broke meanwhile settles it with its 'end'.
