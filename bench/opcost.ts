@@ -49,8 +49,6 @@ const FLUSH_ROWS = 50_000;
 /** Expired rows per cleanup, and live rows that stay in each cleanup table. */
 const CLEAN_ROWS = 50_000;
 const CLEAN_LIVE = 10_000;
-/** Blocks per cleanup statement: the library's CLEANUP_RANGE_BLOCKS (src/core/manager.ts). */
-const RANGE_BLOCKS = 128;
 const WARMUP_MS = 500;
 
 interface Options {
@@ -312,23 +310,26 @@ async function main(): Promise<void> {
       await seedOursBulk(admin, t, CLEAN_ROWS, 'expired');
       await admin.query(`VACUUM ANALYZE ${t}`);
     };
-    /** What deleteExpired's session walk deletes, as one plain DELETE per range of RANGE_BLOCKS blocks. */
-    const rangeDelete = (t: string) => async () => {
+    /**
+     * What deleteExpired's session walk deletes, as plain DELETEs of the due sessions found through
+     * sessions_cleanup_idx (drizzle/0015), at most lastAccessUpdateBatchSize per statement, as
+     * src/db/cleanup-statement.ts reads them (without its locks, deadlines and counts).
+     */
+    const plainDelete = (t: string) => async () => {
       const now = Date.now();
       const idleCutoff = now - cleaner.config.inactivityDuration - cleaner.config.lastAccessUpdateInterval;
-      const size = await p.pool.query<{ b: string }>(
-        `SELECT pg_relation_size('${t}'::regclass) / current_setting('block_size')::integer AS b`,
-      );
-      const blocks = Number(size.rows[0]?.b ?? 0);
+      const batch = cleaner.config.lastAccessUpdateBatchSize;
       let n = 0;
-      for (let from = 0; from < blocks; from += RANGE_BLOCKS) {
+      for (let got = batch; got === batch; ) {
         const r = await p.pool.query(
-          `DELETE FROM ${t} WHERE ctid >= $1::tid AND ctid < $2::tid AND (expires_at <= $3::timestamptz OR last_accessed <= $4::timestamptz)`,
-          [`(${from},0)`, `(${from + RANGE_BLOCKS},0)`, iso(now), iso(idleCutoff)],
+          `DELETE FROM ${t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${t} WHERE LEAST(cleanup_at, expires_at) <= $1::timestamptz
+             ORDER BY LEAST(cleanup_at, expires_at) LIMIT $3::integer)) AND (expires_at <= $1::timestamptz OR last_accessed <= $2::timestamptz)`,
+          [iso(now), iso(idleCutoff), batch],
         );
-        n += r.rowCount ?? 0;
+        got = r.rowCount ?? 0;
+        n += got;
       }
-      if (n !== CLEAN_ROWS) throw new Error(`range DELETE on ${t} deleted ${n} of ${CLEAN_ROWS}`);
+      if (n !== CLEAN_ROWS) throw new Error(`plain DELETE on ${t} deleted ${n} of ${CLEAN_ROWS}`);
       return n;
     };
     /** deleteExpired's cost split by walk, read at every statement it reports (onBatch); warm-up first. */
@@ -373,8 +374,8 @@ async function main(): Promise<void> {
             return r.sessions;
           },
         }),
-        perRow(costs, backends, { id: 'range-delete', prepare: loadExpired(cleanTable), work: rangeDelete(cleanTable) }),
-        perRow(costs, backends, { id: 'range-delete-nocapture', prepare: loadExpired(copyTable), work: rangeDelete(copyTable) }),
+        perRow(costs, backends, { id: 'range-delete', prepare: loadExpired(cleanTable), work: plainDelete(cleanTable) }),
+        perRow(costs, backends, { id: 'range-delete-nocapture', prepare: loadExpired(copyTable), work: plainDelete(copyTable) }),
         perRow(costs, backends, {
           id: 'peer-prune',
           prepare: async () => {
@@ -494,7 +495,7 @@ const ROWS_SHOWN: Group[] = [
       ['cleanup.sessions', '… of which the session walk'],
       ['cleanup.attributes', '… of which the attribute walk'],
       ['cleanup.rest', '… of which the rest (audit prune)'],
-      ['range-delete', `plain DELETE per ${RANGE_BLOCKS}-block range, capture trigger`],
+      ['range-delete', 'plain DELETE of the due sessions, a batch per statement, capture trigger'],
       ['range-delete-nocapture', 'the same on a LIKE copy, no trigger'],
       ['peer-prune', 'connect-pg-simple pruneSessions'],
     ],
@@ -585,7 +586,7 @@ function report(r: {
   const rn = m('range-delete-nocapture');
   const pp = m('peer-prune');
   lines.push(
-    `- deleteExpired pause 0 ÷ connect-pg-simple prune (goal ≥ 0.5×): ${ratio(pp.wallUs, cl.wallUs)} by wall time (backend ${fmt(cl.backendUs)} vs ${fmt(pp.backendUs)} µs/row). A plain range DELETE reaches ${ratio(pp.wallUs, rd.wallUs)} with the capture trigger, ${ratio(pp.wallUs, rn.wallUs)} without it: the trigger alone costs ${diff(rd.backendUs, rn.backendUs)} µs/row of backend, against a budget of ${fmt(2 * (pp.wallUs ?? Number.NaN))} µs/row of wall time for the whole cleanup.`,
+    `- deleteExpired pause 0 ÷ connect-pg-simple prune (goal ≥ 0.5×): ${ratio(pp.wallUs, cl.wallUs)} by wall time (backend ${fmt(cl.backendUs)} vs ${fmt(pp.backendUs)} µs/row). A plain DELETE of the due sessions reaches ${ratio(pp.wallUs, rd.wallUs)} with the capture trigger, ${ratio(pp.wallUs, rn.wallUs)} without it: the trigger alone costs ${diff(rd.backendUs, rn.backendUs)} µs/row of backend, against a budget of ${fmt(2 * (pp.wallUs ?? Number.NaN))} µs/row of wall time for the whole cleanup.`,
   );
   lines.push(
     '',
