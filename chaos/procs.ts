@@ -70,10 +70,17 @@ export class WorkerSlot {
       },
     );
     this.#child = child;
+    let ready = false;
     void child.exited.then((info) => {
-      if (!this.expectingExit && this.#child === child) this.onUnexpectedExit(info, [...this.logs]);
+      if (this.expectingExit || this.#child !== child) return;
+      // The CLI checks the database before it listens and exits at once when it cannot reach it (fail fast,
+      // worker/README.md): while a fault holds PostgreSQL down, that is a failed start, retried by start(),
+      // not a crash. Any other exit, and every exit after the listener was ready, is unexpected.
+      if (!ready && this.logs.slice(-5).some((l) => l.includes('startup check of'))) return;
+      this.onUnexpectedExit(info, [...this.logs]);
     });
     await child.waitForLine(/"msg":"listener ready"/, timeoutMs);
+    ready = true;
   }
 
   /** Sends a signal to the worker's process group and waits for it to exit (SIGKILL after `timeoutMs`). */
