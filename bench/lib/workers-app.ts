@@ -2,7 +2,8 @@
 //   neon-per-statement  Neon's driver, a connection per statement that awaits its close before the
 //                       statement settles (pg-edge-session/neon before its closes moved to waitUntil);
 //   neon                pg-edge-session/neon as it is (the close after the response, in waitUntil);
-//   hyperdrive          pg-edge-session/hyperdrive with node-postgres over the Hyperdrive binding.
+//   hyperdrive          pg-edge-session/hyperdrive with node-postgres over the Hyperdrive binding;
+//   hyperdrive-postgres-js  the same with postgres.js.
 // Each uses the Durable Object host (SESSION_SYNC) in poll mode. POST /__bench/cold drops the isolate's
 // sessions (manager, cache, sync client, executor), so the next request is what a cold isolate's first
 // request does on the network (module load time is not included).
@@ -11,6 +12,7 @@ import type { SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/neon-serverless';
 import { Hono, type MiddlewareHandler } from 'hono';
 import pg from 'pg';
+import postgres from 'postgres';
 import { SessionManager } from '../../src/core/manager.ts';
 import type { SqlExecutor } from '../../src/db/executor.ts';
 import { neonSettings } from '../../src/drivers/neon/settings.ts';
@@ -22,10 +24,12 @@ import { type DurableObjectNamespaceLike, SyncClient } from '../../src/sync/clie
 export { SessionSyncObject } from '../../src/durable-object.ts';
 
 interface Env {
-  PATH: 'neon-per-statement' | 'neon' | 'hyperdrive';
+  PATH: 'neon-per-statement' | 'neon' | 'hyperdrive' | 'hyperdrive-postgres-js';
   DATABASE_URL: string;
   NEON_WS_PROXY: string;
   HYPERDRIVE: { connectionString: string };
+  /** The postgres.js path's binding: a connection string through its own delay proxy. */
+  HYPERDRIVE_POSTGRES_JS: { connectionString: string };
   SESSION_SCHEMA: string;
   SESSION_SYNC: DurableObjectNamespaceLike;
 }
@@ -62,6 +66,8 @@ function build(env: Env): Handler {
     return neonSessionMiddleware<Attrs, Env>(() => ({ databaseUrl: env.DATABASE_URL, wsProxy: env.NEON_WS_PROXY, ...common(env) }));
   if (env.PATH === 'hyperdrive')
     return hyperdriveSessionMiddleware<Attrs, Env>(() => ({ hyperdrive: env.HYPERDRIVE, Client: pg.Client, ...common(env) }));
+  if (env.PATH === 'hyperdrive-postgres-js')
+    return hyperdriveSessionMiddleware<Attrs, Env>(() => ({ hyperdrive: env.HYPERDRIVE_POSTGRES_JS, postgres, ...common(env) }));
   const { config, sync, ...rest } = common(env);
   const manager = new SessionManager<Attrs>(perStatementExecutor(env), config);
   return sessionMiddleware<Attrs>({ ...rest, manager, sync: new SyncClient(manager, sync) }) as unknown as Handler;

@@ -9,6 +9,8 @@
 //     ReadyForQuery), which goes through undelayed: Hyperdrive answers it in the Worker's location from
 //     its pool; statements cross the distance (Hyperdrive's cache never answers the library's statements,
 //     test/cacheability.test.ts). Miniflare's local Hyperdrive opens a real socket to PostgreSQL per client.
+//     node-postgres and postgres.js each have their own proxy (postgres.js waits for a statement's
+//     parameter types before binding it, src/drivers/postgres-js.ts: its flights are counted apart).
 // Every path uses the Durable Object host in poll mode (its own connections are not delayed: it sits next
 // to the database). Goals apply to the recommended path (README "Cloudflare Workers").
 import { Miniflare } from 'miniflare';
@@ -25,6 +27,7 @@ const ONE_WAY_MS = 20;
 const RTT_MS = 2 * ONE_WAY_MS;
 const PATHS = [
   { id: 'hyperdrive', label: 'Hyperdrive + node-postgres (client per statement, close in waitUntil)' },
+  { id: 'hyperdrive-postgres-js', label: 'Hyperdrive + postgres.js (client per statement, close in waitUntil)' },
   { id: 'neon', label: 'Neon WebSocket (connection per statement, close in waitUntil)' },
   { id: 'neon-per-statement', label: 'Neon WebSocket, previous (connection per statement, close awaited)' },
 ] as const;
@@ -79,14 +82,19 @@ export const workers: Section = {
     const wsProxy = await startWsProxy({ port: 0 });
     const proxies: Record<PathId, TcpProxy> = {
       hyperdrive: await startTcpProxy({ host: db.hostname, port: Number(db.port || 5432) }, { model: 'hyperdrive' }),
+      'hyperdrive-postgres-js': await startTcpProxy({ host: db.hostname, port: Number(db.port || 5432) }, { model: 'hyperdrive' }),
       neon: await startTcpProxy({ port: wsProxy.port }),
       'neon-per-statement': await startTcpProxy({ port: wsProxy.port }),
     };
-    const hyperdriveUrl = new URL(ctx.url);
-    hyperdriveUrl.hostname = '127.0.0.1';
-    hyperdriveUrl.port = String(proxies.hyperdrive.port);
-    // Miniflare wants a password in the string; a trusting local PostgreSQL ignores it.
-    hyperdriveUrl.password ||= 'unused';
+    /** A Hyperdrive binding's local connection string, through that path's own delay proxy. */
+    const hyperdriveUrlOf = (path: 'hyperdrive' | 'hyperdrive-postgres-js') => {
+      const url = new URL(ctx.url);
+      url.hostname = '127.0.0.1';
+      url.port = String(proxies[path].port);
+      // Miniflare wants a password in the string; a trusting local PostgreSQL ignores it.
+      url.password ||= 'unused';
+      return url.toString();
+    };
     const script = await bundleWorker(new URL('../lib/workers-app.ts', import.meta.url).pathname, { nodeBuiltins: true });
     const modules = [{ type: 'ESModule' as const, path: 'app.mjs', contents: script }];
     const app = (path: PathId, n: 'a' | 'b') => ({
@@ -95,7 +103,9 @@ export const workers: Section = {
       compatibilityDate: COMPATIBILITY_DATE,
       compatibilityFlags: ['nodejs_compat'],
       bindings: { PATH: path, DATABASE_URL: ctx.url, NEON_WS_PROXY: `127.0.0.1:${proxies[path].port}/v2`, SESSION_SCHEMA: schema },
-      hyperdrives: { HYPERDRIVE: hyperdriveUrl.toString() },
+      // Miniflare keys a Hyperdrive binding's local proxy by the binding's name across all workers: one
+      // name per connection string, the same two in every worker.
+      hyperdrives: { HYPERDRIVE: hyperdriveUrlOf('hyperdrive'), HYPERDRIVE_POSTGRES_JS: hyperdriveUrlOf('hyperdrive-postgres-js') },
       durableObjects: { SESSION_SYNC: { className: 'SessionSyncObject', scriptName: 'sync', useSQLite: true } },
     });
     const mf = new Miniflare({
@@ -114,7 +124,7 @@ export const workers: Section = {
     try {
       await mf.ready;
       const reps = ctx.pick(5, 20);
-      const rtt = await measureRtt(ctx, proxies.hyperdrive, hyperdriveUrl.toString(), reps);
+      const rtt = await measureRtt(ctx, proxies.hyperdrive, hyperdriveUrlOf('hyperdrive'), reps);
       ctx.add({
         id: 'rtt',
         label: `one round trip: SELECT 1 on an open connection through the delay proxy (${ONE_WAY_MS} ms each way)`,
