@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.ts';
 import { objectNames } from '../src/db/names.ts';
 import { Store } from '../src/db/store.ts';
-import { readChanges } from '../src/feed.ts';
+import { readChanges } from '../src/db/feed.ts';
 import { migrate } from '../src/migrate.ts';
 import { SyncClient } from '../src/sync/client.ts';
 import { startWorker } from '../worker/main.ts';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { isCursor, pruneChanges, readChanges } from '../src/feed.ts';
+import { isCursor, pruneChanges, readChanges } from '../src/db/feed.ts';
 import { DRIVERS, databaseUrl } from './support/db.ts';
 import { useStore } from './support/store-suite.ts';
 

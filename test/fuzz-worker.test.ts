@@ -5,7 +5,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCursor } from '../src/feed.ts';
+import { isCursor } from '../src/db/feed.ts';
 import { parseTouches } from '../src/host/app.ts';
 import { migrate } from '../src/migrate.ts';
 import { MAX_TOUCHES_PER_BATCH } from '../src/protocol.ts';

@@ -6,7 +6,7 @@
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { CookieJar } from '../harness/cookies.ts';
-import { readChanges } from '../src/feed.ts';
+import { readChanges } from '../src/db/feed.ts';
 import { type SessionEnv, sessionMiddleware } from '../src/hono.ts';
 import { DRIVERS } from './support/db.ts';
 import { uid } from './support/manager-helpers.ts';

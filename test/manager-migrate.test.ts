@@ -9,7 +9,7 @@ import { SessionManager } from '../src/core/manager.ts';
 import { MIGRATIONS } from '../src/db/migrations.ts';
 import { objectNames, renderSql } from '../src/db/names.ts';
 import { expectedObjects } from '../src/db/schema-check.ts';
-import { readChanges } from '../src/feed.ts';
+import { readChanges } from '../src/db/feed.ts';
 import { migrate } from '../src/migrate.ts';
 import { DRIVERS, dropSchema, uniqueSchema } from './support/db.ts';
 import { sha256Hex, uid } from './support/manager-helpers.ts';

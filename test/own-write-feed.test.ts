@@ -10,7 +10,7 @@ import type { SessionManager } from '../src/core/manager.ts';
 import type { Session } from '../src/core/session.ts';
 import { MIGRATIONS } from '../src/db/migrations.ts';
 import { objectNames, renderSql } from '../src/db/names.ts';
-import { readChanges } from '../src/feed.ts';
+import { readChanges } from '../src/db/feed.ts';
 import { Hub } from '../src/host/hub.ts';
 import { migrate } from '../src/migrate.ts';
 import { PATHS } from '../src/protocol.ts';

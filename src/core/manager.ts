@@ -6,8 +6,8 @@
  */
 import { type CleanupResult, type CleanupRunOptions, deleteExpired } from '../db/cleanup.ts';
 import type { SqlExecutor } from '../db/executor.ts';
+import { recordReset } from '../db/feed.ts';
 import { rowToRecord, type Store, type TouchEntry } from '../db/store.ts';
-import { recordReset } from '../feed.ts';
 import type { CacheEntry, SessionCache, SessionRecord } from './cache.ts';
 import type { ResolvedConfig, SessionConfig } from './config.ts';
 import { InvalidArgumentError, ReauthenticationRequiredError } from './errors.ts';

@@ -5,9 +5,9 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { SessionError } from '../core/errors.ts';
 import { isUuid } from '../core/token.ts';
+import { isCursor, readChanges } from '../db/feed.ts';
 import type { ObjectNames } from '../db/names.ts';
 import type { TouchEntry } from '../db/store.ts';
-import { isCursor, readChanges } from '../feed.ts';
 import { type ErrorBody, type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
 import type { HostDb } from './db.ts';
 import { type Hub, sseFrame } from './hub.ts';
@@ -101,6 +101,13 @@ export function createHostApp(d: HostAppDeps): Hono {
     return c.body(body, 200, { 'content-type': contentType });
   });
 
+  addFeedRoutes(app, d);
+  addTouchRoute(app, d);
+  return app;
+}
+
+/** GET /v1/changes and /v1/stream: answers from the listener's chain of reads in memory, else from the record. */
+function addFeedRoutes(app: Hono, d: HostAppDeps): void {
   /** The answer from the chain of reads in memory, when the listener vouches for it; synchronous. */
   const fromMemory = (after: string | undefined): FeedResponse | undefined => {
     const latest = d.hub.latest;
@@ -171,7 +178,10 @@ export function createHostApp(d: HostAppDeps): Hono {
       headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' },
     });
   });
+}
 
+/** POST /v1/touches: a bounded, validated batch into the touch buffer. */
+function addTouchRoute(app: Hono, d: HostAppDeps): void {
   app.post(
     PATHS.touches,
     bodyLimit({
@@ -198,8 +208,6 @@ export function createHostApp(d: HostAppDeps): Hono {
       return c.json({ accepted: parsed.length });
     },
   );
-
-  return app;
 }
 
 /**

@@ -3,9 +3,9 @@
 import { sql } from 'drizzle-orm';
 import { deleteExpired } from '../db/cleanup.ts';
 import { rowsOf } from '../db/executor.ts';
+import { pruneChanges } from '../db/feed.ts';
 import type { ObjectNames } from '../db/names.ts';
 import { Store } from '../db/store.ts';
-import { pruneChanges } from '../feed.ts';
 import type { HostDb } from './db.ts';
 import type { Logger } from './log.ts';
 import type { HostMetrics } from './metrics.ts';

@@ -4,9 +4,9 @@
 // made, what schedules the flush and the cleanup (timers in the Node worker, alarms in the Durable Object) and
 // how requests arrive (a Node HTTP server, the object's fetch).
 import type { Hono } from 'hono';
+import { channelName } from '../db/feed.ts';
 import { objectNames } from '../db/names.ts';
 import { Store } from '../db/store.ts';
-import { channelName } from '../feed.ts';
 import { createHostApp } from './app.ts';
 import { type CleanupRun, runCleanup } from './cleanup.ts';
 import type { HostDb } from './db.ts';

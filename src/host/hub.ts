@@ -1,7 +1,8 @@
 // The worker's view of the change feed: the reads the listener made, chained by cursor, so isolates
 // polling or streaming with a cursor this worker handed out are answered from memory.
+
+import { ChangeSet } from '../core/versions.ts';
 import type { FeedEvent, FeedResponse } from '../protocol.ts';
-import { ChangeSet } from '../sync/versions.ts';
 
 interface Entry {
   from: string;
@@ -54,7 +55,7 @@ export class Hub {
 
   /**
    * A read by the listener: from `from` (null on the very first read) to `to`; `versions` beside `ids`
-   * (ChangePage.versions, src/feed.ts) when the read knew any.
+   * (ChangePage.versions, src/db/feed.ts) when the read knew any.
    */
   publish(from: string | null, to: string, ids: string[], reset: boolean, freshAsOf: number, versions?: (number | null)[]): void {
     const v = versions !== undefined && versions.length === ids.length ? versions : undefined;

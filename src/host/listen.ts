@@ -8,8 +8,8 @@
 // a Neon compute can scale to zero. The next `activity()` reconnects it, and its first read catches up
 // from the cursor it kept (the record is durable: nothing is missed).
 
+import { isCursor, readChanges } from '../db/feed.ts';
 import type { ObjectNames } from '../db/names.ts';
-import { isCursor, readChanges } from '../feed.ts';
 import { backoffDelay } from '../sync/backoff.ts';
 import type { HostDb, ListenClient } from './db.ts';
 import type { Hub } from './hub.ts';

@@ -32,8 +32,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
  */
 export function options(option: string, v: unknown, known: ReadonlySet<string> | readonly string[], prefix = ''): Record<string, unknown> {
   if (v === undefined) return {};
-  if (v === null || typeof v !== 'object' || Array.isArray(v))
-    throw new ConfigError(option, `expected an object, got ${show(v)}`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(option, `expected an object, got ${show(v)}`);
   const keys = known instanceof Set ? known : new Set(known as readonly string[]);
   for (const k of Object.keys(v as object)) if (!keys.has(k)) throw new ConfigError(`${prefix}${k}`, 'unknown option');
   return v as Record<string, unknown>;

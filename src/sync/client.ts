@@ -1,11 +1,11 @@
 import type { SessionManager } from '../core/manager.ts';
+import { feedVersions } from '../core/versions.ts';
+import { type ChangePage, readChanges } from '../db/feed.ts';
 import type { TouchEntry } from '../db/store.ts';
-import { type ChangePage, readChanges } from '../feed.ts';
 import { type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
 import { backoffDelay } from './backoff.ts';
 import { resolveSyncOptions, type SyncClientOptions } from './options.ts';
 import { readStream } from './stream.ts';
-import { feedVersions } from './versions.ts';
 
 // The option types live in src/sync/options.ts, the stream's reading in src/sync/stream.ts; importers keep
 // finding the public names here.
