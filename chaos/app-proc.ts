@@ -114,6 +114,8 @@ function makeManager(p: Pool): SessionManager {
     const created = await create(p);
     const ctx = opContext.getStore();
     if (ctx && 'evicted' in created) ctx.evicted = [...(ctx.evicted ?? []), ...created.evicted];
+    // A sign-in over an old session deletes it in the create's own statement (createSession's `replaces`).
+    if (ctx && created.replaced !== undefined) ctx.deleted = [...(ctx.deleted ?? []), ...created.replaced];
     return created;
   };
   // Every Store method that deletes sessions and answers their ids (deleteWhere, deleteByToken, ...), whatever
