@@ -71,7 +71,8 @@ export class WorkerSlot {
     );
     this.#child = child;
     let ready = false;
-    void child.exited.then((info) => {
+    // `finished`: the exit, once the output is read to its end (the start-up check's line comes with it).
+    void child.finished.then((info) => {
       if (this.expectingExit || this.#child !== child) return;
       // The CLI checks the database before it listens and exits at once when it cannot reach it (fail fast,
       // worker/README.md): while a fault holds PostgreSQL down, that is a failed start, retried by start(),
