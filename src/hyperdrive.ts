@@ -38,13 +38,14 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
-import { SessionManager } from './core/manager.ts';
+import type { SessionManager } from './core/manager.ts';
 import type { Attributes } from './core/session.ts';
 import { NAMED_STATEMENTS, type PgQueryable, type SqlExecutor } from './db/executor.ts';
-import { closingSessionMiddleware, pendingWork } from './drivers/closing.ts';
-import { type PostgresJsFactory, postgresJsStatementRunner } from './drivers/postgres-js.ts';
-import { type SessionEnv, type SessionMiddlewareOptions, sessionMiddleware } from './hono.ts';
-import { SyncClient, type SyncClientOptions } from './sync/client.ts';
+import { pendingWork, type StatementClient, statementPerClient } from './drivers/closing.ts';
+import { type PostgresJsFactory, postgresJsClient } from './drivers/postgres-js.ts';
+import { workersSessionMiddleware, workersSessions } from './drivers/workers-entry.ts';
+import type { SessionEnv, SessionMiddlewareOptions } from './hono.ts';
+import type { SyncClient, SyncClientOptions } from './sync/client.ts';
 
 /** What the library uses of a Hyperdrive binding (`env.HYPERDRIVE`). */
 export interface HyperdriveLike {
@@ -132,10 +133,12 @@ export function hyperdriveExecutor(
   const applicationName = options.applicationName ?? 'pg-edge-session';
   /** Statements under way and clients still closing. */
   const work = pendingWork();
-  const run =
+  const run = statementPerClient(
     postgres === undefined
-      ? nodePostgresStatementRunner(Client as PgClientConstructor, connectionString, applicationName, work.track)
-      : postgresJsStatementRunner(postgres, connectionString, applicationName, work.track);
+      ? nodePostgresClient(Client as PgClientConstructor, connectionString, applicationName)
+      : postgresJsClient(postgres, connectionString, applicationName),
+    work.track,
+  );
   const track = work.track;
 
   const $client: PgQueryable & { [NAMED_STATEMENTS]: true } = {
@@ -152,23 +155,19 @@ export function hyperdriveExecutor(
   };
 }
 
-/** One statement on a new node-postgres client; its close is handed to `track` after the rows arrive. */
-function nodePostgresStatementRunner(
-  Client: PgClientConstructor,
-  connectionString: string,
-  applicationName: string,
-  track: (closing: Promise<unknown>) => unknown,
-): (config: { text: string; values: unknown[]; name?: string }) => Promise<{ rows: unknown[] }> {
-  return async (config) => {
+/** Opens a new node-postgres client for one statement; it connects when the statement is sent. */
+function nodePostgresClient(Client: PgClientConstructor, connectionString: string, applicationName: string): () => StatementClient {
+  return () => {
     const client = new Client({ connectionString, application_name: applicationName });
     // A dropped connection also emits 'error'; the statement's promise carries it to the caller.
     client.on('error', () => {});
-    try {
-      await client.connect();
-      return await client.query(config);
-    } finally {
-      track(client.end().catch(() => {}));
-    }
+    return {
+      async query(config) {
+        await client.connect();
+        return await client.query(config);
+      },
+      end: () => client.end(),
+    };
   };
 }
 
@@ -177,11 +176,7 @@ function nodePostgresStatementRunner(
  * `hyperdriveSessionMiddleware` does). Throws a `ConfigError` naming the option when one is invalid.
  */
 export function hyperdriveSessions<A extends Attributes = Attributes>(options: HyperdriveSessionsOptions): HyperdriveSessions<A> {
-  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'expected an object');
-  const db = hyperdriveExecutor(options);
-  const manager = new SessionManager<A>(db, options.config ?? {});
-  const sync = options.sync === undefined ? undefined : new SyncClient(manager, { mode: 'poll', ...options.sync });
-  return { manager, sync, db };
+  return workersSessions<A, HyperdriveSessionsOptions, HyperdriveExecutor>(options, hyperdriveExecutor);
 }
 
 /** What `hyperdriveSessionMiddleware`'s function returns: `hyperdriveSessions` options plus the middleware's own. */
@@ -198,12 +193,9 @@ export interface HyperdriveSessionMiddlewareOptions<A extends Attributes = Attri
 export function hyperdriveSessionMiddleware<A extends Attributes = Attributes, B extends object = any>(
   init: (env: B) => HyperdriveSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
-  if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
-  return closingSessionMiddleware<A, B>((env) => {
-    const { hyperdrive, Client, postgres, config, sync, applicationName, ...rest } = init(env);
-    return {
-      sessions: hyperdriveSessions<A>({ hyperdrive, Client, postgres, config, sync, applicationName }),
-      middleware: (s) => sessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }),
-    };
+  // The executor has no request(): every request's session runs on the isolate's manager.
+  return workersSessionMiddleware<A, HyperdriveSessionMiddlewareOptions<A>, B>(init, (options) => {
+    const { hyperdrive, Client, postgres, config, sync, applicationName, ...rest } = options;
+    return [hyperdriveSessions<A>({ hyperdrive, Client, postgres, config, sync, applicationName }), rest];
   });
 }

@@ -33,14 +33,12 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import type { SessionConfig } from './core/config.ts';
-import { ConfigError } from './core/errors.ts';
-import { SessionManager } from './core/manager.ts';
+import type { SessionManager } from './core/manager.ts';
 import type { Attributes } from './core/session.ts';
-import { closingSessionMiddleware } from './drivers/closing.ts';
 import { type NeonConnectionSettings, type NeonExecutor, neonExecutor } from './drivers/neon/index.ts';
+import { workersSessionMiddleware, workersSessions } from './drivers/workers-entry.ts';
 import type { SessionEnv, SessionMiddlewareOptions } from './hono.ts';
-import { boundSessionMiddleware } from './middleware/session-middleware.ts';
-import { SyncClient, type SyncClientOptions } from './sync/client.ts';
+import type { SyncClient, SyncClientOptions } from './sync/client.ts';
 
 export { type NeonConnectionSettings, type NeonExecutor, neonExecutor };
 
@@ -93,11 +91,7 @@ export interface NeonSessions<A extends Attributes = Attributes> {
  * Throws a `ConfigError` naming the option when one is invalid.
  */
 export function neonSessions<A extends Attributes = Attributes>(options: NeonSessionsOptions): NeonSessions<A> {
-  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'expected an object');
-  const db = neonExecutor(options);
-  const manager = new SessionManager<A>(db, options.config ?? {});
-  const sync = options.sync === undefined ? undefined : new SyncClient(manager, { mode: 'poll', ...options.sync });
-  return { manager, sync, db };
+  return workersSessions<A, NeonSessionsOptions, NeonExecutor>(options, neonExecutor);
 }
 
 /** What `neonSessionMiddleware`'s function returns: `neonSessions` options plus the middleware's own. */
@@ -115,13 +109,8 @@ export interface NeonSessionMiddlewareOptions<A extends Attributes = Attributes>
 export function neonSessionMiddleware<A extends Attributes = Attributes, B extends object = any>(
   init: (env: B) => NeonSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
-  if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
-  return closingSessionMiddleware<A, B>((env) => {
-    const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = init(env);
-    return {
-      sessions: neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions),
-      middleware: (s, managerOf) =>
-        boundSessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }, managerOf),
-    };
+  return workersSessionMiddleware<A, NeonSessionMiddlewareOptions<A>, B>(init, (options) => {
+    const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = options;
+    return [neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions), rest];
   });
 }

@@ -48,6 +48,37 @@ export function pendingWork(): PendingWork {
   };
 }
 
+/** A statement as node-postgres takes it: `name` (the hot statements) prepares it. */
+export interface StatementConfig {
+  text: string;
+  values: unknown[];
+  name?: string;
+}
+
+/** A client opened for one statement (node-postgres' or postgres.js', adapted). */
+export interface StatementClient {
+  query(config: StatementConfig): Promise<{ rows: unknown[] }>;
+  end(): Promise<unknown>;
+}
+
+/**
+ * A function that runs each statement on a client of its own (`open()`): it settles with the rows; the
+ * client's close (`end()`, its failure ignored) is handed to `track` after it.
+ */
+export function statementPerClient(
+  open: () => StatementClient,
+  track: (closing: Promise<unknown>) => unknown,
+): (config: StatementConfig) => Promise<{ rows: unknown[] }> {
+  return async (config) => {
+    const client = open();
+    try {
+      return await client.query(config);
+    } finally {
+      track(client.end().catch(() => {}));
+    }
+  };
+}
+
 /**
  * Hands `closed` to the request's `waitUntil` when the runtime gave the context one (Hono's `executionCtx`
  * getter throws where there is none, e.g. `app.request()` in a test; then the closes just run on).

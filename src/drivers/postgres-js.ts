@@ -12,8 +12,9 @@
  * Round trips: postgres.js sends a statement with parameters that is not yet prepared on its connection as
  * Parse + Describe, waits for the parameter types, then sends Bind + Execute (postgres/src/connection.js,
  * `describeFirst`), prepared or not; on a new client per statement that is two flights after the start-up.
- * Edge-safe: no import, no I/O of its own.
+ * Edge-safe: no I/O of its own.
  */
+import type { StatementClient } from './closing.ts';
 
 /** What the library uses of postgres.js' `sql` (what `postgres(url, options)` returns). */
 export interface PostgresJsSqlLike {
@@ -43,17 +44,12 @@ const JSON_TYPES = [114, 3802];
 const asIs = (value: never): unknown => value;
 
 /**
- * A function that runs one statement on a new postgres.js client: it settles with the rows; the client's
- * close (`end()`) is handed to `track` after it. `config.name` (the hot statements) prepares the statement
- * (postgres.js names it itself); the others go unnamed, as through node-postgres.
+ * Opens a new postgres.js client for one statement (src/drivers/closing.ts, `statementPerClient`, runs it and
+ * hands its `end()` on). `config.name` (the hot statements) prepares the statement (postgres.js names it
+ * itself); the others go unnamed, as through node-postgres.
  */
-export function postgresJsStatementRunner(
-  postgres: PostgresJsFactory,
-  connectionString: string,
-  applicationName: string,
-  track: (closing: Promise<unknown>) => unknown,
-): (config: { text: string; values: unknown[]; name?: string }) => Promise<{ rows: unknown[] }> {
-  return async (config) => {
+export function postgresJsClient(postgres: PostgresJsFactory, connectionString: string, applicationName: string): () => StatementClient {
+  return () => {
     const sql = postgres(connectionString, {
       max: 1,
       fetch_types: false,
@@ -66,11 +62,12 @@ export function postgresJsStatementRunner(
       sql.options.serializers[type] = asIs;
     }
     for (const type of JSON_TYPES) sql.options.serializers[type] = asIs;
-    try {
-      const rows = await sql.unsafe(config.text, config.values as never[], { prepare: config.name !== undefined });
-      return { rows: rows as unknown[] };
-    } finally {
-      track(sql.end().catch(() => {}));
-    }
+    return {
+      async query(config) {
+        const rows = await sql.unsafe(config.text, config.values as never[], { prepare: config.name !== undefined });
+        return { rows: rows as unknown[] };
+      },
+      end: () => sql.end(),
+    };
   };
 }
