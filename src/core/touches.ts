@@ -6,6 +6,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { TouchEntry } from '../db/store.ts';
+import { singleFlight } from './single-flight.ts';
 
 /** Bound on touches held in memory between flushes (ids beyond it are not recorded until a flush). */
 export const MAX_PENDING_TOUCHES = 200_000;
@@ -63,7 +64,8 @@ export class TouchTracker {
   #pending = new Map<string, Touch>();
   /** Ids in #touched per user: what createSession tells max-sessions eviction about. */
   readonly #touchedByUser = new Map<string, Set<string>>();
-  #flushing: Promise<FlushResult> | undefined;
+  /** The flush under way, shared by the calls made while it runs. */
+  readonly #flushing = singleFlight(() => this.#flush());
   /** When the oldest pending touch was recorded (ms, the manager's clock); +Infinity while none is pending. */
   #pendingSince = Number.POSITIVE_INFINITY;
   #writer: Writer = 'self';
@@ -272,12 +274,7 @@ export class TouchTracker {
    * touches are kept and the error rethrown. Concurrent calls share one flush.
    */
   flush(): Promise<FlushResult> {
-    if (this.#flushing === undefined) {
-      this.#flushing = this.#flush().finally(() => {
-        this.#flushing = undefined;
-      });
-    }
-    return this.#flushing;
+    return this.#flushing();
   }
 
   async #flush(): Promise<FlushResult> {

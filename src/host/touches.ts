@@ -2,6 +2,7 @@
 // flush; the oldest as bounded by parseTouches in ./app.ts) and written every interval in batches, one statement each, with GREATEST so last_accessed never
 // moves backwards, and never extending a session that was idle-expired when its run of accesses began. A
 // failed batch goes back into the buffer and is retried at the next flush.
+import { singleFlight } from '../core/single-flight.ts';
 import type { Store, TouchEntry } from '../db/store.ts';
 import type { Logger } from './log.ts';
 import type { HostMetrics } from './metrics.ts';
@@ -9,7 +10,8 @@ import type { HostMetrics } from './metrics.ts';
 export class TouchBuffer {
   /** id → [last, first] (first may lie after last: see parseTouches) */
   #pending = new Map<string, [number, number]>();
-  #flushing: Promise<void> | undefined;
+  /** The flush under way, shared by the calls made while it runs. */
+  readonly #flushing = singleFlight(() => this.#flush());
 
   constructor(
     private readonly store: Store,
@@ -62,12 +64,7 @@ export class TouchBuffer {
 
   /** Writes everything pending. Concurrent calls share one flush. Throws if a batch failed (kept for retry). */
   flush(): Promise<void> {
-    if (this.#flushing === undefined) {
-      this.#flushing = this.#flush().finally(() => {
-        this.#flushing = undefined;
-      });
-    }
-    return this.#flushing;
+    return this.#flushing();
   }
 
   async #flush(): Promise<void> {

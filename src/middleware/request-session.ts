@@ -246,32 +246,22 @@ export class RequestSession<A extends Attributes> implements SessionHandle<A> {
   }
 
   async reauthenticated(): Promise<Session<A> | null> {
-    this.#assertOpen('reauthenticated');
-    await this.#settle();
-    const session = this.#session === undefined ? await this.get() : this.#session;
+    const session = await this.#current('reauthenticated');
     if (session === null) return null;
     try {
       return await this.#manager.reauthenticate(session);
     } catch (e) {
       if (!(e instanceof SessionNotFoundError)) throw e;
-      this.#settleTo(null);
-      this.#clearCookie();
-      return null;
+      return this.#gone();
     }
   }
 
   async rotate(): Promise<Session<A> | null> {
-    this.#assertOpen('rotate');
-    await this.#settle();
-    const session = this.#session === undefined ? await this.get() : this.#session;
+    const session = await this.#current('rotate');
     if (session === null) return null;
     // manager.rotate rebases the session on the rotated row and keeps its unsaved changes pending.
     const rotated = await this.#manager.rotate(session);
-    if (rotated === null) {
-      this.#settleTo(null);
-      this.#clearCookie();
-      return null;
-    }
+    if (rotated === null) return this.#gone();
     this.#cookie = { token: rotated.token, expiresAt: session.expiresAt.getTime() };
     return session;
   }
@@ -297,8 +287,7 @@ export class RequestSession<A extends Attributes> implements SessionHandle<A> {
       this.#saveFailed = true;
       if (e instanceof SessionNotFoundError) {
         // Deleted or expired while the handler ran (signed out elsewhere): the cookie is dead too.
-        this.#settleTo(null);
-        this.#clearCookie();
+        this.#gone();
       }
       throw e;
     }
@@ -344,12 +333,22 @@ export class RequestSession<A extends Attributes> implements SessionHandle<A> {
   }
 
   /**
-   * The request's cookie names nothing alive any more: tell the browser to drop it. Not when the request
-   * had several values of the name that were not all deleted here: a clearing Set-Cookie hits the cookie
-   * with this middleware's Path and Domain, which may be a live one this request did not use.
+   * The session is gone (deleted or expired elsewhere): none for the rest of the request, and the request's
+   * cookie names nothing alive any more, so tell the browser to drop it. Not when the request had several
+   * values of the name that were not all deleted here: a clearing Set-Cookie hits the cookie with this
+   * middleware's Path and Domain, which may be a live one this request did not use.
    */
-  #clearCookie(): void {
+  #gone(): null {
+    this.#settleTo(null);
     if (!this.#hasDuplicates() || this.#cookieSessionsDeleted) this.#cookie = CLEAR;
+    return null;
+  }
+
+  /** For a method that changes the session: the session it acts on, after a load in flight settled. */
+  async #current(method: string): Promise<Session<A> | null> {
+    this.#assertOpen(method);
+    await this.#settle();
+    return this.#session === undefined ? await this.get() : this.#session;
   }
 
   /** Waits for a load in flight so that its result cannot overwrite what a mutation sets. */
