@@ -194,8 +194,6 @@ export function hyperdriveSessionMiddleware<A extends Attributes = Attributes, B
   init: (env: B) => HyperdriveSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   // The executor has no request(): every request's session runs on the isolate's manager.
-  return workersSessionMiddleware<A, HyperdriveSessionMiddlewareOptions<A>, B>(init, (options) => {
-    const { hyperdrive, Client, postgres, config, sync, applicationName, ...rest } = options;
-    return [hyperdriveSessions<A>({ hyperdrive, Client, postgres, config, sync, applicationName }), rest];
-  });
+  const own = { hyperdrive: true, Client: true, postgres: true, config: true, sync: true, applicationName: true } as const;
+  return workersSessionMiddleware<A, HyperdriveSessionsOptions, B>(init, own, hyperdriveSessions<A>);
 }

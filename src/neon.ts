@@ -109,8 +109,6 @@ export interface NeonSessionMiddlewareOptions<A extends Attributes = Attributes>
 export function neonSessionMiddleware<A extends Attributes = Attributes, B extends object = any>(
   init: (env: B) => NeonSessionMiddlewareOptions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
-  return workersSessionMiddleware<A, NeonSessionMiddlewareOptions<A>, B>(init, (options) => {
-    const { databaseUrl, config, sync, applicationName, wsProxy, neonConfig, ...rest } = options;
-    return [neonSessions<A>({ databaseUrl, config, sync, applicationName, wsProxy, neonConfig } as NeonSessionsOptions), rest];
-  });
+  const own = { databaseUrl: true, config: true, sync: true, applicationName: true, wsProxy: true, neonConfig: true } as const;
+  return workersSessionMiddleware<A, NeonSessionsOptions, B>(init, own, neonSessions<A>);
 }

@@ -37,22 +37,30 @@ export function workersSessions<A extends Attributes, O extends WorkersSessionsO
 }
 
 /**
- * An entry's middleware: `init` gives the options on the first request; `split` builds the entry's sessions
- * from its own options and returns the rest, the session middleware's options. The request's session runs on
- * the manager bound to the request's connection when the executor has `request()` (src/drivers/closing.ts).
+ * An entry's middleware: `init` gives the options on the first request; those named in `own` (all of the
+ * entry's `...SessionsOptions`, which the type holds) build the sessions through `sessions`, the rest are the
+ * session middleware's. The request's session runs on the manager bound to the request's connection when the
+ * executor has `request()` (src/drivers/closing.ts).
  */
 // biome-ignore lint/suspicious/noExplicitAny: the bindings type is the app's
-export function workersSessionMiddleware<A extends Attributes, O, B extends object = any>(
-  init: (env: B) => O,
-  split: (options: O) => [BuiltSessions<A>, Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'>],
+export function workersSessionMiddleware<A extends Attributes, O extends object, B extends object = any>(
+  init: (env: B) => O & Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'>,
+  own: Record<keyof O, true>,
+  sessions: (options: O) => BuiltSessions<A>,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
   return closingSessionMiddleware<A, B>((env) => {
-    const [sessions, rest] = split(init(env));
+    const { ...rest }: Record<string, unknown> = init(env);
+    const picked: Record<string, unknown> = {};
+    for (const key of Object.keys(own)) {
+      picked[key] = rest[key];
+      delete rest[key];
+    }
+    const middlewareOptions = rest as Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'>;
     return {
-      sessions,
+      sessions: sessions(picked as O),
       middleware: (s, managerOf) =>
-        boundSessionMiddleware<A>({ ...rest, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }, managerOf),
+        boundSessionMiddleware<A>({ ...middlewareOptions, manager: s.manager, ...(s.sync ? { sync: s.sync } : {}) }, managerOf),
     };
   });
 }
