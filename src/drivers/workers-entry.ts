@@ -50,12 +50,14 @@ export function workersSessionMiddleware<A extends Attributes, O extends object,
 ): MiddlewareHandler<SessionEnv<A> & { Bindings: B }> {
   if (typeof init !== 'function') throw new ConfigError('init', 'expected a function (env) => options');
   return closingSessionMiddleware<A, B>((env) => {
-    const { ...rest }: Record<string, unknown> = init(env);
-    const picked: Record<string, unknown> = {};
-    for (const key of Object.keys(own)) {
-      picked[key] = rest[key];
-      delete rest[key];
-    }
+    // As `const { databaseUrl, ..., ...rest } = init(env)` would: the named ones read as properties (inherited
+    // ones too), the rest copied from the own enumerable ones.
+    const options: Record<PropertyKey, unknown> = init(env);
+    const picked: Record<PropertyKey, unknown> = {};
+    for (const key of Object.keys(own)) picked[key] = options[key];
+    const rest: Record<PropertyKey, unknown> = {};
+    for (const key of Reflect.ownKeys(Object(options)))
+      if (!Object.hasOwn(own, key) && Object.prototype.propertyIsEnumerable.call(options, key)) rest[key] = options[key];
     const middlewareOptions = rest as Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'>;
     return {
       sessions: sessions(picked as O),
