@@ -5,7 +5,7 @@
  */
 import { type SQL, sql } from 'drizzle-orm';
 import { AuditWriteError } from '../core/errors.ts';
-import { ms, ts, UNCACHEABLE } from './fragments.ts';
+import { ms, rawOnce, ts, uncacheable } from './fragments.ts';
 import type { ObjectNames } from './names.ts';
 
 /** Why a session ended, as recorded in the audit table. */
@@ -103,16 +103,16 @@ const COPIED = AUDIT_COLUMNS.flatMap((c) => (c.copy === undefined ? [] : [c.copy
 
 /** What a deleting statement returns (as CTE `d`) for its audit rows: the session columns copied. */
 export const AUDIT_SOURCE_TEXT = COPIED.join(', ');
-export const AUDIT_SOURCE = sql.raw(AUDIT_SOURCE_TEXT);
+export const auditSource = rawOnce(AUDIT_SOURCE_TEXT);
 /** The same from an UPDATE's row `s`, less token_hash (a rotation audits the old one, which it replaced). */
-export const AUDIT_SOURCE_OF_S = sql.raw(
+export const auditSourceOfS = rawOnce(
   COPIED.filter((c) => c !== 'token_hash')
     .map((c) => `s.${c}`)
     .join(', '),
 );
 
 /** The columns an AuditRow is read as (from the audit table, unqualified). */
-export const AUDIT_ROW_COLUMNS = sql.raw(AUDIT_COLUMNS.flatMap((c) => (c.read === null ? [] : [c.read ?? c.name])).join(', '));
+export const auditRowColumns = rawOnce(AUDIT_COLUMNS.flatMap((c) => (c.read === null ? [] : [c.read ?? c.name])).join(', '));
 
 /**
  * json_build_object's arguments for the audit row of a session in CTE `d`: each column's name, then its
@@ -127,7 +127,7 @@ function auditRowArguments<T>(n: ObjectNames, given: Record<GivenColumn, T>): (s
 
 /**
  * CTE `a` of an audited statement, as text (the prepared statements): the audit rows of the sessions in CTE
- * `d` (columns AUDIT_SOURCE), written by session_audit_write (drizzle/0010), which never fails the
+ * `d` (columns auditSource), written by session_audit_write (drizzle/0010), which never fails the
  * statement: `(SELECT e FROM a)` is null, or the error that kept the rows from being written. A statement
  * must select it, or the rows are not written.
  */
@@ -166,7 +166,7 @@ export function reportAuditFailure(
 /** A user's recorded session ends, newest first (at most `limit`, before `before` when given). */
 export function listAuditStatement(n: ObjectNames, userId: string, limit: number, before: number | null): SQL {
   const until = before === null ? sql`` : sql` AND ended_at < ${ts(before)}`;
-  return sql`SELECT ${AUDIT_ROW_COLUMNS}, ${UNCACHEABLE}
+  return sql`SELECT ${auditRowColumns()}, ${uncacheable()}
           FROM ${sql.raw(n.audit)} WHERE user_id = ${userId}${until} ORDER BY ended_at DESC, id DESC LIMIT ${limit}::integer`;
 }
 
@@ -177,7 +177,7 @@ export function auditOfStatement(n: ObjectNames, of: { sessionId: string } | { t
     'sessionId' in of
       ? sql`${of.sessionId}::uuid`
       : sql`(SELECT t.session_id FROM ${a} AS t WHERE t.token_check = ${sql.raw(n.tokenCheckFunction)}(decode(${of.tokenHash}, 'hex')) LIMIT 1)`;
-  return sql`SELECT ${AUDIT_ROW_COLUMNS}, ${UNCACHEABLE}
+  return sql`SELECT ${auditRowColumns()}, ${uncacheable()}
           FROM ${a} WHERE session_id = ${session} ORDER BY (reason <> 'rotated') DESC, ended_at DESC, id DESC LIMIT 1`;
 }
 
@@ -185,5 +185,5 @@ export function auditOfStatement(n: ObjectNames, of: { sessionId: string } | { t
 export function pruneAuditStatement(n: ObjectNames, cutoff: number, limit: number): SQL {
   const a = sql.raw(n.audit);
   return sql`WITH d AS (DELETE FROM ${a} WHERE id IN (SELECT id FROM ${a} WHERE ended_at < ${ts(cutoff)} LIMIT ${limit}::integer) RETURNING 1)
-          SELECT count(*)::integer AS n, ${UNCACHEABLE} FROM d`;
+          SELECT count(*)::integer AS n, ${uncacheable()} FROM d`;
 }

@@ -4,7 +4,7 @@
  * removed otherwise, and every survivor given its next deadline.
  */
 import { type SQL, sql } from 'drizzle-orm';
-import { AUDIT_SOURCE, auditCte } from './audit.ts';
+import { auditCte, auditSource } from './audit.ts';
 import { ts } from './fragments.ts';
 import type { ObjectNames } from './names.ts';
 
@@ -66,7 +66,7 @@ function deleting(t: SQL, n: ObjectNames, p: CleanupDue, picked: SQL, expired: S
   const reauthEndD = reauthMs === null ? sql`d.expires_at` : sql`d.authenticated_at + ${`${reauthMs} milliseconds`}::interval`;
   // Data-modifying CTEs must be at the top level: the delete and its audit rows come before `m`.
   return sql`d AS (DELETE FROM ${t} AS s WHERE ${picked} AND ${expired}
-            RETURNING ${AUDIT_SOURCE}, expires_at, COALESCE(authenticated_at, created_at) AS authenticated_at),
+            RETURNING ${auditSource()}, expires_at, COALESCE(authenticated_at, created_at) AS authenticated_at),
           ${auditCte(
             n,
             {

@@ -3,8 +3,19 @@
  * ms, the mark that keeps a read out of Hyperdrive's cache, a session's listing columns, and the live-session
  * conditions of writes through a token. A leaf: src/db/store.ts, src/db/audit.ts and the statement files
  * import it.
+ *
+ * No module of src/ calls drizzle-orm while it is evaluated (test/module-evaluation.test.ts): in a Workers
+ * bundle that also holds a dynamic import, esbuild may initialise drizzle-orm lazily, after a module of
+ * src/db/ ran, and a module-level `sql.raw(...)` then fails the Worker's start ("sql.raw is not a function",
+ * test/bundle-init.test.ts). A fragment used by many statements is built at its first use (`rawOnce`).
  */
 import { type SQL, sql } from 'drizzle-orm';
+
+/** `sql.raw(text)`, built at the first call and the same object after it (never while a module loads). */
+export function rawOnce(text: string): () => SQL {
+  let built: SQL | undefined;
+  return () => (built ??= sql.raw(text));
+}
 
 /** The largest time a Date holds, ms either side of the epoch. */
 export const MAX_DATE_MS = 8.64e15;
@@ -28,10 +39,10 @@ export const ms = (col: string): string => `(extract(epoch from ${col}) * 1000):
  * every statement the library sends.
  */
 export const UNCACHEABLE_TEXT = 'clock_timestamp() IS NOT NULL AS uncacheable';
-export const UNCACHEABLE = sql.raw(UNCACHEABLE_TEXT);
+export const uncacheable = rawOnce(UNCACHEABLE_TEXT);
 
 /** A session's columns without attributes (listings). */
-export const META_COLUMNS = sql.raw(
+export const metaColumns = rawOnce(
   [
     'id::text AS id',
     'user_id',

@@ -5,7 +5,7 @@
 
 export interface SessionRow {
   id: string;
-  /** Listings only (META_COLUMNS). */
+  /** Listings only (metaColumns, src/db/fragments.ts). */
   user_agent?: string | null;
   device?: string | null;
   ip?: string | null;

@@ -2,13 +2,13 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { StoredDevice } from '../core/device.ts';
 import { classifyDatabaseError, findErrorCode } from '../core/errors.ts';
 import {
-  AUDIT_SOURCE,
-  AUDIT_SOURCE_OF_S,
   type AuditEnd,
   type AuditRow,
   type AuditWriting,
   auditCte,
   auditOfStatement,
+  auditSource,
+  auditSourceOfS,
   listAuditStatement,
   pruneAuditStatement,
   reportAuditFailure,
@@ -16,7 +16,7 @@ import {
 } from './audit.ts';
 import { type CleanupDue, type CleanupDueRow, cleanupDueStatement } from './cleanup-statement.ts';
 import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, toSql } from './executor.ts';
-import { iso, liveSince, META_COLUMNS, ts, UNCACHEABLE } from './fragments.ts';
+import { iso, liveSince, metaColumns, ts, uncacheable } from './fragments.ts';
 import type { ObjectNames } from './names.ts';
 import { type CreateRow, replacingStatement } from './replace-statement.ts';
 import { parseRowText, type RowText, type SessionRow, type TouchEntry, type UpdateResult } from './rows.ts';
@@ -221,7 +221,7 @@ export class Store {
     const rows = await this.run<{ r: string; audit_error?: string | null }>(
       'rotate',
       p.audit
-        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${AUDIT_SOURCE_OF_S}, decode(${p.hash}, 'hex') AS token_hash),
+        ? sql`WITH d AS (${update} RETURNING ${rowJson}, ${auditSourceOfS()}, decode(${p.hash}, 'hex') AS token_hash),
               ${this.#auditCte({ reason: 'rotated', endedAt: p.now, actor: { kind: 'rotation', id: null } })}
               SELECT r, (SELECT e FROM a) AS audit_error FROM d`
         : sql`${update} RETURNING ${rowJson}`,
@@ -265,7 +265,7 @@ export class Store {
     }
     const rows = await this.run<{ id: string; audit_error: string | null }>(
       operation,
-      sql`WITH d AS (DELETE FROM ${this.#t} WHERE ${where} RETURNING ${AUDIT_SOURCE}), ${this.#auditCte(audit)}
+      sql`WITH d AS (DELETE FROM ${this.#t} WHERE ${where} RETURNING ${auditSource()}), ${this.#auditCte(audit)}
           SELECT id::text AS id, (SELECT e FROM a) AS audit_error FROM d`,
     );
     this.#auditOutcome(operation, rows, rows.length);
@@ -295,8 +295,8 @@ export class Store {
     const rows = await this.run<{ n: number; audit_error?: string | null }>(
       'deleteAllSessions',
       audit === undefined
-        ? sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n, ${UNCACHEABLE} FROM d`
-        : sql`WITH d AS (DELETE FROM ${this.#t} RETURNING ${AUDIT_SOURCE}), ${this.#auditCte(audit)}
+        ? sql`WITH d AS (DELETE FROM ${this.#t} RETURNING 1) SELECT count(*)::integer AS n, ${uncacheable()} FROM d`
+        : sql`WITH d AS (DELETE FROM ${this.#t} RETURNING ${auditSource()}), ${this.#auditCte(audit)}
               SELECT count(*)::integer AS n, (SELECT e FROM a) AS audit_error FROM d`,
     );
     const n = Number(rows[0]?.n ?? 0);
@@ -347,7 +347,7 @@ export class Store {
   async listByUser(userId: string, now: number): Promise<SessionRow[]> {
     return this.run<SessionRow>(
       'listUserSessions',
-      sql`SELECT ${META_COLUMNS}, ${UNCACHEABLE} FROM ${this.#t} WHERE user_id = ${userId} AND expires_at > ${ts(now)} ORDER BY last_accessed DESC, created_at DESC`,
+      sql`SELECT ${metaColumns()}, ${uncacheable()} FROM ${this.#t} WHERE user_id = ${userId} AND expires_at > ${ts(now)} ORDER BY last_accessed DESC, created_at DESC`,
     );
   }
 
