@@ -109,7 +109,8 @@ export interface HyperdriveSessions<A extends Attributes = Attributes> {
   db: HyperdriveExecutor;
 }
 
-const dialect = new PgDialect();
+/** Made at first use: nothing of drizzle runs while the module loads (test/module-evaluation.test.ts). */
+let dialect: PgDialect | undefined;
 
 /**
  * An executor that runs each statement on its own node-postgres or postgres.js client connected to
@@ -148,7 +149,7 @@ export function hyperdriveExecutor(
   return {
     $client,
     execute(query: SQL) {
-      const { sql, params } = dialect.sqlToQuery(query);
+      const { sql, params } = (dialect ??= new PgDialect()).sqlToQuery(query);
       return track(run({ text: sql, values: params }));
     },
     closed: work.settled,

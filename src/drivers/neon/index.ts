@@ -5,9 +5,9 @@
  * connections (`host-connections.ts`). Importing this index loads `@neondatabase/serverless`, an optional
  * peer: only `pg-edge-session/neon` and `pg-edge-session/durable-object` do. `pg-edge-session/host` imports
  * `settings.ts` and `host-db.ts` alone: its `neonHostDb` imports `host-connections.ts` at its first
- * connect. This index does not re-export `neonHostDb`: a bundler that meets that dynamic import makes
- * every module it reaches lazily initialised, drizzle-orm's `sql` among them, before the module-level
- * statements of `src/db/` that use it (workerd: "sql.raw is not a function").
+ * connect. This index does not re-export `neonHostDb`, so a Workers bundle of `pg-edge-session/neon` holds no
+ * dynamic import (a bundler makes every module such an import reaches lazily initialised; nothing under
+ * `src/` calls drizzle while it loads, test/module-evaluation.test.ts, so that order is safe too).
  * Edge-safe: Web APIs only.
  */
 export { type NeonExecutor, type NeonExecutorOptions, neonExecutor } from './executor.ts';
