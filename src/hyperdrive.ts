@@ -111,6 +111,10 @@ export interface HyperdriveSessions<A extends Attributes = Attributes> {
 
 /** Made at first use: nothing of drizzle runs while the module loads (test/module-evaluation.test.ts). */
 let dialect: PgDialect | undefined;
+function pgDialect(): PgDialect {
+  if (dialect === undefined) dialect = new PgDialect();
+  return dialect;
+}
 
 /**
  * An executor that runs each statement on its own node-postgres or postgres.js client connected to
@@ -149,7 +153,7 @@ export function hyperdriveExecutor(
   return {
     $client,
     execute(query: SQL) {
-      const { sql, params } = (dialect ??= new PgDialect()).sqlToQuery(query);
+      const { sql, params } = pgDialect().sqlToQuery(query);
       return track(run({ text: sql, values: params }));
     },
     closed: work.settled,

@@ -48,7 +48,7 @@ describe('layout (ARCHITECTURE.md, Layers and imports)', () => {
     );
     const entries = [...targets]
       .filter((t) => t.startsWith('./dist/src/') && t.endsWith('.js'))
-      .map((t) => t.slice('./dist/src/'.length, -'.js'.length) + '.ts');
+      .map((t) => `${t.slice('./dist/src/'.length, -'.js'.length)}.ts`);
     const top = all.filter((f) => !f.includes('/'));
     expect(top.length).toBeGreaterThan(5);
     expect(top.filter((f) => !entries.includes(f))).toEqual([]);
