@@ -1,7 +1,7 @@
 /**
  * The version a change left its session at, as the change feed carries it (FeedResponse.versions in
  * src/protocol.ts, drizzle/0018): a cache may keep an entry whose version is at least that, since the entry
- * already holds the change (ARCHITECTURE.md, promise 1). Null means unknown: a delete, a change that did
+ * already holds the change (ARCHITECTURE.md, "Bounded staleness"). Null means unknown: a delete, a change that did
  * not move the version, a record written before drizzle/0018. Unknown always invalidates.
  */
 
