@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.ts';
 import { pgQueryableOf as pgClientOf } from '../src/db/executor.ts';
+import { objectNames } from '../src/db/names.ts';
+import { hotStatements } from '../src/db/statements.ts';
 import { DRIVERS, fakeClock } from './support/db.ts';
 import { rawRow, uid } from './support/manager-helpers.ts';
 import { useStore } from './support/store-suite.ts';
@@ -122,5 +124,17 @@ describe.each(DRIVERS)('named prepared statements (%s)', (driver) => {
     expect(refused).toBe(1);
     expect(m.store.prepared).toBe(false);
     expect(executed).toBe(7);
+  });
+});
+
+describe('statements made once per set of table names', () => {
+  it("a manager bound to one request's connection (a Store per request) reuses the hot statements, not remakes and rehashes them", () => {
+    const names = objectNames('public', 'hp_');
+    const a = hotStatements(names);
+    expect(hotStatements(names)).toBe(a);
+    expect(hotStatements(names).get).toBe(a.get);
+    // Other names get their own statements (the text names their tables).
+    const b = hotStatements(objectNames('public', 'hq_'));
+    expect(b.get.text).not.toBe(a.get.text);
   });
 });

@@ -11,9 +11,25 @@ import { MAX_DATE_MS, UNCACHEABLE_TEXT } from './fragments.ts';
 import type { ObjectNames } from './names.ts';
 import type { TouchEntry } from './rows.ts';
 
-export type HotStatements = ReturnType<typeof hotStatements>;
+export type HotStatements = ReturnType<typeof makeHotStatements>;
 
-export function hotStatements(n: ObjectNames) {
+const made = new WeakMap<ObjectNames, HotStatements>();
+
+/**
+ * The hot statements of a store's tables, made once per set of names: a manager bound to one request's
+ * connection (src/drivers/closing.ts) makes a Store per request, and the statements' text, parameter order
+ * and prepared names (a hash of each text) are the same for all of them.
+ */
+export function hotStatements(n: ObjectNames): HotStatements {
+  let st = made.get(n);
+  if (st === undefined) {
+    st = makeHotStatements(n);
+    made.set(n, st);
+  }
+  return st;
+}
+
+function makeHotStatements(n: ObjectNames) {
   const t = n.sessions;
   // $2: the session id the Session was loaded with, or null when deleting by token alone.
   const byToken = `token_hash = decode($1, 'hex') AND ($2::uuid IS NULL OR id = $2::uuid)`;
