@@ -165,6 +165,11 @@ export class TouchTracker {
   /** The first touch since the last flush: note when, and arm the flush timer (Node, Bun) if the manager writes its own. */
   #startPendingRun(): void {
     this.#pendingSince = this.#o.clock();
+    this.#arm();
+  }
+
+  /** Arms the flush timer, one interval from now, if the manager writes its own touches and none is armed. */
+  #arm(): void {
     if (this.#writer !== 'self' || this.#flushTimer !== undefined) return;
     const timer = setTimeout(() => {
       this.#flushTimer = undefined;
@@ -219,7 +224,10 @@ export class TouchTracker {
 
   /** startBackgroundTasks' timer stopped: the manager writes its own touches again (unless a SyncClient takes them). */
   tasksStopped(): void {
-    if (this.#writer === 'tasks') this.#writer = 'self';
+    if (this.#writer !== 'tasks') return;
+    this.#writer = 'self';
+    // Touches left pending by the stopped timer start no new run: arm the manager's own timer for them.
+    if (this.#pending.size > 0) this.#arm();
   }
 
   /** Clears the self-flush timer (a runtime without background timers stays known as such). */
