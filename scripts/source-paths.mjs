@@ -5,7 +5,7 @@
 //   worker/tsconfig.paths.json  `pg-edge-session[/sub]` -> the library's built declarations (the worker
 //                               package's build, worker/tsconfig.build.json, extends it).
 // `node scripts/source-paths.mjs` rewrites both; `--check` fails when either differs from what package.json
-// says (`npm run lint`, test/source-paths.test.ts). A source is the export's JavaScript with dist/ and .js
+// says (`npm run lint`, test/system/source-paths.test.ts). A source is the export's JavaScript with dist/ and .js
 // taken off: dist/src/x.js <- src/x.ts, dist/main.js <- main.ts (the worker package).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -30,7 +30,7 @@
  * that refuses them switches the manager to unnamed ones.
  *
  * Hyperdrive's query cache: every statement the library sends is a write or calls a volatile function, so
- * Hyperdrive never answers one from its cache (test/cacheability.test.ts checks each against PostgreSQL's
+ * Hyperdrive never answers one from its cache (test/db/cacheability.test.ts checks each against PostgreSQL's
  * catalog). Edge-safe: Web APIs only.
  */
 import type { SQL } from 'drizzle-orm';
@@ -109,7 +109,7 @@ export interface HyperdriveSessions<A extends Attributes = Attributes> {
   db: HyperdriveExecutor;
 }
 
-/** Made at first use: nothing of drizzle runs while the module loads (test/module-evaluation.test.ts). */
+/** Made at first use: nothing of drizzle runs while the module loads (test/system/module-evaluation.test.ts). */
 let dialect: PgDialect | undefined;
 function pgDialect(): PgDialect {
   if (dialect === undefined) dialect = new PgDialect();

@@ -47,7 +47,7 @@ export async function migrate(
       await tx.execute(
         sql.raw(`CREATE TABLE IF NOT EXISTS ${names.migrations} (tag text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`),
       );
-      // clock_timestamp(): never answered from a query cache such as Hyperdrive's (test/cacheability.test.ts).
+      // clock_timestamp(): never answered from a query cache such as Hyperdrive's (test/db/cacheability.test.ts).
       const applied0 = await tx.execute(sql.raw(`SELECT tag, clock_timestamp() AS read_at FROM ${names.migrations}`));
       const done = new Set(rowsOf<{ tag: string }>(applied0).map((r) => r.tag));
       const applied: string[] = [];

@@ -8,7 +8,7 @@
 //   Hyperdrive: between workerd and PostgreSQL, except the start-up (up to the server's first
 //     ReadyForQuery), which goes through undelayed: Hyperdrive answers it in the Worker's location from
 //     its pool; statements cross the distance (Hyperdrive's cache never answers the library's statements,
-//     test/cacheability.test.ts). Miniflare's local Hyperdrive opens a real socket to PostgreSQL per client.
+//     test/db/cacheability.test.ts). Miniflare's local Hyperdrive opens a real socket to PostgreSQL per client.
 //     node-postgres and postgres.js each have their own proxy (postgres.js waits for a statement's
 //     parameter types before binding it, src/drivers/postgres-js.ts: its flights are counted apart).
 // Every path uses the Durable Object host in poll mode (its own connections are not delayed: it sits next

@@ -4,10 +4,10 @@
  * conditions of writes through a token. A leaf: src/db/store.ts, src/db/audit.ts and the statement files
  * import it.
  *
- * No module of src/ calls drizzle-orm while it is evaluated (test/module-evaluation.test.ts): in a Workers
+ * No module of src/ calls drizzle-orm while it is evaluated (test/system/module-evaluation.test.ts): in a Workers
  * bundle that also holds a dynamic import, esbuild may initialise drizzle-orm lazily, after a module of
  * src/db/ ran, and a module-level `sql.raw(...)` then fails the Worker's start ("sql.raw is not a function",
- * test/bundle-init.test.ts). A fragment used by many statements is built at its first use (`rawOnce`).
+ * test/system/bundle-init.test.ts). A fragment used by many statements is built at its first use (`rawOnce`).
  */
 import { type SQL, sql } from 'drizzle-orm';
 
@@ -35,7 +35,7 @@ export const ms = (col: string): string => `(extract(epoch from ${col}) * 1000):
 /**
  * Added to every read, and to every SELECT whose writes are in a WITH: a volatile function makes the query
  * uncacheable by Cloudflare Hyperdrive (which caches read-only queries for ~60 s by default and would
- * otherwise serve a revoked session, or answer a write from its cache). test/cacheability.test.ts checks
+ * otherwise serve a revoked session, or answer a write from its cache). test/db/cacheability.test.ts checks
  * every statement the library sends.
  */
 export const UNCACHEABLE_TEXT = 'clock_timestamp() IS NOT NULL AS uncacheable';

@@ -130,7 +130,7 @@ async function missingObjects(tx: SqlExecutor, schemaName: string, tablePrefix: 
   const rows = rowsOf<{ k: string; n: string; t: string | null }>(
     await tx.execute(sql`
       SELECT 'table' AS k, c.relname::text AS n, NULL::text AS t FROM pg_class c
-        -- clock_timestamp(): a catalog read Hyperdrive must not answer from its cache (test/cacheability.test.ts).
+        -- clock_timestamp(): a catalog read Hyperdrive must not answer from its cache (test/db/cacheability.test.ts).
         WHERE clock_timestamp() IS NOT NULL AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName}) AND c.relkind IN ('r', 'p')
       UNION ALL SELECT 'index', c.relname::text, NULL FROM pg_class c
         WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = ${schemaName}) AND c.relkind IN ('i', 'I')

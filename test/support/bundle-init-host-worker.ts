@@ -1,4 +1,4 @@
-// A Worker for test/bundle-init.test.ts importing pg-edge-session/host alone (its neonHostDb keeps the dynamic
+// A Worker for test/system/bundle-init.test.ts importing pg-edge-session/host alone (its neonHostDb keeps the dynamic
 // import of Neon's driver in the bundle): it starts, and builds a host's statement names.
 import { neonHostDb, objectNames } from 'pg-edge-session/host';
 

@@ -1,4 +1,4 @@
-// A Worker for test/bundle-init.test.ts: every edge entry a user's Worker may import together —
+// A Worker for test/system/bundle-init.test.ts: every edge entry a user's Worker may import together —
 // pg-edge-session/host (neonHostDb, whose dynamic import of Neon's driver stays in the bundle),
 // /durable-object, /neon and /hyperdrive. esbuild makes the modules that dynamic import reaches lazily
 // initialised, drizzle-orm's `sql` among them; with pg-edge-session/host imported first, src/db/ is evaluated

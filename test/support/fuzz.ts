@@ -1,5 +1,5 @@
-// Arbitraries and oracles for property-based tests (fast-check). Shared by test/fuzz-*.test.ts and
-// test/security*.test.ts; fuzzers of other parts (middleware, worker) import what they need from here.
+// Arbitraries and oracles for property-based tests (fast-check). Shared by test/core/fuzz-core.test.ts, test/worker/fuzz-worker.test.ts and
+// test/core/security.test.ts, test/middleware/security-hono.test.ts; fuzzers of other parts (middleware, worker) import what they need from here.
 //
 // Every oracle below states what the library must do independently of how src/ does it: the attribute
 // oracle works from a JSON round trip plus PostgreSQL's jsonb restrictions, the token oracle from

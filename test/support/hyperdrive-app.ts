@@ -1,4 +1,4 @@
-// The Worker test/hyperdrive.test.ts runs in workerd: pg-edge-session/hyperdrive with node-postgres or
+// The Worker test/drivers/hyperdrive.test.ts runs in workerd: pg-edge-session/hyperdrive with node-postgres or
 // postgres.js (the DRIVER binding) over a Hyperdrive binding (Miniflare's local connection: real TCP sockets
 // to the local PostgreSQL), the sync client talking to SessionSyncObject through its binding. The Client
 // (or postgres function) it passes records what the library sends through it (names of prepared

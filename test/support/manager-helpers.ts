@@ -1,4 +1,4 @@
-// Helpers for the SessionManager test files (test/manager-*.test.ts). Everything here runs against the
+// Helpers for the SessionManager test files (test/core/manager-*.test.ts, test/db/manager-migrate.test.ts). Everything here runs against the
 // real database: the executors below only decide *which* real database a statement goes to, or run test
 // code between a statement's result and its return to the library.
 import { createHash, randomUUID } from 'node:crypto';

@@ -1,4 +1,4 @@
-// A Worker for test/neon-close.test.ts: neonSessionMiddleware through the WebSocket proxy, no sync host;
+// A Worker for test/drivers/neon-close.test.ts: neonSessionMiddleware through the WebSocket proxy, no sync host;
 // POST /login signs in, GET /me reads the cookie's session.
 import { Hono } from 'hono';
 import type { SessionEnv } from '../../src/hono.ts';

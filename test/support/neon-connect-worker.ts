@@ -1,4 +1,4 @@
-// A Worker for test/neon-connect.test.ts: one createSession through pg-edge-session/neon with the
+// A Worker for test/drivers/neon-connect.test.ts: one createSession through pg-edge-session/neon with the
 // database URL and wsProxy the request names, answering what the library threw.
 import { neonSessions } from '../../src/neon.ts';
 

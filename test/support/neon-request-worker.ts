@@ -1,4 +1,4 @@
-// A Worker for test/neon-request.test.ts: neonSessionMiddleware through the WebSocket proxy, no sync host.
+// A Worker for test/drivers/neon-request.test.ts: neonSessionMiddleware through the WebSocket proxy, no sync host.
 // POST /login signs in; GET /me reads the cookie's session; POST /two runs two statements in one request
 // (an attribute saved, then a step-up); POST /boom runs the same two, then throws; GET /pause waits for
 // ?ms before answering with a statement (two of them in flight at once: their connections stay apart).

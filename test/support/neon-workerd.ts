@@ -1,5 +1,5 @@
 // A Neon Worker in workerd against the test database, for the tests of pg-edge-session/neon's connections
-// (test/neon-close.test.ts, test/neon-request.test.ts): a fresh schema, the WebSocket proxy (bin/ws-proxy.ts),
+// (test/drivers/neon-close.test.ts, test/drivers/neon-request.test.ts): a fresh schema, the WebSocket proxy (bin/ws-proxy.ts),
 // a TCP proxy between it and PostgreSQL (harness/tcp-proxy.ts: counts and holds the Worker's connections),
 // and Miniflare running `worker` with DATABASE_URL (through the TCP proxy), NEON_WS_PROXY and SESSION_SCHEMA.
 import { drizzle } from 'drizzle-orm/node-postgres';

@@ -1,4 +1,4 @@
-// A Worker for test/touch-flush.test.ts: README's Workers setup without a sync host (neonSessionMiddleware,
+// A Worker for test/core/touch-flush.test.ts: README's Workers setup without a sync host (neonSessionMiddleware,
 // no `sync`), a short lastAccessUpdateInterval; GET / reads the cookie's session.
 import { Hono } from 'hono';
 import type { SessionEnv } from '../../src/hono.ts';

@@ -7,7 +7,7 @@
  * `settings.ts` and `host-db.ts` alone: its `neonHostDb` imports `host-connections.ts` at its first
  * connect. This index does not re-export `neonHostDb`, so a Workers bundle of `pg-edge-session/neon` holds no
  * dynamic import (a bundler makes every module such an import reaches lazily initialised; nothing under
- * `src/` calls drizzle while it loads, test/module-evaluation.test.ts, so that order is safe too).
+ * `src/` calls drizzle while it loads, test/system/module-evaluation.test.ts, so that order is safe too).
  * Edge-safe: Web APIs only.
  */
 export { type NeonExecutor, type NeonExecutorOptions, neonExecutor } from './executor.ts';

@@ -1,0 +1,106 @@
+// What a cleanup run reads (src/db/cleanup-statement.ts): blocks of the sessions table and its indexes
+// (pg_statio_user_tables), in a table where cleanup has run before, so every old session has its deadline.
+// A run costs a bounded number of block reads per deleted session, however large the table: the index
+// entry's page, the lock, the delete; the statement's two updates must not read the rows the delete
+// removes (with them, this table's run read 2,000 heap blocks, 10 per deleted session; without, 1,600).
+// Block counts are the server's, whatever the driver: one driver is enough.
+import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SessionManager } from '../../src/core/manager.ts';
+import type { TransactionalDatabase } from '../../src/db/executor.ts';
+import { migrate } from '../../src/migrate.ts';
+import { databaseUrl, uniqueSchema } from '../support/db.ts';
+
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+const SESSIONS = 20_000;
+/** One session in EXPIRED_EVERY expired, scattered through the table. */
+const EXPIRED_EVERY = 100;
+
+describe('cleanup reads the sessions it deletes, not the table', () => {
+  // A database of its own: what VACUUM may remove depends on the oldest snapshot of the database's other
+  // sessions (other test files' transactions would leave dead rows, and their index entries, in place).
+  const database = uniqueSchema('cleanup_blocks');
+  const schema = 'cleanup_blocks';
+  let server: pg.Client;
+  let t: { db: TransactionalDatabase; admin: pg.Pool; close(): Promise<void> };
+  let table = '';
+
+  beforeAll(async () => {
+    server = new pg.Client({ connectionString: databaseUrl() });
+    await server.connect();
+    await server.query(`CREATE DATABASE "${database}"`);
+    const url = new URL(databaseUrl());
+    url.pathname = `/${database}`;
+    // One connection: the statistics this backend reports are cleanup's own.
+    const pool = new pg.Pool({ connectionString: url.href, max: 1 });
+    const admin = new pg.Pool({ connectionString: url.href, max: 2 });
+    t = {
+      db: drizzle(pool) as unknown as TransactionalDatabase,
+      admin,
+      close: async () => {
+        await pool.end();
+        await admin.end();
+      },
+    };
+    await migrate(t.db, { schemaName: schema });
+    table = `"${schema}"."sessions"`;
+    await t.admin.query(
+      `INSERT INTO ${table} (id, token_hash, user_id, attributes, version, created_at, updated_at, last_accessed, expires_at)
+       SELECT gen_random_uuid(), sha256(uuid_send(gen_random_uuid())), 'u-' || g, '{"a":{"v":1,"ver":1}}'::jsonb, 1,
+         now() - CASE WHEN e THEN interval '40 days' ELSE interval '0' END, now(),
+         now() - CASE WHEN e THEN interval '35 days' ELSE interval '0' END,
+         now() + CASE WHEN e THEN interval '-1 day' ELSE interval '30 days' END
+       FROM generate_series(1, ${SESSIONS}) AS g, LATERAL (SELECT g % ${EXPIRED_EVERY} = 0 AS e) AS k`,
+    );
+    // A cleanup at a past moment gives the old sessions their deadline, as the runs before would have.
+    const armedAt = Date.now() - 40 * DAY + 49 * HOUR;
+    const arming = new SessionManager(t.db, { schemaName: schema, cacheSize: 0, clock: () => armedAt });
+    expect((await arming.deleteExpired({ pause: 0 })).sessions).toBe(0);
+    await arming.close();
+    // Its statistics reported now, not inside the measured run (PostgreSQL 15+ reports at most once a second).
+    await Promise.resolve(t.db.execute(sql`SELECT pg_stat_force_next_flush()`)).catch(() => {});
+    await t.db.execute(sql`SELECT 1`);
+    await new Promise((res) => setTimeout(res, 1100));
+    await t.admin.query(`VACUUM (INDEX_CLEANUP ON, ANALYZE) ${table}`);
+    await t.admin.query(`ALTER TABLE ${table} SET (autovacuum_enabled = off)`);
+  });
+
+  afterAll(async () => {
+    await t.close();
+    await server.query(`DROP DATABASE IF EXISTS "${database}"`);
+    await server.end();
+  });
+
+  async function blocks(): Promise<{ heap: number; index: number }> {
+    await t.admin.query('SELECT pg_stat_clear_snapshot()');
+    const r = await t.admin.query<{ heap: string; index: string }>(
+      `SELECT (heap_blks_read + heap_blks_hit)::text AS heap, (idx_blks_read + idx_blks_hit)::text AS index
+         FROM pg_statio_user_tables WHERE schemaname = $1 AND relname = 'sessions'`,
+      [schema],
+    );
+    return { heap: Number(r.rows[0]?.heap), index: Number(r.rows[0]?.index) };
+  }
+
+  it('at most 9 heap block reads or hits per deleted session (10 when the updates also read the deleted rows), a few index blocks', async () => {
+    const expired = SESSIONS / EXPIRED_EVERY;
+    const cleaner = new SessionManager(t.db, { schemaName: schema, cacheSize: 0 });
+    const before = await blocks();
+    const r = await cleaner.deleteExpired({ pause: 0 });
+    // The cleaner's backend reports its statistics when idle after this request (PostgreSQL 15+).
+    await Promise.resolve(t.db.execute(sql`SELECT pg_stat_force_next_flush()`)).catch(() => {});
+    let after = await blocks();
+    for (let i = 0; i < 40 && after.heap === before.heap; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      after = await blocks();
+    }
+    await cleaner.close();
+    expect(r.sessions).toBe(expired);
+    const heap = after.heap - before.heap;
+    expect(heap).toBeGreaterThanOrEqual(expired);
+    expect(heap).toBeLessThanOrEqual(9 * expired);
+    expect(after.index - before.index).toBeLessThan(100);
+  });
+});
