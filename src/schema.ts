@@ -21,6 +21,23 @@ export interface StoredAttribute {
   exp?: number | null;
 }
 
+/**
+ * The client a session was created for: the columns a session has, and its audit row keeps when it ends
+ * (new builders on each call, one set per table).
+ */
+function clientColumns() {
+  return {
+    /** The User-Agent of the request that created the session (at most 512 characters). */
+    userAgent: text('user_agent'),
+    /** A short label derived from the user agent ("Firefox on Linux"). */
+    device: text('device'),
+    /** The client IP the app declared at creation (see the middleware's `clientIp`). */
+    ip: text('ip'),
+    /** A label of the app's own for the session ("Work laptop"). */
+    label: text('label'),
+  };
+}
+
 export interface SessionTablesOptions {
   /** Default 'public'. */
   schemaName?: string;
@@ -80,14 +97,7 @@ function buildTables(options: SessionTablesOptions) {
       updatedAt: timestamp('updated_at', { withTimezone: true, precision: 3 }).notNull(),
       lastAccessed: timestamp('last_accessed', { withTimezone: true, precision: 3 }).notNull(),
       expiresAt: timestamp('expires_at', { withTimezone: true, precision: 3 }).notNull(),
-      /** The User-Agent of the request that created the session (at most 512 characters). */
-      userAgent: text('user_agent'),
-      /** A short label derived from the user agent ("Firefox on Linux"). */
-      device: text('device'),
-      /** The client IP the app declared at creation (see the middleware's `clientIp`). */
-      ip: text('ip'),
-      /** A label of the app's own for the session ("Work laptop"). */
-      label: text('label'),
+      ...clientColumns(),
       /**
        * When the user last proved who they are: the sign-in, or the latest `reauthenticate` (drizzle/0012).
        * Null means at creation (`created_at`): rows written before the column, or by an earlier release.
@@ -157,10 +167,7 @@ function buildTables(options: SessionTablesOptions) {
       endedAt: timestamp('ended_at', { withTimezone: true, precision: 3 }).notNull(),
       createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull(),
       lastAccessed: timestamp('last_accessed', { withTimezone: true, precision: 3 }).notNull(),
-      userAgent: text('user_agent'),
-      device: text('device'),
-      ip: text('ip'),
-      label: text('label'),
+      ...clientColumns(),
       /**
        * Who ended it (drizzle/0013): `user`, `session` (another of the user's sessions: its id in actor_id),
        * `admin` (the app's id for the administrator in actor_id), `cleanup`, `eviction` (the new session's

@@ -58,10 +58,18 @@ export function wrap<A extends Attributes>(ctx: ManagerParts, record: SessionRec
   return new Session<A>(record, token, ctx.clock, ctx.config.maxAttributeLength);
 }
 
-/** Authenticated at or before this, a session is past its re-authentication period (null: no period). */
-function reauthCutoff(config: Readonly<ResolvedConfig>, now: number): number | null {
-  const period = config.reauthenticationPeriod;
-  return period === 0 ? null : now - period;
+/**
+ * What the statements bound to a token (the store's rotate and reauthenticate) check of the session's life at
+ * `now`: last accessed before `idleCutoff` it is idle, authenticated at or before `reauthCutoff` it is past its
+ * re-authentication period (null: no such check). The idle check counts the newest touch this manager knows
+ * of for `knownId` (as getSession does).
+ */
+function liveAt(ctx: ManagerParts, knownId: string | undefined, now: number) {
+  const idle = ctx.config.inactivityDuration;
+  const lastKnown = knownId === undefined ? undefined : ctx.touches.latest(knownId);
+  const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
+  const period = ctx.config.reauthenticationPeriod;
+  return { now, idleCutoff, reauthCutoff: period === 0 ? null : now - period };
 }
 
 /** Whether a session authenticated then is past its re-authentication period. */
@@ -213,21 +221,10 @@ export async function rotate<A extends Attributes>(ctx: ManagerParts, target: st
   const token = generateToken();
   const newHash = await hashToken(token);
   const now = ctx.clock();
-  const idle = ctx.config.inactivityDuration;
-  // Idle check uses the newest touch this manager knows of (like getSession); for a token, the cache
-  // knows its session id if this manager read it (which is when it recorded a touch).
-  const knownId = target instanceof Session ? target.id : ctx.cache.idOf(oldToken);
-  const lastKnown = knownId === undefined ? undefined : ctx.touches.latest(knownId);
-  const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
+  // For a token, the cache knows its session id if this manager read it (which is when it recorded a touch).
+  const live = liveAt(ctx, target instanceof Session ? target.id : ctx.cache.idOf(oldToken), now);
   const epoch = ctx.cache.begin();
-  const rotated = await ctx.store.rotate({
-    hash,
-    newHash,
-    now,
-    idleCutoff,
-    reauthCutoff: reauthCutoff(ctx.config, now),
-    audit: ctx.config.audit,
-  });
+  const rotated = await ctx.store.rotate({ hash, newHash, ...live, audit: ctx.config.audit });
   if (rotated === undefined) {
     if (target instanceof Session) ctx.cache.invalidate([target.id]);
     else ctx.cache.invalidateToken(oldToken);
@@ -246,13 +243,11 @@ export async function reauthenticate<A extends Attributes>(ctx: ManagerParts, se
   const { record } = session._pending();
   if (record.impersonatedBy !== null) throw new ImpersonationError(record.id, record.impersonatedBy, 'step up (reauthenticate)');
   const now = ctx.clock();
-  const idle = ctx.config.inactivityDuration;
-  const lastKnown = ctx.touches.latest(record.id);
-  const idleCutoff = idle === 0 || (lastKnown !== undefined && lastKnown + idle > now) ? null : now - idle;
+  const live = liveAt(ctx, record.id, now);
   const token = session._token();
   const hash = await hashToken(token);
   const epoch = ctx.cache.begin();
-  const written = await ctx.store.reauthenticate({ id: record.id, hash, now, idleCutoff, reauthCutoff: reauthCutoff(ctx.config, now) });
+  const written = await ctx.store.reauthenticate({ id: record.id, hash, ...live });
   if (written === undefined) {
     ctx.cache.invalidate([record.id]);
     throw new SessionNotFoundError(record.id);

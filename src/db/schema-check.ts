@@ -34,6 +34,26 @@ const DROP_TRIGGER = new RegExp(`^DROP TRIGGER (?:IF EXISTS )?${NAME} ON ${NAME}
 const DROP_TABLE = new RegExp(`^DROP TABLE (?:IF EXISTS )?${NAME}`, 'i');
 const DROP_COLUMN = new RegExp(`^ALTER TABLE ${NAME} DROP COLUMN (?:IF EXISTS )?${NAME}`, 'i');
 
+/**
+ * The statements that make or drop one column or trigger of a table, in the order they are tried: the
+ * object's kind, whether the statement makes it, and which groups of the pattern hold its name and its table.
+ */
+const TABLE_OBJECT_STATEMENTS = [
+  { pattern: DROP_TRIGGER, kind: 'trigger', makes: false, name: 1, table: 2 },
+  { pattern: DROP_COLUMN, kind: 'column', makes: false, name: 2, table: 1 },
+  { pattern: ADD_COLUMN, kind: 'column', makes: true, name: 2, table: 1 },
+  { pattern: CREATE_TRIGGER, kind: 'trigger', makes: true, name: 1, table: 2 },
+] as const;
+
+/** The column or trigger a statement makes or drops, with its table; undefined for any other statement. */
+function tableObjectOf(s: string): { kind: 'column' | 'trigger'; makes: boolean; name: string; table: string } | undefined {
+  for (const t of TABLE_OBJECT_STATEMENTS) {
+    const m = t.pattern.exec(s);
+    if (m) return { kind: t.kind, makes: t.makes, name: m[t.name] as string, table: m[t.table] as string };
+  }
+  return undefined;
+}
+
 function body(statement: string): string {
   return statement.replace(/^(?:\s*--[^\n]*\n)*\s*/, '');
 }
@@ -60,13 +80,10 @@ export function expectedObjects(): ExpectedObject[] {
       const table = CREATE_TABLE.exec(s);
       const index = CREATE_INDEX.exec(s);
       const dropIndex = DROP_INDEX.exec(s);
-      const dropTrigger = DROP_TRIGGER.exec(s);
       const dropTable = DROP_TABLE.exec(s);
-      const dropColumn = DROP_COLUMN.exec(s);
-      const addColumn = ADD_COLUMN.exec(s);
+      const tableObject = tableObjectOf(s);
       const alter = ALTER_TABLE.exec(s) ?? INSERT_INTO.exec(s);
       const fn = CREATE_FUNCTION.exec(s);
-      const trigger = CREATE_TRIGGER.exec(s);
       if (table) {
         const [, name, columns] = table as unknown as [string, string, string];
         tableReplay.set(name, [statement]);
@@ -79,19 +96,11 @@ export function expectedObjects(): ExpectedObject[] {
         indexTable.set(name, on);
         forTable(on, statement);
         objects.set(key('index', name), { kind: 'index', name, table: on, repair: [statement] });
-      } else if (dropTrigger) {
-        const [, name, on] = dropTrigger as unknown as [string, string, string];
-        forTable(on, statement);
-        objects.delete(key('trigger', name, on));
       } else if (dropTable) {
         const name = dropTable[1] as string;
         tableReplay.delete(name);
         for (const [k, o] of objects)
           if ((o.kind === 'table' && o.name === name) || (o.kind !== 'table' && o.table === name)) objects.delete(k);
-      } else if (dropColumn) {
-        const [, on, name] = dropColumn as unknown as [string, string, string];
-        forTable(on, statement);
-        objects.delete(key('column', name, on));
       } else if (dropIndex) {
         const name = dropIndex[1] as string;
         const on = indexTable.get(name);
@@ -99,18 +108,15 @@ export function expectedObjects(): ExpectedObject[] {
           forTable(on, statement);
           objects.delete(key('index', name));
         }
-      } else if (addColumn) {
-        const [, on, name] = addColumn as unknown as [string, string, string];
+      } else if (tableObject) {
+        const { kind, name, table: on } = tableObject;
         forTable(on, statement);
-        objects.set(key('column', name, on), { kind: 'column', name, table: on, repair: [statement] });
+        if (tableObject.makes) objects.set(key(kind, name, on), { kind, name, table: on, repair: [statement] });
+        else objects.delete(key(kind, name, on));
       } else if (alter) {
         forTable(alter[1] as string, statement);
       } else if (fn) {
         objects.set(key('function', fn[1] as string), { kind: 'function', name: fn[1] as string, repair: [statement] });
-      } else if (trigger) {
-        const [, name, on] = trigger as unknown as [string, string, string];
-        forTable(on, statement);
-        objects.set(key('trigger', name, on), { kind: 'trigger', name, table: on, repair: [statement] });
       }
     }
   }

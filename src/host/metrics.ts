@@ -26,57 +26,48 @@ export interface HistogramLike {
 
 type Kind = 'counter' | 'gauge' | 'histogram';
 
+/** One metric of a kind: its exposed name and help, as written (literal types, read-only, as `as const` gives). */
+function metric<const T extends Kind>(type: T) {
+  return <const N extends string, const H extends string>(name: N, help: H) => ({ name, type, help }) as const;
+}
+const counter = metric('counter');
+const gauge = metric('gauge');
+const histogram = metric('histogram');
+
 /** Every metric the core updates: key in `HostMetrics`, exposed name, type, help, labels. */
 export const METRIC_DEFINITIONS = {
-  notifications: { name: 'pges_notifications_total', type: 'counter', help: 'Wake-up notifications received on the LISTEN connection' },
-  feedReads: { name: 'pges_feed_reads_total', type: 'counter', help: 'Reads of the change record by the listener' },
-  feedResets: { name: 'pges_feed_resets_total', type: 'counter', help: 'Reads that told caches to reset (bulk changes)' },
-  changesDelivered: { name: 'pges_changes_delivered_total', type: 'counter', help: 'Changed session ids read from the change record' },
-  feedRequests: {
-    name: 'pges_feed_requests_total',
-    type: 'counter',
-    help: 'GET /v1/changes requests, by source of the answer',
-    labels: ['source'],
-  },
-  subscribers: { name: 'pges_subscribers', type: 'gauge', help: 'Open /v1/stream subscribers' },
-  subscribersRefused: {
-    name: 'pges_subscribers_refused_total',
-    type: 'counter',
-    help: '/v1/stream requests refused with 503 at maxSubscribers',
-  },
-  subscribersDropped: {
-    name: 'pges_subscribers_dropped_total',
-    type: 'counter',
-    help: 'Stream subscribers dropped for not keeping up (queue full or write timeout)',
-  },
-  pendingTouches: { name: 'pges_touches_pending', type: 'gauge', help: 'Sessions with a touch not yet written' },
-  touchesReceived: { name: 'pges_touches_received_total', type: 'counter', help: 'Touches received on POST /v1/touches' },
-  flushBatches: { name: 'pges_flush_batches_total', type: 'counter', help: 'Touch flush statements' },
-  flushRows: { name: 'pges_flush_rows_total', type: 'counter', help: 'Sessions whose last_accessed moved forward' },
-  flushFailures: { name: 'pges_flush_failures_total', type: 'counter', help: 'Failed touch flushes (retried)' },
-  flushDuration: { name: 'pges_flush_duration_seconds', type: 'histogram', help: 'Duration of one touch flush (all batches)' },
-  cleanupRows: { name: 'pges_cleanup_rows_total', type: 'counter', help: 'Rows removed by cleanup', labels: ['kind'] },
-  auditWriteFailures: {
-    name: 'pges_audit_write_failures_total',
-    type: 'counter',
-    help: 'Sessions cleanup ended whose audit rows could not be written (the sessions ended all the same)',
-  },
-  cleanupDuration: { name: 'pges_cleanup_duration_seconds', type: 'histogram', help: 'Duration of one cleanup run' },
+  notifications: counter('pges_notifications_total', 'Wake-up notifications received on the LISTEN connection'),
+  feedReads: counter('pges_feed_reads_total', 'Reads of the change record by the listener'),
+  feedResets: counter('pges_feed_resets_total', 'Reads that told caches to reset (bulk changes)'),
+  changesDelivered: counter('pges_changes_delivered_total', 'Changed session ids read from the change record'),
+  feedRequests: { ...counter('pges_feed_requests_total', 'GET /v1/changes requests, by source of the answer'), labels: ['source'] },
+  subscribers: gauge('pges_subscribers', 'Open /v1/stream subscribers'),
+  subscribersRefused: counter('pges_subscribers_refused_total', '/v1/stream requests refused with 503 at maxSubscribers'),
+  subscribersDropped: counter(
+    'pges_subscribers_dropped_total',
+    'Stream subscribers dropped for not keeping up (queue full or write timeout)',
+  ),
+  pendingTouches: gauge('pges_touches_pending', 'Sessions with a touch not yet written'),
+  touchesReceived: counter('pges_touches_received_total', 'Touches received on POST /v1/touches'),
+  flushBatches: counter('pges_flush_batches_total', 'Touch flush statements'),
+  flushRows: counter('pges_flush_rows_total', 'Sessions whose last_accessed moved forward'),
+  flushFailures: counter('pges_flush_failures_total', 'Failed touch flushes (retried)'),
+  flushDuration: histogram('pges_flush_duration_seconds', 'Duration of one touch flush (all batches)'),
+  cleanupRows: { ...counter('pges_cleanup_rows_total', 'Rows removed by cleanup'), labels: ['kind'] },
+  auditWriteFailures: counter(
+    'pges_audit_write_failures_total',
+    'Sessions cleanup ended whose audit rows could not be written (the sessions ended all the same)',
+  ),
+  cleanupDuration: histogram('pges_cleanup_duration_seconds', 'Duration of one cleanup run'),
   cleanupBatchDuration: {
-    name: 'pges_cleanup_batch_duration_seconds',
-    type: 'histogram',
-    help: 'Duration of one cleanup statement',
+    ...histogram('pges_cleanup_batch_duration_seconds', 'Duration of one cleanup statement'),
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
   },
-  reconnects: { name: 'pges_listener_reconnects_total', type: 'counter', help: 'Listener reconnects' },
-  listenerReady: { name: 'pges_listener_ready', type: 'gauge', help: '1 when the listener is connected and caught up' },
-  listenerAsleep: {
-    name: 'pges_listener_idle',
-    type: 'gauge',
-    help: '1 while the listener is idle (no connection, no query: the database may scale to zero)',
-  },
-  catchupLag: { name: 'pges_catchup_lag_seconds', type: 'gauge', help: 'Duration of the latest change-record read' },
-  freshness: { name: 'pges_feed_age_seconds', type: 'gauge', help: 'Age of the newest freshAsOf the host can vouch for' },
+  reconnects: counter('pges_listener_reconnects_total', 'Listener reconnects'),
+  listenerReady: gauge('pges_listener_ready', '1 when the listener is connected and caught up'),
+  listenerAsleep: gauge('pges_listener_idle', '1 while the listener is idle (no connection, no query: the database may scale to zero)'),
+  catchupLag: gauge('pges_catchup_lag_seconds', 'Duration of the latest change-record read'),
+  freshness: gauge('pges_feed_age_seconds', 'Age of the newest freshAsOf the host can vouch for'),
 } as const satisfies Record<string, { name: string; type: Kind; help: string; labels?: readonly string[]; buckets?: readonly number[] }>;
 
 type Defs = typeof METRIC_DEFINITIONS;

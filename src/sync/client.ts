@@ -4,7 +4,7 @@ import { type ChangePage, readChanges } from '../db/feed.ts';
 import type { TouchEntry } from '../db/store.ts';
 import { type FeedResponse, MAX_TOUCH_BODY_BYTES, MAX_TOUCHES_PER_BATCH, PATHS } from '../protocol.ts';
 import { backoffDelay } from './backoff.ts';
-import { resolveSyncOptions, type SyncClientOptions } from './options.ts';
+import { type ResolvedSyncOptions, resolveSyncOptions, type SyncClientOptions } from './options.ts';
 import { readStream } from './stream.ts';
 
 // The option types live in src/sync/options.ts, the stream's reading in src/sync/stream.ts; importers keep
@@ -20,20 +20,14 @@ export { BINDING_BASE_URL, type DurableObjectNamespaceLike, type FetcherLike, ty
 export class SyncClient {
   // biome-ignore lint/suspicious/noExplicitAny: any manager, whatever its attribute type
   readonly #m: SessionManager<any>;
-  readonly #url: string;
-  readonly #headers: Record<string, string>;
-  readonly #mode: 'poll' | 'stream';
-  readonly #interval: number;
-  readonly #timeout: number;
-  readonly #direct: boolean;
-  readonly #touchFallbackInterval: number;
-  readonly #touchInterval: number;
-  readonly #streamIdleTimeout: number;
-  #lastTouchPush = Number.NEGATIVE_INFINITY;
-  #touchTimer: ReturnType<typeof setInterval> | undefined;
+  /** The checked options with their defaults. */
+  readonly #o: Readonly<ResolvedSyncOptions>;
+  // The functions among them are called through fields of the client's own (`this` in them is the client).
   readonly #fetch: typeof fetch;
   readonly #onApply: SyncClientOptions['onApply'];
   readonly #onError: SyncClientOptions['onError'];
+  #lastTouchPush = Number.NEGATIVE_INFINITY;
+  #touchTimer: ReturnType<typeof setInterval> | undefined;
   #cursor: string | null = null;
   #lastPoll = Number.NEGATIVE_INFINITY;
   #polling: Promise<void> | undefined;
@@ -48,15 +42,7 @@ export class SyncClient {
     // Every option is checked before anything changes: a bad one throws and leaves the manager as it was.
     const o = resolveSyncOptions(options);
     this.#m = manager;
-    this.#url = o.url;
-    this.#headers = o.headers;
-    this.#mode = o.mode;
-    this.#interval = o.syncInterval;
-    this.#timeout = o.requestTimeout;
-    this.#direct = o.directFallback;
-    this.#touchFallbackInterval = o.touchFallbackInterval;
-    this.#touchInterval = o.touchInterval;
-    this.#streamIdleTimeout = o.streamIdleTimeout;
+    this.#o = o;
     this.#fetch = o.fetch;
     this.#onApply = o.onApply;
     this.#onError = o.onError;
@@ -79,11 +65,11 @@ export class SyncClient {
    */
   beforeRead(): { mustAwait: boolean; promise: Promise<void> | undefined } {
     // A live stream keeps the cache fresh; while it is down (connecting, refused, reconnecting), poll.
-    if (this.#mode === 'stream' && this.#streamLive) return { mustAwait: false, promise: undefined };
+    if (this.#o.mode === 'stream' && this.#streamLive) return { mustAwait: false, promise: undefined };
     const now = this.#now();
     const stale = this.#m.cache.freshAsOf < now - this.#m.config.maxStaleness;
     if (stale) return { mustAwait: true, promise: this.sync() };
-    if (now - this.#lastPoll >= this.#interval) return { mustAwait: false, promise: this.sync() };
+    if (now - this.#lastPoll >= this.#o.syncInterval) return { mustAwait: false, promise: this.sync() };
     return { mustAwait: false, promise: undefined };
   }
 
@@ -107,7 +93,7 @@ export class SyncClient {
       this.#apply({ ...r, freshAsOf: startedAt - answerAge(r) }, 'worker');
     } catch (e) {
       this.#onError?.(e);
-      if (!this.#direct) return;
+      if (!this.#o.directFallback) return;
       // Read the record ourselves: one statement through the manager's database.
       try {
         const page: ChangePage = await readChanges(this.#m.store.db, this.#m.names, this.#cursor);
@@ -131,11 +117,11 @@ export class SyncClient {
 
   async #request(path: string, init: RequestInit): Promise<Response> {
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new Error('sync worker request timed out')), this.#timeout);
+    const timer = setTimeout(() => ac.abort(new Error('sync worker request timed out')), this.#o.requestTimeout);
     try {
-      return await this.#fetch(`${this.#url}${path}`, {
+      return await this.#fetch(`${this.#o.url}${path}`, {
         ...init,
-        headers: { ...this.#headers, ...(init.headers as Record<string, string>) },
+        headers: { ...this.#o.headers, ...(init.headers as Record<string, string>) },
         signal: ac.signal,
       });
     } finally {
@@ -145,8 +131,8 @@ export class SyncClient {
 
   /** The touch push to hand to `waitUntil` when one is due (poll mode), else undefined. */
   pushTouchesIfDue(): Promise<void> | undefined {
-    if (this.#mode === 'stream' || this.#m.pendingTouchCount === 0) return undefined;
-    if (this.#now() - this.#lastTouchPush < this.#touchInterval) return undefined;
+    if (this.#o.mode === 'stream' || this.#m.pendingTouchCount === 0) return undefined;
+    if (this.#now() - this.#lastTouchPush < this.#o.touchInterval) return undefined;
     return this.pushTouches();
   }
 
@@ -169,7 +155,7 @@ export class SyncClient {
       this.#onError?.(e);
       this.#m.restoreTouches(pairs.slice(sent));
       const now = this.#now();
-      if (now - this.#lastDirectTouchFlush >= this.#touchFallbackInterval) {
+      if (now - this.#lastDirectTouchFlush >= this.#o.touchFallbackInterval) {
         this.#lastDirectTouchFlush = now;
         await this.#m.flushTouches().catch((e2) => this.#onError?.(e2));
       }
@@ -181,10 +167,10 @@ export class SyncClient {
    * touchInterval, until `stop()`. (Poll mode needs no start: the middleware drives it.)
    */
   start(): void {
-    if (this.#mode !== 'stream' || this.#stream) return;
+    if (this.#o.mode !== 'stream' || this.#stream) return;
     this.#stopped = false;
     void this.#runStream();
-    this.#touchTimer = setInterval(() => void this.pushTouches().catch(() => {}), this.#touchInterval);
+    this.#touchTimer = setInterval(() => void this.pushTouches().catch(() => {}), this.#o.touchInterval);
     (this.#touchTimer as { unref?: () => void }).unref?.();
   }
 
@@ -209,10 +195,10 @@ export class SyncClient {
         const q = this.#cursor === null ? '' : `?after=${encodeURIComponent(this.#cursor)}`;
         await readStream({
           fetch: this.#fetch,
-          url: `${this.#url}${PATHS.stream}${q}`,
-          headers: this.#headers,
+          url: `${this.#o.url}${PATHS.stream}${q}`,
+          headers: this.#o.headers,
           abort,
-          idleTimeout: this.#streamIdleTimeout,
+          idleTimeout: this.#o.streamIdleTimeout,
           now: () => this.#now(),
           cursor: () => this.#cursor,
           retry: (ms) => {
@@ -230,7 +216,7 @@ export class SyncClient {
       } catch (e) {
         if (this.#stopped) return;
         this.#onError?.(e);
-        if (this.#direct) await this.sync().catch(() => {});
+        if (this.#o.directFallback) await this.sync().catch(() => {});
       }
       if (this.#stopped) return;
       // Until the stream is back, beforeRead() polls (see #streamLive).
