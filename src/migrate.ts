@@ -1,12 +1,15 @@
 import { sql } from 'drizzle-orm';
 import { resolveConfig, type SessionConfig } from './core/config.ts';
-import { classifyDatabaseError, SchemaIncompleteError, SessionError } from './core/errors.ts';
+import { classifyDatabaseError, findErrorCode, SchemaIncompleteError, SchemaUnrecordedError, SessionError } from './core/errors.ts';
 import { rowsOf, type TransactionalDatabase } from './db/executor.ts';
 import { MIGRATIONS } from './db/migrations.ts';
 import { objectNames, renderSql } from './db/names.ts';
 import { repairSchema } from './db/schema-check.ts';
 
 export { type MigrationSqlOptions, migrationSql, migrationTags } from './db/migration-sql.ts';
+
+/** SQLSTATEs of a CREATE or ADD of something that exists: table or index, column, trigger or constraint, function. */
+const DUPLICATE_OBJECT = new Set(['42P07', '42701', '42710', '42723']);
 
 export interface MigrateResult {
   /** Tags of the migrations this call applied (empty when the schema was up to date). */
@@ -27,7 +30,9 @@ export interface MigrateResult {
  * Then it checks that every table, column, index, function and trigger of the recorded migrations is
  * there (another tool may have dropped one, or never made it: README.md, "With drizzle-kit") and makes
  * again what only needs creating (`repaired`). If something cannot be made again without losing data, it
- * throws `SchemaIncompleteError` naming it, and changes nothing.
+ * throws `SchemaIncompleteError` naming it, and changes nothing. Objects of a migration that is not
+ * recorded (tables made by another tool, a dropped tag table) are `SchemaUnrecordedError`, naming the
+ * migration and what to do; nothing is changed either.
  */
 export async function migrate(
   db: TransactionalDatabase,
@@ -53,7 +58,14 @@ export async function migrate(
       const applied: string[] = [];
       for (const m of MIGRATIONS) {
         if (done.has(m.tag)) continue;
-        for (const statement of m.statements) await tx.execute(sql.raw(renderSql(statement, schemaName, tablePrefix)));
+        try {
+          for (const statement of m.statements) await tx.execute(sql.raw(renderSql(statement, schemaName, tablePrefix)));
+        } catch (e) {
+          // An object of a migration not recorded as applied is there already: made outside migrate().
+          if (DUPLICATE_OBJECT.has(findErrorCode(e) ?? ''))
+            throw new SchemaUnrecordedError(schemaName, tablePrefix, m.tag, [...done].sort(), e);
+          throw e;
+        }
         await tx.execute(sql`INSERT INTO ${sql.raw(names.migrations)} (tag) VALUES (${m.tag})`);
         applied.push(m.tag);
       }

@@ -47,6 +47,44 @@ export class SchemaIncompleteError extends SessionError {
 }
 
 /**
+ * `migrate()` found objects of a migration that `<prefix>session_migrations` does not record as applied
+ * (`relation "sessions" already exists`): they were made outside `migrate()`, e.g. by `drizzle-kit
+ * generate` without the custom migration README.md's "With drizzle-kit" adds, or the tag table was
+ * dropped. `tag` is the first migration it could not apply, `recorded` the tags that are recorded. Nothing
+ * was changed.
+ */
+export class SchemaUnrecordedError extends SessionError {
+  override name = 'SchemaUnrecordedError';
+  readonly schemaName: string;
+  readonly tablePrefix: string;
+  readonly tag: string;
+  readonly recorded: string[];
+  constructor(schemaName: string, tablePrefix: string, tag: string, recorded: string[], cause: unknown) {
+    const table = `${schemaName}.${tablePrefix}session_migrations`;
+    const prefixArg = tablePrefix === '' ? '' : ` --prefix ${tablePrefix}`;
+    const how =
+      recorded.length === 0
+        ? `No migration is recorded in ${table}. If drizzle-kit generate made the tables, add the custom migration ` +
+          `README.md "With drizzle-kit" shows after it (npx pg-edge-session sql --mode drizzle-kit --schema ${schemaName}${prefixArg}): ` +
+          `it makes the rest and records the tags. If ${table} was dropped or emptied (drizzle-kit push with a schema file ` +
+          'that does not export sessionMigrations), restore it from a backup.'
+        : `${table} records ${recorded.length} migrations, the newest ${recorded.at(-1)}; ${tag} was run in part or outside ` +
+          'migrate(). Restore the store from a backup.';
+    super(
+      'SCHEMA_MISSING',
+      `The session store in schema "${schemaName}" with table prefix "${tablePrefix}" already has objects of migration ${tag}, ` +
+        `which is not recorded as applied (${describeError(cause)}). ${how} Or drop the store's tables and run ` +
+        'migrate(db, config) again. Nothing was changed.',
+      { cause: safeCause(cause) },
+    );
+    this.schemaName = schemaName;
+    this.tablePrefix = tablePrefix;
+    this.tag = tag;
+    this.recorded = recorded;
+  }
+}
+
+/**
  * The database could not be reached or the connection broke mid-request. Nothing was cached. The message
  * names the operation and the driver's cause (its message and code, e.g. `connect ECONNREFUSED
  * 10.0.0.5:5432 (ECONNREFUSED)`); `cause` is a copy of the driver's error without the query's parameters.
