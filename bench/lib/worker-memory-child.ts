@@ -1,9 +1,30 @@
 // Run with --expose-gc: retained heap of the worker's touch buffer holding N pending touches (distinct
 // sessions), measured after forced GC. Prints one JSON line { bytesPerTouch: number[] }.
+// With `--rss <database url> <schema>`: the sync worker (startWorker) started on that schema's tables,
+// its first cleanup run and a touch flush done, then its RSS and heap after forced GC. The worker caches no
+// session, so what it holds must not follow the table's size. Prints { rss: number, heapUsed: number }.
 
 import type { Store } from '../../src/db/store.ts';
 import { TouchBuffer } from '../../src/host/touches.ts';
+import { startWorker } from '../../worker/main.ts';
 import { createMetrics } from '../../worker/metrics.ts';
+
+const gcOf = (globalThis as { gc?: () => void }).gc;
+if (process.argv[2] === '--rss') {
+  if (!gcOf) throw new Error('run with --expose-gc');
+  const [databaseUrl, schemaName] = process.argv.slice(3);
+  if (databaseUrl === undefined || schemaName === undefined) throw new Error('usage: --rss <database url> <schema>');
+  const worker = await startWorker({ databaseUrl, schemaName, insecureDev: true, port: 0, log: 'silent' });
+  await worker.ready();
+  await worker.runCleanup();
+  await worker.flushTouches();
+  gcOf();
+  gcOf();
+  const m = process.memoryUsage();
+  await worker.close();
+  process.stdout.write(`${JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed })}\n`);
+  process.exit(0);
+}
 
 const n = Number(process.argv[2] ?? 100_000);
 const reps = Number(process.argv[3] ?? 3);

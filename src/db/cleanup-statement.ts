@@ -56,7 +56,9 @@ function conditions(p: CleanupDue): { expired: SQL; attrExpired: SQL; deadline: 
 
 /** CTE `d` (and, when audited, `a`): the picked sessions that are expired, deleted. */
 function deleting(t: SQL, n: ObjectNames, p: CleanupDue, picked: SQL, expired: SQL, maxPerUser: number): SQL {
-  if (p.audit === undefined) return sql`d AS (DELETE FROM ${t} AS s WHERE ${picked} AND ${expired} RETURNING s.id),`;
+  // Without audit rows the delete returns nothing: RETURNING fetches each deleted row once more (a block
+  // read or hit per deleted session, an eighth of the statement's); what was deleted is read from `c`.
+  if (p.audit === undefined) return sql`d AS (DELETE FROM ${t} AS s WHERE ${picked} AND ${expired}),`;
   const now = ts(p.now);
   const expiredD = sql`d.expires_at <= ${now}`;
   const idleEndD = p.audit.idleMs === null ? sql`d.expires_at` : sql`d.last_accessed + ${`${p.audit.idleMs} milliseconds`}::interval`;
@@ -102,13 +104,21 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
   // so the two updates never read the rows the delete removes, nor each other's (a heap block read per
   // row and CTE saved). The CTEs still test their condition themselves.
   const picked = (which: SQL) => sql`s.ctid = ANY(ARRAY(SELECT tid FROM c WHERE ${which}))`;
+  // What was deleted: with audit rows, what the delete returned; without, the rows `c` locked and found
+  // expired. The delete removes each of those (locked, so unchanged since: the same row, the same
+  // condition), but for one the pick saw changed by a transaction that committed after this statement's
+  // snapshot (its lock then holds the newer version, which the delete cannot see): that one stays for the
+  // next statement and is counted twice. Only the count and the cache invalidation read these; the feed's
+  // rows come from the delete itself (the capture trigger, drizzle/0003).
+  const deletedIds = p.audit === undefined ? sql`SELECT id FROM c WHERE e` : sql`SELECT id FROM d`;
+  const deletedCount = p.audit === undefined ? sql`count(*) FILTER (WHERE c.e)` : sql`(SELECT count(*) FROM d)`;
   // The ids come back only for a caller with a cache to invalidate (the worker's cleaner has none).
   const idRows = p.ids
     ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS deleted, NULL::float8 AS attributes, NULL::float8 AS active, NULL::text AS audit_error
-          FROM (SELECT id FROM d UNION ALL SELECT id FROM x) AS m UNION ALL `
+          FROM (${deletedIds} UNION ALL SELECT id FROM x) AS m UNION ALL `
     : sql``;
   return sql`WITH c AS MATERIALIZED (
-            SELECT s.ctid AS tid, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
+            SELECT s.ctid AS tid, s.id, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
           ), ${deleting(t, n, p, picked(sql`e`), expired, maxPerUser)}
           x AS (UPDATE ${t} AS s SET
               attributes = (SELECT COALESCE(jsonb_object_agg(a.key, a.value), '{}'::jsonb) FROM jsonb_each(s.attributes) AS a
@@ -120,7 +130,7 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
             RETURNING s.id),
           -- The others get their next deadline (run to completion though nothing reads it).
           r AS (UPDATE ${t} AS s SET cleanup_at = ${deadline} WHERE ${picked(sql`NOT e AND NOT ax`)} AND NOT ${expired} AND NOT ${attrExpired})
-          ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, (SELECT count(*) FROM d)::float8 AS deleted,
+          ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, ${deletedCount}::float8 AS deleted,
             (SELECT count(*) FROM x)::float8 AS attributes,
             (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
               AND datname = current_database())::float8 AS active, ${p.audit !== undefined ? sql`(SELECT e FROM a)` : sql`NULL::text`} AS audit_error
