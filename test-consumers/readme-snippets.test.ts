@@ -20,8 +20,29 @@ const databaseUrl = inject('databaseUrl');
 const wsProxy = `127.0.0.1:${inject('wsProxyPort')}/v2`;
 const SETS = Object.keys(PEERS) as PeerSet[];
 
-/** The block languages a user runs or pastes into a file. */
-const CODE = new Set(['ts', 'typescript', 'js', 'javascript', 'sh', 'bash', 'shell', 'toml', 'json']);
+/** The block languages a user runs or pastes into a file; '' (a fence without one) may be either, so it counts too. */
+const CODE = new Set([
+  '',
+  'ts',
+  'typescript',
+  'tsx',
+  'mts',
+  'cts',
+  'js',
+  'javascript',
+  'jsx',
+  'mjs',
+  'cjs',
+  'sh',
+  'bash',
+  'shell',
+  'zsh',
+  'console',
+  'shell-session',
+  'toml',
+  'json',
+  'jsonc',
+]);
 /** Where a snippet id counts as used: the consumer tests, and the clone check CI runs (scripts/check-private-clone.sh). */
 const USERS = [
   ...readdirSync(join(REPO, 'test-consumers'))
