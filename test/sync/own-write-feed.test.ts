@@ -343,7 +343,7 @@ describe.each(DRIVERS)('own writes and the change feed (%s)', (driver) => {
       ]);
       // This release before the migration ran (a rollout in that order): the record is read without versions.
       expect(await readChanges(fx.t.db, names, old)).toEqual({ cursor: expect.any(String), ids: [id], reset: false });
-      expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(['0018_change_versions']);
+      expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(MIGRATIONS.map((m) => m.tag).filter((tag) => tag >= '0018'));
       expect(await readChanges(fx.t.db, names, old)).toEqual({ cursor: expect.any(String), ids: [id], reset: false });
       const middle = (await readChanges(fx.t.db, names, null)).cursor;
       await fx.t.admin.query(`UPDATE ${names.sessions} SET attributes = '{"x": {"v": 2, "ver": 2}}', version = version + 1 WHERE id = $1`, [
