@@ -7,7 +7,7 @@
 // placeholder URL (`postgres://...`) becomes a database of the test's own. Each run gets a fresh database,
 // because the snippets use the default schema, `public`.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import pg from 'pg';
@@ -437,6 +437,89 @@ describe.each(SETS)('README "Deploying on Cloudflare Workers + Neon" in workerd 
       expect(await (await mf.dispatchFetch(`${base}/`, { headers })).json()).toBeNull();
     } finally {
       await mf.dispose();
+    }
+  });
+});
+
+describe('README "Deploying on Cloudflare Workers + Neon", step 3: local development in the user\'s own app, as written', () => {
+  it('the app, its wrangler.toml and .dev.vars; `npx pg-edge-session ws-proxy` from the install; the tables through psql; `npx wrangler dev`: sign in, read, sign out, the row gone', async () => {
+    const started: Started[] = [];
+    // The user's app: a folder of the edge app (the tarball and the README's install line), steps 1 and 2's
+    // blocks in it, with the lines every wrangler.toml has before them (name, main, compatibility_date).
+    const dir = join(projects.edge.newest, `readme-dev-${Math.random().toString(36).slice(2, 8)}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'app.ts'), snippet('README.md', 'workers-app'));
+    writeFileSync(
+      join(dir, 'wrangler.toml'),
+      `name = "readme-dev"\nmain = "app.ts"\ncompatibility_date = "${COMPATIBILITY_DATE}"\n\n${snippet('README.md', 'workers-wrangler-toml')}`,
+    );
+    // The user has wrangler (a global install here: `npx wrangler` finds it in npm's global bin, as it would
+    // `npm install -g wrangler`), the repository's own rather than one from the registry.
+    const globalPrefix = join(projects.root, 'npm-global-readme-dev');
+    mkdirSync(join(globalPrefix, 'bin'), { recursive: true });
+    rmSync(join(globalPrefix, 'bin/wrangler'), { force: true });
+    symlinkSync(join(REPO, 'node_modules/wrangler/bin/wrangler.js'), join(globalPrefix, 'bin/wrangler'));
+    try {
+      // "In one terminal": the line as written (its default port), from the app's own install.
+      const [proxyLine, ...more] = commands(snippet('README.md', 'workers-ws-proxy'));
+      expect(more).toEqual([]);
+      expect(proxyLine).toMatch(/^npx pg-edge-session ws-proxy\b/);
+      const proxy = start('sh', ['-c', proxyLine as string], dir, {});
+      started.push(proxy);
+      const proxyPort = (await proxy.waitFor(/ws-proxy listening on ws:\/\/127\.0\.0\.1:(\d+)/))[1];
+
+      // .dev.vars as written, the database it names replaced by the test's own; it names the proxy just started.
+      const devVars = snippet('README.md', 'workers-dev-vars');
+      const machine = /^DATABASE_URL="([^"]+)"/m.exec(devVars)?.[1] as string;
+      expect(machine).toBe('postgres://postgres@127.0.0.1:5432/postgres');
+      expect(devVars).toContain(`NEON_WS_PROXY="127.0.0.1:${proxyPort}/v2"`);
+      const url = await freshDatabase('workers_dev');
+      writeFileSync(join(dir, '.dev.vars'), devVars.replace(machine, url));
+
+      // "Then create the tables once (`npx pg-edge-session sql | psql "…"`)": the command in the text, on that database.
+      const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+      const [, tablesLine, tablesUrl] = /`(npx pg-edge-session sql \| psql "([^"]+)")`/.exec(readme) ?? [];
+      expect(tablesUrl).toBe(machine);
+      const tables = await run('bash', ['-o', 'pipefail', '-c', (tablesLine as string).replace(machine, url)], { cwd: dir });
+      expect(tables.code, tables.stderr).toBe(0);
+      expect(tables.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('NOTICE:'))).toEqual([]);
+      expect(await tablesIn(url)).toEqual(expect.arrayContaining(['session_changes', 'session_migrations', 'sessions']));
+
+      // "and run `npx wrangler dev`".
+      expect(readme).toContain('and run `npx wrangler dev`');
+      const dev = start('sh', ['-c', 'npx wrangler dev'], dir, {
+        CI: '1',
+        WRANGLER_SEND_METRICS: 'false',
+        npm_config_prefix: globalPrefix,
+      });
+      started.push(dev);
+      const base = (await dev.waitFor(/Ready on (http:\/\/[^\s]+)/, 180_000))[1]?.replace(/\/$/, '') as string;
+      const origin = new URL(base).origin;
+      const login = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { origin } });
+      expect(login.status, await login.clone().text()).toBe(302);
+      const cookie = /^[^=;]*session=[^;]+/.exec(login.headers.get('set-cookie') ?? '')?.[0];
+      expect(cookie, login.headers.get('set-cookie') ?? 'no set-cookie').toBeDefined();
+      const headers = { cookie: cookie as string, origin };
+      expect(await (await fetch(`${base}/`, { headers })).json()).toEqual({ theme: 'dark' });
+      // Written through the proxy into the database .dev.vars names.
+      const db = new pg.Client({ connectionString: url });
+      await db.connect();
+      try {
+        expect((await db.query('SELECT user_id FROM sessions')).rows).toEqual([{ user_id: 'alice' }]);
+        expect(await (await fetch(`${base}/logout`, { method: 'POST', headers })).json()).toEqual({ deleted: true });
+        expect(await (await fetch(`${base}/`, { headers })).json()).toBeNull();
+        expect((await db.query('SELECT count(*)::int AS n FROM sessions')).rows).toEqual([{ n: 0 }]);
+      } finally {
+        await db.end();
+      }
+      // Ctrl-C in both terminals.
+      dev.signal('SIGINT');
+      proxy.signal('SIGINT');
+      await Promise.all([dev.closed, proxy.closed]);
+      expect(proxy.output.join('')).toContain('ws-proxy: SIGINT, closing');
+    } finally {
+      await stopAll(started);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
