@@ -449,6 +449,17 @@ describe.each(DRIVERS)('memory and size bounds (%s)', (driver) => {
     expect((await rawRow(fx, session.id))!.xmin).toBe(before.xmin);
   });
 
+  it('an update over the cheap size bound but within maxSessionBytes is written (drizzle/0019 falls back to the exact size)', async () => {
+    const m = fx.manager({ maxSessionBytes: 64 * 1024 });
+    const { session } = await m.createSession(uid(), { a0: 'a'.repeat(13_000), a1: 'a'.repeat(13_000), a2: 'a'.repeat(13_000) });
+    // Stored ~39 kB + 3 × the change's ~10 kB is over 64 KiB; the merged attributes (~49 kB) are not.
+    session.set('b', 'b'.repeat(10_000));
+    const updated = await m.updateSession(session);
+    expect(updated.get('b')).toBe('b'.repeat(10_000));
+    const { rows } = await fx.t.admin.query(`SELECT attributes -> 'b' ->> 'v' AS b, version FROM ${table(fx)} WHERE id = $1`, [session.id]);
+    expect(rows[0]).toEqual({ b: 'b'.repeat(10_000), version: 2 });
+  });
+
   it('concurrent updates of different keys cannot together pass maxSessionBytes', async () => {
     const m = fx.manager({ maxSessionBytes: 64 * 1024 });
     const { token } = await m.createSession(uid(), {});
