@@ -18,6 +18,11 @@ export interface CleanupDue {
   /** For `source: 'unset'`: sessions created at or before it. */
   unsetCutoff?: number;
   limit: number;
+  /**
+   * The index key (ms) at which the previous statement of the same run stopped (its summary row's `last`):
+   * this statement's scan starts there, past that statement's dead index entries (see cleanupDueStatement).
+   */
+  after?: number;
   /** Record each deleted session in the audit table (expired or idle_expired, ending when it expired). */
   audit?: { idleMs: number | null; reauthMs?: number | null };
   /** Return the ids changed (else only how many). */
@@ -32,6 +37,8 @@ export interface CleanupDueRow {
   attributes: number | null;
   active: number | null;
   audit_error: string | null;
+  /** The summary row's: the greatest index key picked (ms; null when none was), the next statement's `after`. */
+  last: number | null;
 }
 
 /**
@@ -95,10 +102,29 @@ function deleting(t: SQL, n: ObjectNames, p: CleanupDue, picked: SQL, expired: S
  */
 export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPerUser: number): SQL {
   const now = ts(p.now);
-  const pickDue =
-    p.source === 'due'
-      ? sql`LEAST(cleanup_at, expires_at) <= ${now} ORDER BY LEAST(cleanup_at, expires_at)`
-      : sql`cleanup_at IS NULL AND created_at <= ${ts(p.unsetCutoff ?? p.now)} ORDER BY created_at`;
+  // The key of the source's index (drizzle/0015), in the index's own expression so that the bounds are
+  // index conditions.
+  const key = p.source === 'due' ? sql`LEAST(cleanup_at, expires_at)` : sql`created_at`;
+  // Keyset continuation within one run: the previous statement deleted its rows or moved their deadline past
+  // `now` (or, for 'unset', set one, which takes them out of sessions_unarmed_idx), but their index entries
+  // stay until VACUUM, and a scan from the start visits each one's heap tuple again (a block read per dead
+  // entry, a run's blocks per deleted session growing with its statements). So each following statement
+  // starts at the last key the previous one picked (at it, not past it: rows with the same key may remain).
+  // What this skips below that key: rows a concurrent transaction held locked (SKIP LOCKED) and rows whose
+  // deadline a concurrent write moved back below it (an attribute given an expiry, drizzle/0015's
+  // session_update). Both wait for the next run, which starts with no bound: nothing due waits more than one
+  // run. Survivors get a deadline after `now`, touches only move deadlines later, and new sessions have no
+  // deadline (their absolute expiry, in the future, stands for it; in 'unset', a creation time after the
+  // cutoff): none of those comes due during the run anyway.
+  //
+  // Both bounds are given as one-row subqueries: still index conditions (compared when the scan starts), but
+  // values the planner cannot see. Given a constant near the index's low end, the planner reads the index's
+  // actual lowest live key to estimate the condition (PostgreSQL's get_actual_variable_range), and that walk,
+  // which marks nothing dead on its way, visits the heap tuple behind every dead entry from the index's start:
+  // each statement of a run again over all the ones before it.
+  const from = p.after === undefined ? sql`` : sql`${key} >= (SELECT ${ts(p.after)}) AND `;
+  const to = sql`${key} <= (SELECT ${p.source === 'due' ? now : ts(p.unsetCutoff ?? p.now)})`;
+  const pickDue = p.source === 'due' ? sql`${from}${to} ORDER BY ${key}` : sql`cleanup_at IS NULL AND ${from}${to} ORDER BY ${key}`;
   const { expired, attrExpired, deadline } = conditions(p);
   // Each picked row is read by the one CTE that acts on it: c tells which (from the version it locked),
   // so the two updates never read the rows the delete removes, nor each other's (a heap block read per
@@ -114,11 +140,12 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
   const deletedCount = p.audit === undefined ? sql`count(*) FILTER (WHERE c.e)` : sql`(SELECT count(*) FROM d)`;
   // The ids come back only for a caller with a cache to invalidate (the worker's cleaner has none).
   const idRows = p.ids
-    ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS deleted, NULL::float8 AS attributes, NULL::float8 AS active, NULL::text AS audit_error
+    ? sql`SELECT id::text AS id, NULL::float8 AS picked, NULL::float8 AS deleted, NULL::float8 AS attributes, NULL::float8 AS active, NULL::text AS audit_error,
+            NULL::float8 AS last
           FROM (${deletedIds} UNION ALL SELECT id FROM x) AS m UNION ALL `
     : sql``;
   return sql`WITH c AS MATERIALIZED (
-            SELECT s.ctid AS tid, s.id, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
+            SELECT s.ctid AS tid, s.id, ${key} AS k, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
           ), ${deleting(t, n, p, picked(sql`e`), expired, maxPerUser)}
           x AS (UPDATE ${t} AS s SET
               attributes = (SELECT COALESCE(jsonb_object_agg(a.key, a.value), '{}'::jsonb) FROM jsonb_each(s.attributes) AS a
@@ -133,6 +160,7 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
           ${idRows}SELECT NULL::text AS id, count(*)::float8 AS picked, ${deletedCount}::float8 AS deleted,
             (SELECT count(*) FROM x)::float8 AS attributes,
             (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-              AND datname = current_database())::float8 AS active, ${p.audit !== undefined ? sql`(SELECT e FROM a)` : sql`NULL::text`} AS audit_error
+              AND datname = current_database())::float8 AS active, ${p.audit !== undefined ? sql`(SELECT e FROM a)` : sql`NULL::text`} AS audit_error,
+            (extract(epoch from max(c.k)) * 1000)::float8 AS last
             FROM c`;
 }

@@ -127,6 +127,8 @@ export async function deleteExpired(
 async function walkSource(w: Walk, source: 'due' | 'unset'): Promise<void> {
   const { store, o, size, counts } = w;
   let more = true;
+  // Where the previous statement of this source stopped in its index (cleanupDueStatement: keyset continuation).
+  let after: number | undefined;
   while (more && o.signal?.aborted !== true) {
     const t0 = performance.now();
     const r = await store.cleanupDue({
@@ -136,11 +138,13 @@ async function walkSource(w: Walk, source: 'due' | 'unset'): Promise<void> {
       reauthCutoff: w.reauthCutoff,
       unsetCutoff: w.unsetCutoff,
       limit: size,
+      after,
       audit: w.audit,
       ids: w.onChanged !== undefined,
     });
     const ms = performance.now() - t0;
     counts.batches++;
+    if (r.last !== null) after = r.last;
     counts.sessions += r.deleted;
     counts.attributes += r.attributes;
     if (r.ids.length > 0) w.onChanged?.(r.ids);

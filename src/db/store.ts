@@ -377,9 +377,12 @@ export class Store {
    * One cleanup step: the statement of src/db/cleanup-statement.ts over at most `p.limit` sessions whose
    * cleanup deadline has passed. Returns the ids deleted or changed (when asked), how many sessions were
    * deleted, how many had attributes removed, how many rows were picked, and how many other sessions of the
-   * database were running a query (what the cleanup's pace adapts to).
+   * database were running a query (what the cleanup's pace adapts to), and the last index key picked (the
+   * next statement's `after`; null when none was).
    */
-  async cleanupDue(p: CleanupDue): Promise<{ ids: string[]; deleted: number; attributes: number; picked: number; active: number }> {
+  async cleanupDue(
+    p: CleanupDue,
+  ): Promise<{ ids: string[]; deleted: number; attributes: number; picked: number; active: number; last: number | null }> {
     const rows = await this.run<CleanupDueRow>('deleteExpired', cleanupDueStatement(this.#t, this.names, p, this.#audit.maxPerUser));
     const ids: string[] = [];
     let summary: (typeof rows)[number] | undefined;
@@ -395,6 +398,7 @@ export class Store {
       attributes: Number(summary?.attributes ?? 0),
       picked: Number(summary?.picked ?? 0),
       active: Number(summary?.active ?? 0),
+      last: summary?.last == null ? null : Number(summary.last),
     };
   }
 }
