@@ -38,7 +38,7 @@ function makeHotStatements(n: ObjectNames) {
         UPDATE ${t} AS s SET last_accessed = GREATEST(s.last_accessed, v.at)
         FROM (SELECT x.id, to_timestamp(x.ms / 1000) AS at, to_timestamp(x.f / 1000) AS first
               FROM unnest($1::uuid[], $2::float8[], $3::float8[]) AS x(id, ms, f)) AS v
-        WHERE s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $4::float8 / 1000)' : ''}
+        WHERE s.id = ANY($1::uuid[]) AND s.id = v.id AND s.last_accessed < v.at AND s.expires_at > v.at${idle ? ' AND v.first < s.last_accessed + make_interval(secs => $4::float8 / 1000)' : ''}
         RETURNING 1
       ) SELECT count(*)::integer AS n, ${UNCACHEABLE_TEXT} FROM u`);
   const createCall = `${n.createFunction}($1::uuid, decode($2, 'hex'), $3::text, $4::text, $5::jsonb, $6::timestamptz, $7::timestamptz, $8::integer, $9::integer, $10::json, $11::text, $12::text, $13::text, $14::text, $15::boolean, $16::integer, $17::text, $18::jsonb)`;
