@@ -108,8 +108,11 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
   // Keyset continuation within one run: the previous statement deleted its rows or moved their deadline past
   // `now` (or, for 'unset', set one, which takes them out of sessions_unarmed_idx), but their index entries
   // stay until VACUUM, and a scan from the start visits each one's heap tuple again (a block read per dead
-  // entry, a run's blocks per deleted session growing with its statements). So each following statement
+  // entry; the scan then marks the entry dead, and later scans skip it). So each following statement
   // starts at the last key the previous one picked (at it, not past it: rows with the same key may remain).
+  // The run then reads what it deletes and no more; the one visit per dead entry goes to the next run's
+  // first statement, unless a VACUUM (autovacuum, for one) has removed the entry by then: moved, not saved,
+  // when no vacuum comes between two runs (test/db/cleanup-blocks.test.ts; bench/README.md, Scale).
   // What this skips below that key: rows a concurrent transaction held locked (SKIP LOCKED) and rows whose
   // deadline a concurrent write moved back below it (an attribute given an expiry, drizzle/0015's
   // session_update). Both wait for the next run, which starts with no bound: nothing due waits more than one
