@@ -29,6 +29,16 @@ export interface CleanupDue {
   ids: boolean;
 }
 
+/** What one cleanup step did (`Store.cleanupDue`): `last` is the last index key picked, null when none was. */
+export interface CleanupDueResult {
+  ids: string[];
+  deleted: number;
+  attributes: number;
+  picked: number;
+  active: number;
+  last: number | null;
+}
+
 /** A row of the statement: an id changed (the rest null), or the one summary row (id null). */
 export interface CleanupDueRow {
   id: string | null;
@@ -166,4 +176,23 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
               AND datname = current_database())::float8 AS active, ${p.audit !== undefined ? sql`(SELECT e FROM a)` : sql`NULL::text`} AS audit_error,
             (extract(epoch from max(c.k)) * 1000)::float8 AS last
             FROM c`;
+}
+
+/** The statement's rows read: the ids changed, and the summary row's counts and last key. */
+export function readCleanupRows(rows: readonly CleanupDueRow[]): { result: CleanupDueResult; summary: CleanupDueRow | undefined } {
+  const ids: string[] = [];
+  let summary: CleanupDueRow | undefined;
+  for (const r of rows) {
+    if (r.id === null) summary = r;
+    else ids.push(r.id);
+  }
+  const result = {
+    ids,
+    deleted: Number(summary?.deleted ?? 0),
+    attributes: Number(summary?.attributes ?? 0),
+    picked: Number(summary?.picked ?? 0),
+    active: Number(summary?.active ?? 0),
+    last: summary?.last == null ? null : Number(summary.last),
+  };
+  return { result, summary };
 }

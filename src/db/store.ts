@@ -14,7 +14,7 @@ import {
   reportAuditFailure,
   type SessionEndReason,
 } from './audit.ts';
-import { type CleanupDue, type CleanupDueRow, cleanupDueStatement } from './cleanup-statement.ts';
+import { type CleanupDue, type CleanupDueResult, type CleanupDueRow, cleanupDueStatement, readCleanupRows } from './cleanup-statement.ts';
 import { type PgQueryable, pgQueryableOf, rowsOf, type SqlExecutor, type Statement, toSql } from './executor.ts';
 import { iso, liveSince, metaColumns, ts, uncacheable } from './fragments.ts';
 import type { ObjectNames } from './names.ts';
@@ -361,11 +361,8 @@ export class Store {
    * (not a UUID, not a time) are skipped. The batch travels as three arrays (ids, newest and oldest ms),
    * unnested: cheaper to read than json (~1.3x the rows/s, bench section touches), and as a parameter of a
    * prepared statement its length is unknown to the plan, which stays on the primary key (with a batch's
-   * true size in view the planner may hash the whole table for every batch). The rows are found by
-   * `id = ANY(ids)`, hash-joined to the unnested arrays: from PostgreSQL 17 that index scan takes the ids in
-   * order and steps from leaf to leaf instead of descending from the root for each (5,000 touches of 100k
-   * sessions on 18: "Index Searches: 1", 5,032 buffers, against 20,000 for a lookup per id); before 17 it
-   * costs what the lookups did (bench/README.md, "Touch flush").
+   * true size in view the planner may hash the whole table for every batch). How the rows are found: the
+   * statement's comment in src/db/statements.ts.
    */
   async flushTouches(batch: readonly TouchEntry[], now: number, idleMs: number | null): Promise<number> {
     const values = touchArrays(batch, now);
@@ -384,25 +381,10 @@ export class Store {
    * database were running a query (what the cleanup's pace adapts to), and the last index key picked (the
    * next statement's `after`; null when none was).
    */
-  async cleanupDue(
-    p: CleanupDue,
-  ): Promise<{ ids: string[]; deleted: number; attributes: number; picked: number; active: number; last: number | null }> {
+  async cleanupDue(p: CleanupDue): Promise<CleanupDueResult> {
     const rows = await this.run<CleanupDueRow>('deleteExpired', cleanupDueStatement(this.#t, this.names, p, this.#audit.maxPerUser));
-    const ids: string[] = [];
-    let summary: (typeof rows)[number] | undefined;
-    for (const r of rows) {
-      if (r.id === null) summary = r;
-      else ids.push(r.id);
-    }
-    const deleted = Number(summary?.deleted ?? 0);
-    if (summary !== undefined) this.#auditOutcome('deleteExpired', [summary], deleted);
-    return {
-      ids,
-      deleted,
-      attributes: Number(summary?.attributes ?? 0),
-      picked: Number(summary?.picked ?? 0),
-      active: Number(summary?.active ?? 0),
-      last: summary?.last == null ? null : Number(summary.last),
-    };
+    const { result, summary } = readCleanupRows(rows);
+    if (summary !== undefined) this.#auditOutcome('deleteExpired', [summary], result.deleted);
+    return result;
   }
 }
