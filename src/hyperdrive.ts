@@ -91,6 +91,11 @@ export interface HyperdriveSessionsOptions {
   applicationName?: string | undefined;
 }
 
+/** What `hyperdriveSessionMiddleware`'s function returns: `hyperdriveSessions` options plus the middleware's own. */
+export interface HyperdriveSessionMiddlewareOptions<A extends Attributes = Attributes>
+  extends HyperdriveSessionsOptions,
+    Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'> {}
+
 /** The executor `hyperdriveSessions()` builds: a node-postgres or postgres.js client per statement. */
 export interface HyperdriveExecutor extends SqlExecutor {
   readonly $client: PgQueryable;
@@ -183,11 +188,6 @@ function nodePostgresClient(Client: PgClientConstructor, connectionString: strin
 export function hyperdriveSessions<A extends Attributes = Attributes>(options: HyperdriveSessionsOptions): HyperdriveSessions<A> {
   return workersSessions<A, HyperdriveSessionsOptions, HyperdriveExecutor>(options, hyperdriveExecutor);
 }
-
-/** What `hyperdriveSessionMiddleware`'s function returns: `hyperdriveSessions` options plus the middleware's own. */
-export interface HyperdriveSessionMiddlewareOptions<A extends Attributes = Attributes>
-  extends HyperdriveSessionsOptions,
-    Omit<SessionMiddlewareOptions<A>, 'manager' | 'sync'> {}
 
 /**
  * `sessionMiddleware` through Hyperdrive in one call. `init` receives the bindings (`c.env`) on the first
