@@ -72,44 +72,20 @@ export async function seedOursWithTokens(
 /**
  * Inserts `count` sessions into our table in one statement (tokens unknown: for cleanup and touches).
  * `expiredEvery: k` makes every k-th row expired instead (scattered through the table); `from` numbers the
- * users on from there (to load a large table in several statements). `skipCapture`: the rows are written
- * with `session_replication_role = replica` for the statement's transaction, so no change-capture trigger
- * (drizzle/0003 and later) fires for them: a bench's bulk load is not a change any feed should see, and
- * writing a change row per loaded session doubled a 10 M load. Bench only: an application never does
- * this (a feed would miss the writes), and it needs a superuser.
+ * users on from there (to load a large table in several statements). Sessions have no insert trigger
+ * (the change capture fires on updates, deletes and truncates only), so a bulk load writes no change rows.
  */
 export async function seedOursBulk(
   admin: pg.Pool,
   table: string,
   count: number,
   state: RowState,
-  options: { lastAccessed?: number; expiredEvery?: number; from?: number; skipCapture?: boolean } = {},
+  options: { lastAccessed?: number; expiredEvery?: number; from?: number } = {},
 ): Promise<void> {
   const now = Date.now();
   const t = times(state, now);
   const x = times('expired', now);
-  const client = await admin.connect();
-  try {
-    if (options.skipCapture === true) await client.query("BEGIN; SET LOCAL session_replication_role = 'replica'");
-    await insertBulk(client, table, count, t, x, options);
-    if (options.skipCapture === true) await client.query('COMMIT');
-  } catch (e) {
-    if (options.skipCapture === true) await client.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    client.release();
-  }
-}
-
-async function insertBulk(
-  client: pg.PoolClient,
-  table: string,
-  count: number,
-  t: ReturnType<typeof times>,
-  x: ReturnType<typeof times>,
-  options: { lastAccessed?: number; expiredEvery?: number; from?: number },
-): Promise<void> {
-  await client.query(
+  await admin.query(
     `INSERT INTO ${table} (id, token_hash, user_id, attributes, version, created_at, updated_at, last_accessed, expires_at)
      SELECT gen_random_uuid(), sha256(uuid_send(gen_random_uuid())), 'bulk-' || g, $2::jsonb, 1,
        CASE WHEN e THEN $7::timestamptz ELSE $3::timestamptz END, CASE WHEN e THEN $7::timestamptz ELSE $3::timestamptz END,

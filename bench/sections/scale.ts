@@ -103,7 +103,7 @@ async function reniceBackend(client: pg.Pool): Promise<string> {
  * shares the machine; everything measured afterwards runs at normal priority), with the table's indexes
  * dropped during the inserts and built again afterwards under the same names and definitions (a 10 M
  * load inserting into five btrees of random keys took 24 minutes; built afterwards they are also as
- * compact as a REINDEX leaves them), and without change capture for the bulk rows (bench/lib/seed.ts).
+ * compact as a REINDEX leaves them).
  */
 async function load(ctx: BenchContext, table: string, size: number): Promise<string[]> {
   // One backend for the whole load (never closed while idle), so the renice holds for all of it.
@@ -130,7 +130,7 @@ async function load(ctx: BenchContext, table: string, size: number): Promise<str
       const k = Math.floor(KNOWN / chunks) + (c < KNOWN % chunks ? 1 : 0);
       const bulk = Math.min(LOAD_CHUNK, size - from) - k;
       known.push(...(await seedOursWithTokens(loader, table, k, 'live', `known-${c}`)));
-      await seedOursBulk(loader, table, bulk, 'live', { expiredEvery: EXPIRED_EVERY, from, skipCapture: true });
+      await seedOursBulk(loader, table, bulk, 'live', { expiredEvery: EXPIRED_EVERY, from });
       from += bulk + k;
     }
     const t1 = performance.now();

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { AttributeRecord } from './attributes.ts';
+import { knownVersion } from './versions.ts';
 
 /** What the database holds for a session, as read at one moment. Immutable; shared by cache and sessions. */
 export interface SessionRecord {
@@ -174,8 +175,7 @@ export class SessionCache {
     const epoch = ++this.#epoch;
     let i = 0;
     for (const id of ids) {
-      const v = versions?.[i++];
-      const version = typeof v === 'number' && Number.isSafeInteger(v) ? v : undefined;
+      const version = knownVersion(versions?.[i++]) ?? undefined;
       this.#fence(id, epoch, version);
       const token = this.#tokenById.get(id);
       if (token === undefined) continue;
