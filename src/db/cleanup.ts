@@ -60,6 +60,20 @@ export interface CleanupSettings {
 const CLEANUP_PAUSE_MIN = 1;
 const CLEANUP_PAUSE_MAX = 30;
 
+/**
+ * How long one cleanup statement should take, ms: the statement's row limit follows it. A statement of
+ * `batchSize` (5,000 by default) expired sessions takes ~25 ms on an idle 2-core machine but ~150 ms, and
+ * up to ~600 ms, while 4 readers keep both cores busy (bench/, section cleanup): each deleted session
+ * writes its change row (drizzle/0003) and, with audit, its audit row. So a run starts at
+ * CLEANUP_FIRST_LIMIT rows (or `batchSize`, if smaller) and sizes each next statement from the one before:
+ * its rows scaled by CLEANUP_STATEMENT_MS over its duration, at most doubled, at least a quarter, never
+ * over `batchSize` nor under CLEANUP_MIN_LIMIT (or `batchSize`, if smaller: a small batch stays exact). Locks are held and other sessions wait behind a statement for about that long, not
+ * for a whole batch on a loaded machine; the pause still follows the time spent, so the pace is unchanged.
+ */
+const CLEANUP_STATEMENT_MS = 20;
+const CLEANUP_FIRST_LIMIT = 500;
+const CLEANUP_MIN_LIMIT = 100;
+
 /** The cutoffs and audit settings every statement of one run shares. */
 interface Walk {
   store: Store;
@@ -129,6 +143,8 @@ async function walkSource(w: Walk, source: 'due' | 'unset'): Promise<void> {
   let more = true;
   // Where the previous statement of this source stopped in its index (cleanupDueStatement: keyset continuation).
   let after: number | undefined;
+  // This source's statements start small and follow CLEANUP_STATEMENT_MS (see there).
+  let limit = Math.min(size, CLEANUP_FIRST_LIMIT);
   while (more && o.signal?.aborted !== true) {
     const t0 = performance.now();
     const r = await store.cleanupDue({
@@ -137,7 +153,7 @@ async function walkSource(w: Walk, source: 'due' | 'unset'): Promise<void> {
       idleCutoff: w.idleCutoff,
       reauthCutoff: w.reauthCutoff,
       unsetCutoff: w.unsetCutoff,
-      limit: size,
+      limit,
       after,
       audit: w.audit,
       ids: w.onChanged !== undefined,
@@ -152,13 +168,21 @@ async function walkSource(w: Walk, source: 'due' | 'unset'): Promise<void> {
     o.onBatch?.(r.deleted === 0 && r.attributes > 0 ? 'attributes' : 'sessions', r.deleted + r.attributes, ms);
     // Every row picked is deleted or given a later deadline, so a full batch means there may be more;
     // fewer than the limit (locked rows are skipped) means the rest waits for the next run.
-    more = r.picked >= size;
+    more = r.picked >= limit;
+    limit = nextLimit(limit, ms, size);
     // Any query seen running sets the full pause at once; it relaxes only as statements keep finding
     // the database otherwise idle (a fifth of the way per statement).
     w.busy = r.active > 0 ? 1 : w.busy * 0.8;
     const pause = o.pause ?? CLEANUP_PAUSE_MIN + (CLEANUP_PAUSE_MAX - CLEANUP_PAUSE_MIN) * w.busy;
     if (pause > 0 && more) await sleep(ms * pause, o.signal);
   }
+}
+
+/** The row limit of the statement after one of `limit` rows that took `ms` (see CLEANUP_STATEMENT_MS). */
+export function nextLimit(limit: number, ms: number, size: number): number {
+  const scaled = Math.round((limit * CLEANUP_STATEMENT_MS) / Math.max(ms, 1));
+  const floor = Math.min(size, CLEANUP_MIN_LIMIT);
+  return Math.max(floor, Math.min(size, limit * 2, Math.max(Math.ceil(limit / 4), scaled)));
 }
 
 /** Audit rows past their retention (also those written while `audit` was on, if it is off now). */
