@@ -122,11 +122,11 @@ function buildTables(options: SessionTablesOptions) {
       // last access). No index holds last_accessed or the other columns updates change, so touches and
       // attribute updates are HOT updates (no index entries written) when the page has room (fillfactor,
       // drizzle/0005). Cleanup finds the sessions due through the two indexes below, which hold only columns
-      // touches and attribute updates leave alone (cleanup deadlines, drizzle/0015; store.ts, cleanupDue).
+      // touches and attribute updates leave alone (cleanup deadlines, drizzle/0015 and 0020; store.ts, cleanupDue).
       index(`${p}sessions_user_idx`).on(t.userId),
       index(`${p}sessions_group_idx`).on(t.groupId).where(sql`${t.groupId} IS NOT NULL`),
       index(`${p}sessions_cleanup_idx`).using('btree', sql`LEAST(${t.cleanupAt}, ${t.expiresAt})`),
-      index(`${p}sessions_unarmed_idx`).on(t.createdAt).where(sql`${t.cleanupAt} IS NULL`),
+      index(`${p}sessions_unset_idx`).on(t.createdAt, t.expiresAt).where(sql`${t.cleanupAt} IS NULL`),
     ],
   );
   /**

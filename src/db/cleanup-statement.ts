@@ -101,8 +101,10 @@ function deleting(t: SQL, n: ObjectNames, p: CleanupDue, picked: SQL, expired: S
  * The cleanup statement (rows: CleanupDueRow), over the sessions table `t` over the sessions whose cleanup deadline has passed (drizzle/0015), found through
  * an index, oldest deadline first, at most `limit` of them; locked rows are skipped, not waited for.
  * `source: 'due'` reads sessions_cleanup_idx (deadline, or absolute expiry while none is set, at or before
- * `now`); `source: 'unset'` reads sessions_unarmed_idx (no deadline yet, created at or before
- * `unsetCutoff`: old enough to be idle or past its re-authentication period). Of the rows read it deletes
+ * `now`); `source: 'unset'` reads sessions_unset_idx (no deadline yet, created at or before
+ * `unsetCutoff`: old enough to be idle or past its re-authentication period, and not expired absolutely:
+ * those are the 'due' source's, and their entries, dead once it deleted them, are passed in the index,
+ * drizzle/0020). Of the rows read it deletes
  * the expired ones (absolutely, idle when `idleCutoff` is set, past `reauthCutoff` when set), removes
  * expired attributes from the others, and gives every survivor its next deadline: the earliest of its
  * absolute expiry, its idle end, its re-authentication end and its attributes' expiries. Touches only
@@ -112,11 +114,11 @@ function deleting(t: SQL, n: ObjectNames, p: CleanupDue, picked: SQL, expired: S
  */
 export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPerUser: number): SQL {
   const now = ts(p.now);
-  // The key of the source's index (drizzle/0015), in the index's own expression so that the bounds are
-  // index conditions.
+  // The key of the source's index (drizzle/0015, 0020), in the index's own expression so that the bounds are
+  // index conditions; for 'unset', `expires_at > now` on the index's second key as well.
   const key = p.source === 'due' ? sql`LEAST(cleanup_at, expires_at)` : sql`created_at`;
   // Keyset continuation within one run: the previous statement deleted its rows or moved their deadline past
-  // `now` (or, for 'unset', set one, which takes them out of sessions_unarmed_idx), but their index entries
+  // `now` (or, for 'unset', set one, which takes them out of sessions_unset_idx), but their index entries
   // stay until VACUUM, and a scan from the start visits each one's heap tuple again (a block read per dead
   // entry; the scan then marks the entry dead, and later scans skip it). So each following statement
   // starts at the last key the previous one picked (at it, not past it: rows with the same key may remain).
@@ -137,7 +139,10 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
   // each statement of a run again over all the ones before it.
   const from = p.after === undefined ? sql`` : sql`${key} >= (SELECT ${ts(p.after)}) AND `;
   const to = sql`${key} <= (SELECT ${p.source === 'due' ? now : ts(p.unsetCutoff ?? p.now)})`;
-  const pickDue = p.source === 'due' ? sql`${from}${to} ORDER BY ${key}` : sql`cleanup_at IS NULL AND ${from}${to} ORDER BY ${key}`;
+  const pickDue =
+    p.source === 'due'
+      ? sql`${from}${to} ORDER BY ${key}`
+      : sql`cleanup_at IS NULL AND ${from}${to} AND expires_at > (SELECT ${now}) ORDER BY ${key}`;
   const { expired, attrExpired, deadline } = conditions(p);
   // Each picked row is read by the one CTE that acts on it: c tells which (from the version it locked),
   // so the two updates never read the rows the delete removes, nor each other's (a heap block read per

@@ -73,6 +73,17 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     }
     return names;
   };
+  /** The cleanup indexes of a store (drizzle/0015, 0020): name, oid, valid. */
+  const cleanupIndexes = async (schemaName: string) =>
+    (
+      await fx.t.admin.query<{ name: string; oid: string; valid: boolean }>(
+        `SELECT c.relname::text AS name, c.oid::text AS oid, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname IN ('sessions_cleanup_idx', 'sessions_unarmed_idx', 'sessions_unset_idx')
+         ORDER BY 1`,
+        [schemaName],
+      )
+    ).rows;
   /** What an earlier release's createSession sends (drizzle/0010's sixteen-argument function); a token's hash. */
   const oldCreate = (names: ReturnType<typeof objectNames>, token: string, user: string, at = new Date().toISOString()) =>
     fx.t.admin.query<{ id: string }>(
@@ -193,7 +204,7 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
       `${tablePrefix}sessions_group_idx`,
       `${tablePrefix}sessions_pkey`,
       `${tablePrefix}sessions_token_hash_idx`,
-      `${tablePrefix}sessions_unarmed_idx`,
+      `${tablePrefix}sessions_unset_idx`,
       `${tablePrefix}sessions_user_idx`,
     ]);
     expect(indexes.rows.find((r) => r.name === `${tablePrefix}sessions_user_idx`)?.def).toMatch(/\(user_id\)$/);
@@ -358,29 +369,43 @@ describe.each(DRIVERS)('migrate (%s)', (driver) => {
     await fx.t.admin.query(`ALTER TABLE ${names.sessions} ADD COLUMN IF NOT EXISTS "cleanup_at" timestamp (3) with time zone`);
     await fx.t.admin.query(`CREATE INDEX CONCURRENTLY "sessions_cleanup_idx" ON ${names.sessions} (LEAST("cleanup_at", "expires_at"))`);
     await fx.t.admin.query(
+      `CREATE INDEX CONCURRENTLY "sessions_unset_idx" ON ${names.sessions} ("created_at", "expires_at") WHERE "cleanup_at" IS NULL`,
+    );
+    await fx.t.admin.query(
       `CREATE INDEX CONCURRENTLY "sessions_unarmed_idx" ON ${names.sessions} ("created_at") WHERE "cleanup_at" IS NULL`,
     );
-    const indexes = async () =>
-      (
-        await fx.t.admin.query<{ name: string; oid: string; valid: boolean }>(
-          `SELECT c.relname::text AS name, c.oid::text AS oid, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname IN ('sessions_cleanup_idx', 'sessions_unarmed_idx')
-           ORDER BY 1`,
-          [schemaName],
-        )
-      ).rows;
-    const built = await indexes();
+    const built = await cleanupIndexes(schemaName);
     expect(built.map((i) => [i.name, i.valid])).toEqual([
       ['sessions_cleanup_idx', true],
       ['sessions_unarmed_idx', true],
+      ['sessions_unset_idx', true],
     ]);
     expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(ALL_TAGS.filter((tag) => tag >= '0015'));
-    expect(await indexes()).toEqual(built);
+    // drizzle/0020 dropped the one drizzle/0015 had found; the two others are the ones built beforehand.
+    expect(await cleanupIndexes(schemaName)).toEqual(built.filter((i) => i.name !== 'sessions_unarmed_idx'));
     // The session that expired before the upgrade is found through the index; the live one stays.
     const m = new SessionManager(fx.t.db, { schemaName });
     expect((await m.deleteExpired({ pause: 0 })).sessions).toBe(1);
     expect(await m.getSession(`${'g'.repeat(42)}A`)).not.toBeNull();
     // And the schema check finds what it expects.
+    expect((await migrate(fx.t.db, { schemaName })).repaired).toEqual([]);
+  });
+
+  it('carries a store at 0019 forward: the unset index replaces the unarmed one, and cleanup finds the same sessions', async () => {
+    const schemaName = fresh('mig_unset');
+    const names = await storeBefore(schemaName, '0020');
+    expect((await cleanupIndexes(schemaName)).map((i) => i.name)).toEqual(['sessions_cleanup_idx', 'sessions_unarmed_idx']);
+    const user = uid();
+    const threeDaysAgo = new Date(Date.now() - 3 * 86_400_000).toISOString();
+    const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000).toISOString();
+    await oldCreate(names, `${'h'.repeat(42)}A`, user, threeDaysAgo); // idle: created and last seen three days ago
+    await oldCreate(names, `${'i'.repeat(42)}A`, user, eightDaysAgo); // expired a day ago
+    await oldCreate(names, `${'j'.repeat(42)}A`, user);
+    expect((await migrate(fx.t.db, { schemaName })).applied).toEqual(['0020_unset_index']);
+    expect((await cleanupIndexes(schemaName)).map((i) => i.name)).toEqual(['sessions_cleanup_idx', 'sessions_unset_idx']);
+    const m = new SessionManager(fx.t.db, { schemaName, inactivityDuration: 86_400_000 });
+    expect((await m.deleteExpired({ pause: 0 })).sessions).toBe(2);
+    expect(await m.getSession(`${'j'.repeat(42)}A`)).not.toBeNull();
     expect((await migrate(fx.t.db, { schemaName })).repaired).toEqual([]);
   });
 
