@@ -162,15 +162,8 @@ export function cleanupDueStatement(t: SQL, n: ObjectNames, p: CleanupDue, maxPe
             NULL::float8 AS last
           FROM (${deletedIds} UNION ALL SELECT id FROM x) AS m UNION ALL `
     : sql``;
-  // The statement's transaction commits without waiting for its WAL to reach the disk (synchronous_commit off,
-  // for this transaction only: set_config's third argument): while a checkpoint kept the disk busy, that wait
-  // made statements of ~15 ms take 0.1-1 s (PostgreSQL's log_min_duration_statement during the bench's
-  // cleanup section), and the row locks are held until the commit returns. A crash can lose the last
-  // statements' work, atomically with their change rows; the sessions are still expired (reads treat them so)
-  // and the next run deletes them again. The one-time filter is evaluated once, before the scan.
-  const asyncCommit = sql`(SELECT set_config('synchronous_commit', 'off', true)) = 'off'`;
   return sql`WITH c AS MATERIALIZED (
-            SELECT s.ctid AS tid, s.id, ${key} AS k, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${asyncCommit} AND ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
+            SELECT s.ctid AS tid, s.id, ${key} AS k, ${expired} AS e, ${attrExpired} AS ax FROM ${t} AS s WHERE ${pickDue} LIMIT ${p.limit}::integer FOR UPDATE SKIP LOCKED
           ), ${deleting(t, n, p, picked(sql`e`), expired, maxPerUser)}
           x AS (UPDATE ${t} AS s SET
               attributes = (SELECT COALESCE(jsonb_object_agg(a.key, a.value), '{}'::jsonb) FROM jsonb_each(s.attributes) AS a
