@@ -3,9 +3,12 @@
 // loaded machine a statement holds its locks for tens of milliseconds, not for a whole batch. The database
 // is made slow by a trigger that sleeps for each deleted row: a statement can only be slower than that,
 // never faster, so what is asserted does not depend on this machine's speed.
+import type { SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionManager } from '../../src/core/manager.ts';
 import { nextLimit } from '../../src/db/cleanup.ts';
+import type { TransactionalDatabase } from '../../src/db/executor.ts';
 import { migrate } from '../../src/migrate.ts';
 import { dropSchema, openDb, type TestDb, uniqueSchema } from '../support/db.ts';
 
@@ -111,5 +114,41 @@ describe('cleanup statements follow a time budget', () => {
     expect(nextLimit(200, 10_000, 5000)).toBe(100);
     expect(nextLimit(10, 10_000, 10)).toBe(10);
     expect(nextLimit(2, 0, 2)).toBe(2);
+  });
+  // Each statement walks the index in the deadline's order and stops at its limit (src/db/cleanup-statement.ts):
+  // no sort, no bitmap scan, which would read every due session in every statement whatever its limit. The
+  // plans of a run's statements, each explained just before it runs.
+  it("reads its limit's sessions through the index in order, not every due session: no sort in any statement's plan", async () => {
+    // As the bench's cleanup section has them: live sessions, then the expired ones, vacuumed.
+    await t.admin.query(
+      `INSERT INTO ${table} (id, token_hash, user_id, attributes, version, created_at, updated_at, last_accessed, expires_at)
+       SELECT gen_random_uuid(), sha256(uuid_send(gen_random_uuid())), 'live-' || g, '{}'::jsonb, 1, now(), now(), now(), now() + interval '1 day'
+       FROM generate_series(1, 5000) AS g`,
+    );
+    await expired(30_000);
+    await t.admin.query(`VACUUM ANALYZE ${table}`);
+    const dialect = new PgDialect();
+    const plans: string[] = [];
+    const explaining = {
+      async execute(q: SQL) {
+        const { sql: text, params } = dialect.sqlToQuery(q);
+        if (text.includes('WITH c AS MATERIALIZED')) {
+          const r = await t.admin.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, params);
+          plans.push(r.rows.map((x) => x['QUERY PLAN']).join('\n'));
+        }
+        return t.db.execute(q);
+      },
+    };
+    const m = new SessionManager(explaining as unknown as TransactionalDatabase, { schemaName: schema, cacheSize: 0 });
+    const r = await run(m);
+    expect(r.sessions).toBe(30_000);
+    // Statements after the first start where the one before stopped (two bounds on the key).
+    expect(plans.length).toBeGreaterThanOrEqual(5);
+    for (const plan of plans) {
+      const pick = plan.slice(plan.indexOf('CTE c'), plan.indexOf('CTE d'));
+      expect(pick).toMatch(/Index Scan using \S*sessions_(cleanup|unset)_idx/);
+      expect(pick).not.toMatch(/Sort|Bitmap/);
+    }
+    await m.close();
   });
 });
