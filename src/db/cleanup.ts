@@ -61,14 +61,13 @@ const CLEANUP_PAUSE_MIN = 1;
 const CLEANUP_PAUSE_MAX = 30;
 
 /**
- * How long one cleanup statement should take, ms: the statement's row limit follows it. A statement of
- * `batchSize` (5,000 by default) expired sessions takes ~25 ms on an idle 2-core machine but ~150 ms, and
- * up to ~600 ms, while 4 readers keep both cores busy (bench/, section cleanup): each deleted session
- * writes its change row (drizzle/0003) and, with audit, its audit row. So a run starts at
- * CLEANUP_FIRST_LIMIT rows (or `batchSize`, if smaller) and sizes each next statement from the one before:
- * its rows scaled by CLEANUP_STATEMENT_MS over its duration, at most doubled, at least a quarter, never
- * over `batchSize` nor under CLEANUP_MIN_LIMIT (or `batchSize`, if smaller: a small batch stays exact). Locks are held and other sessions wait behind a statement for about that long, not
- * for a whole batch on a loaded machine; the pause still follows the time spent, so the pace is unchanged.
+ * How long one cleanup statement should take, ms: the statement's row limit follows it, so that a statement
+ * holds its row locks, and a core, for about that long however loaded the database is (the same rows take
+ * several times as long while other backends share the cores: bench/, section cleanup, 4 readers on 2
+ * cores). A run starts at CLEANUP_FIRST_LIMIT rows (or `batchSize`, if smaller) and sizes each next
+ * statement from the one before: its rows scaled by CLEANUP_STATEMENT_MS over its duration, at most
+ * doubled, at least a quarter, never over `batchSize` nor under CLEANUP_MIN_LIMIT (or `batchSize`, if
+ * smaller: a small batch stays exact). The pause follows the time spent, so the pace is unchanged.
  */
 const CLEANUP_STATEMENT_MS = 20;
 const CLEANUP_FIRST_LIMIT = 500;
