@@ -3,8 +3,9 @@
 -- sessions_unarmed_idx, on created_at alone. A session with no deadline that expired absolutely is the first
 -- source's to delete (sessions_cleanup_idx: its absolute expiry stands for the deadline); its entry in the
 -- unarmed index stays until VACUUM, and the second source's first statement of the same run visited the heap
--- tuple behind each such entry before finding a live one: a run that deleted 200,000 never-armed expired
--- sessions ended with one statement of ~150 ms alone and 0.5-1 s under load that changed nothing. This index
+-- tuple behind each such entry before finding a live one: after 200,000 never-armed expired sessions were
+-- deleted, that statement took 149-215 ms and changed nothing (deleteExpired({ pause: 0 }) in a scratch run,
+-- with the bench running beside it; test/db/cleanup-blocks.test.ts counts the heap blocks). This index
 -- holds the absolute expiry as its second key, so the second source asks for `expires_at > now` as an index
 -- condition and passes those entries in the index, without reading the heap. Same rows, same order.
 --

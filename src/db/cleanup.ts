@@ -63,8 +63,7 @@ const CLEANUP_PAUSE_MAX = 30;
 /**
  * How long one cleanup statement should take, ms: the statement's row limit follows it, so that a statement
  * holds its row locks, and a core, for about that long however loaded the database is (the same rows take
- * several times as long while other backends share the cores: bench/, section cleanup, 4 readers on 2
- * cores). A run starts at CLEANUP_FIRST_LIMIT rows (or `batchSize`, if smaller) and sizes each next
+ * longer while other backends share the cores). A run starts at CLEANUP_FIRST_LIMIT rows (or `batchSize`, if smaller) and sizes each next
  * statement from the one before: its rows scaled by CLEANUP_STATEMENT_MS over its duration, at most
  * doubled, at least a quarter, never over `batchSize` nor under CLEANUP_MIN_LIMIT (or `batchSize`, if
  * smaller: a small batch stays exact). The pause follows the time spent, so the pace is unchanged.
