@@ -84,11 +84,17 @@ function processOptions(options: ChildOptions) {
 
 function watch(proc: ChildProcess, options: ChildOptions): Child {
   const lines = options.lines ?? [];
+  // This process's own lines: a caller's `lines` may hold an earlier process's too (a restarted worker's log),
+  // and waitForLine must not take their line for this one's.
+  const own = options.lines === undefined ? lines : [];
   const waiters = new Set<(line: string) => void>();
   const onLine = (line: string) => {
     const max = options.maxLineLength;
-    lines.push(max !== undefined && line.length > max ? `${line.slice(0, max)}…` : line);
-    if (options.keep !== undefined && lines.length > options.keep) lines.splice(0, lines.length - options.keep);
+    const kept = max !== undefined && line.length > max ? `${line.slice(0, max)}…` : line;
+    for (const list of own === lines ? [lines] : [lines, own]) {
+      list.push(kept);
+      if (options.keep !== undefined && list.length > options.keep) list.splice(0, list.length - options.keep);
+    }
     options.onLine?.(line);
     for (const w of [...waiters]) w(line);
   };
@@ -118,7 +124,7 @@ function watch(proc: ChildProcess, options: ChildOptions): Child {
   };
   const text = () => [...lines, ...partials.map((p) => p()).filter((l) => l !== '')].join('\n');
   const waitForLine = (re: RegExp, timeoutMs = 20_000) => {
-    const found = lines.find((l) => re.test(l));
+    const found = own.find((l) => re.test(l));
     if (found !== undefined) return Promise.resolve(found);
     return new Promise<string>((resolve, reject) => {
       const done = (settle: () => void) => {
