@@ -53,13 +53,9 @@ interface SizeFigures {
   cleanExpiredMs: number;
   cleanExpiredRows: number;
   cleanExpiredBlocks: number;
-  cleanExpiredRead: number;
   cleanEmptyMs: number;
   cleanEmptyBlocks: number;
   tableBlocks: number;
-  /** A full walk of the table (a sequential scan of every block): blocks read or hit, and read. */
-  walkBlocks: number;
-  walkRead: number;
   workerRss: number;
 }
 
@@ -394,12 +390,9 @@ async function measureSize(ctx: BenchContext, size: number): Promise<SizeFigures
       cleanExpiredMs: expired.ms,
       cleanExpiredRows: expired.rows,
       cleanExpiredBlocks: expired.blocks,
-      cleanExpiredRead: expired.read,
       cleanEmptyMs: empty.ms,
       cleanEmptyBlocks: empty.blocks,
       tableBlocks,
-      walkBlocks: walk.blocks,
-      walkRead: walk.read,
     };
   } finally {
     await dropSchema(ctx.admin, schema);

@@ -151,7 +151,7 @@ describe('cleanup statements follow a time budget', () => {
       // Every statement, the first too, bounds its key on both sides, so the planner expects a small share
       // of the table (a tenth of a narrow range), not a tenth of a third of it: the estimated cost, which
       // decides whether PostgreSQL compiles the statement with JIT first, stays small as the table grows.
-      // Here 17 of the 35,000 rows; the first statement estimated 1,167 with one bound.
+      // With one bound, the first statement here estimated 1,167 of the 35,000 rows.
       const estimate = Number(/CTE c\s+->\s+Limit\s+\(cost=[\d.]+ rows=(\d+)/.exec(pick)?.[1]);
       expect(estimate).toBeGreaterThan(0);
       expect(estimate).toBeLessThanOrEqual(35_000 / 1000);
